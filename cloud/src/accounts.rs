@@ -1,0 +1,452 @@
+//! Accounts and logins: registration with Argon2id, login with a JWT and a rotating
+//! refresh token (one family per login, revoked whole on reuse), browser session cookies,
+//! and listing or revoking one's logins.
+//!
+//! Passwords and tokens stay in `Secret`s; only hashes reach the database.
+
+use crate::audit;
+use crate::auth::{self, ACCESS_TTL_SECS};
+use crate::error::{Error, Result};
+use crate::http::extract::ClientMeta;
+use crate::ratelimit;
+use crate::state::AppState;
+use crate::store::{new_id, now, rfc3339, unique_violation};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::http::StatusCode;
+use base64::Engine;
+use latchkey_shared::pat::sha256_hex;
+use latchkey_shared::secret::SecretString;
+use latchkey_shared::ErrorCode;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
+use utoipa::ToSchema;
+
+const LOGIN_WINDOW_SECS: i64 = 15 * 60;
+const MIN_PASSWORD_LEN: usize = 10;
+const MAX_PASSWORD_LEN: usize = 256;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    pub email: String,
+    pub username: String,
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretString,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: String,
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretString,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    #[schema(value_type = String)]
+    pub refresh_token: SecretString,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub username: String,
+    pub created_at: String,
+}
+
+/// Answer of login and refresh. Carries tokens, so it is sent with `no-store`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenPair {
+    #[schema(value_type = String)]
+    pub access_token: SecretString,
+    #[schema(value_type = String)]
+    pub refresh_token: SecretString,
+    pub token_type: &'static str,
+    /// Seconds until `access_token` expires.
+    pub expires_in: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Session {
+    pub id: String,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    pub created_at: String,
+    pub last_used_at: String,
+    pub expires_at: String,
+    /// The login this request was made with.
+    pub current: bool,
+}
+
+/// A fresh login: its tokens, and the secret of its browser cookie.
+pub struct Login {
+    pub tokens: TokenPair,
+    pub cookie_secret: SecretString,
+    pub max_age_secs: i64,
+}
+
+pub async fn register(state: &AppState, req: RegisterRequest, meta: &ClientMeta) -> Result<User> {
+    let email = normalize_email(&req.email)?;
+    let username = validate_username(&req.username)?;
+    check_password(&req.password, &[&email, &username])?;
+    let password_hash = hash_password(req.password).await?;
+    let id = new_id();
+    let now = now();
+    let inserted = sqlx::query(
+        "insert into users (id, email, username, password_hash, created_at, updated_at) \
+         values ($1, $2, $3, $4, $5, $5)",
+    )
+    .bind(&id)
+    .bind(&email)
+    .bind(&username)
+    .bind(&password_hash)
+    .bind(now)
+    .execute(state.store.pool())
+    .await;
+    if let Err(err) = inserted {
+        return Err(match unique_violation(&err) {
+            Some(c) if c.contains("email") => {
+                Error::client(StatusCode::BAD_REQUEST, ErrorCode::EmailTaken, "an account with this email already exists")
+            }
+            Some(c) if c.contains("username") => {
+                Error::client(StatusCode::BAD_REQUEST, ErrorCode::UsernameTaken, "this username is taken")
+            }
+            _ => err.into(),
+        });
+    }
+    audit::record(
+        &state.store,
+        audit::Event {
+            actor_id: Some(&id),
+            action: "account.register",
+            target: Some(&id),
+            outcome: "success",
+            ip: Some(&meta.ip),
+            user_agent: meta.user_agent.as_deref(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(User { id, email, username, created_at: rfc3339(now) })
+}
+
+pub async fn login(state: &AppState, req: LoginRequest, meta: &ClientMeta) -> Result<Login> {
+    let limits = &state.config;
+    let (ip_hits, retry) = ratelimit::hit(&state.store, &format!("login-ip:{}", meta.ip), LOGIN_WINDOW_SECS).await?;
+    if ip_hits > i64::from(limits.login_attempts_per_ip) {
+        return Err(Error::rate_limited(retry));
+    }
+    let email = req.email.trim().to_lowercase();
+    let fail_key = format!("login-fail:{email}");
+    let (failures, retry) = ratelimit::peek(&state.store, &fail_key, LOGIN_WINDOW_SECS).await?;
+    if failures >= i64::from(limits.login_failures_per_account) {
+        return Err(Error::rate_limited(retry));
+    }
+    let user: Option<(String, String)> = sqlx::query_as("select id, password_hash from users where email = $1")
+        .bind(&email)
+        .fetch_optional(state.store.pool())
+        .await?;
+    // An unknown email costs the same hash as a wrong password and answers the same.
+    let (user_id, hash) = match user {
+        Some((id, hash)) => (Some(id), hash),
+        None => (None, dummy_hash().to_owned()),
+    };
+    let verified = verify_password(req.password, hash).await?;
+    let user_id = match (user_id, verified) {
+        (Some(id), true) => id,
+        (user_id, _) => {
+            ratelimit::hit(&state.store, &fail_key, LOGIN_WINDOW_SECS).await?;
+            audit::record(
+                &state.store,
+                audit::Event {
+                    actor_id: user_id.as_deref(),
+                    action: "account.login",
+                    outcome: "failure",
+                    ip: Some(&meta.ip),
+                    user_agent: meta.user_agent.as_deref(),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            return Err(Error::client(StatusCode::UNAUTHORIZED, ErrorCode::InvalidGrant, "invalid email or password"));
+        }
+    };
+    let now = now();
+    let max_age_secs = i64::from(limits.session_days) * 86_400;
+    let session_id = new_id();
+    let cookie_secret = random_token("");
+    sqlx::query(
+        "insert into sessions (id, user_id, cookie_hash, user_agent, ip, expires_at, last_used_at, created_at, updated_at) \
+         values ($1, $2, $3, $4, $5, $6, $7, $7, $7)",
+    )
+    .bind(&session_id)
+    .bind(&user_id)
+    .bind(sha256_hex(cookie_secret.expose()))
+    .bind(meta.user_agent.as_deref())
+    .bind(&meta.ip)
+    .bind(now + max_age_secs)
+    .bind(now)
+    .execute(state.store.pool())
+    .await?;
+    let refresh_token = insert_refresh_token(state.store.pool(), &session_id, now + max_age_secs).await?;
+    audit::record(
+        &state.store,
+        audit::Event {
+            actor_id: Some(&user_id),
+            action: "account.login",
+            target: Some(&session_id),
+            outcome: "success",
+            ip: Some(&meta.ip),
+            user_agent: meta.user_agent.as_deref(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let access_token = SecretString::new(auth::issue_access_jwt(state, &user_id, &session_id)?);
+    Ok(Login {
+        tokens: TokenPair { access_token, refresh_token, token_type: "Bearer", expires_in: ACCESS_TTL_SECS },
+        cookie_secret,
+        max_age_secs,
+    })
+}
+
+/// Trades a refresh token for a new pair. A refresh token works once: presenting a used
+/// one means it was copied, so the whole login is revoked.
+pub async fn refresh(state: &AppState, req: RefreshRequest, meta: &ClientMeta) -> Result<TokenPair> {
+    let invalid = || Error::client(StatusCode::BAD_REQUEST, ErrorCode::InvalidGrant, "refresh token is invalid, expired or revoked");
+    let row: Option<(String, String, Option<i64>, i64, String, Option<i64>, i64)> = sqlx::query_as(
+        "select r.id, r.session_id, r.used_at, r.expires_at, s.user_id, s.revoked_at, s.expires_at \
+         from refresh_tokens r join sessions s on s.id = r.session_id where r.token_hash = $1",
+    )
+    .bind(sha256_hex(req.refresh_token.expose()))
+    .fetch_optional(state.store.pool())
+    .await?;
+    let (token_id, session_id, used_at, expires_at, user_id, revoked_at, session_expires) = row.ok_or_else(invalid)?;
+    let now = now();
+    if revoked_at.is_some() || session_expires <= now || expires_at <= now {
+        return Err(invalid());
+    }
+    if used_at.is_some() {
+        return Err(reuse_detected(state, &session_id, &user_id, meta).await);
+    }
+    let mut tx = state.store.pool().begin().await?;
+    // Write first, so SQLite takes its write lock at once and concurrent refreshes queue.
+    let claimed = sqlx::query("update refresh_tokens set used_at = $1, updated_at = $1 where id = $2 and used_at is null")
+        .bind(now)
+        .bind(&token_id)
+        .execute(&mut *tx)
+        .await?;
+    if claimed.rows_affected() == 0 {
+        tx.rollback().await?;
+        return Err(reuse_detected(state, &session_id, &user_id, meta).await);
+    }
+    let refresh_token = insert_refresh_token(&mut *tx, &session_id, session_expires).await?;
+    tx.commit().await?;
+    let access_token = SecretString::new(auth::issue_access_jwt(state, &user_id, &session_id)?);
+    Ok(TokenPair { access_token, refresh_token, token_type: "Bearer", expires_in: ACCESS_TTL_SECS })
+}
+
+async fn reuse_detected(state: &AppState, session_id: &str, user_id: &str, meta: &ClientMeta) -> Error {
+    let revoked = revoke_session_row(state, session_id).await;
+    let audited = audit::record(
+        &state.store,
+        audit::Event {
+            actor_id: Some(user_id),
+            action: "account.refresh_reuse",
+            target: Some(session_id),
+            outcome: "session_revoked",
+            ip: Some(&meta.ip),
+            user_agent: meta.user_agent.as_deref(),
+            ..Default::default()
+        },
+    )
+    .await;
+    match revoked.and(audited) {
+        Ok(()) => Error::client(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidGrant,
+            "refresh token was already used; this login has been revoked, log in again",
+        ),
+        Err(e) => e,
+    }
+}
+
+pub async fn logout(state: &AppState, session_id: &str) -> Result<()> {
+    revoke_session_row(state, session_id).await
+}
+
+pub async fn me(state: &AppState, user_id: &str) -> Result<User> {
+    let (id, email, username, created_at): (String, String, String, i64) =
+        sqlx::query_as("select id, email, username, created_at from users where id = $1")
+            .bind(user_id)
+            .fetch_optional(state.store.pool())
+            .await?
+            .ok_or_else(|| Error::unauthenticated("account no longer exists"))?;
+    Ok(User { id, email, username, created_at: rfc3339(created_at) })
+}
+
+pub async fn sessions(state: &AppState, user_id: &str, current: Option<&str>) -> Result<Vec<Session>> {
+    let rows: Vec<(String, Option<String>, Option<String>, i64, i64, i64)> = sqlx::query_as(
+        "select id, user_agent, ip, created_at, last_used_at, expires_at from sessions \
+         where user_id = $1 and revoked_at is null and expires_at > $2 order by created_at desc",
+    )
+    .bind(user_id)
+    .bind(now())
+    .fetch_all(state.store.pool())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, user_agent, ip, created, last_used, expires)| Session {
+            current: current == Some(id.as_str()),
+            id,
+            user_agent,
+            ip,
+            created_at: rfc3339(created),
+            last_used_at: rfc3339(last_used),
+            expires_at: rfc3339(expires),
+        })
+        .collect())
+}
+
+/// Revokes one of the user's own logins; someone else's answers 404.
+pub async fn revoke_session(state: &AppState, user_id: &str, session_id: &str) -> Result<()> {
+    let now = now();
+    let done = sqlx::query(
+        "update sessions set revoked_at = $1, updated_at = $1 where id = $2 and user_id = $3 and revoked_at is null",
+    )
+    .bind(now)
+    .bind(session_id)
+    .bind(user_id)
+    .execute(state.store.pool())
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::not_found("no such session"));
+    }
+    Ok(())
+}
+
+async fn revoke_session_row(state: &AppState, session_id: &str) -> Result<()> {
+    let now = now();
+    sqlx::query("update sessions set revoked_at = $1, updated_at = $1 where id = $2 and revoked_at is null")
+        .bind(now)
+        .bind(session_id)
+        .execute(state.store.pool())
+        .await?;
+    Ok(())
+}
+
+async fn insert_refresh_token<'e, E>(executor: E, session_id: &str, expires_at: i64) -> Result<SecretString>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let token = random_token("lk_rt_");
+    let now = now();
+    sqlx::query(
+        "insert into refresh_tokens (id, session_id, token_hash, expires_at, created_at, updated_at) \
+         values ($1, $2, $3, $4, $5, $5)",
+    )
+    .bind(new_id())
+    .bind(session_id)
+    .bind(sha256_hex(token.expose()))
+    .bind(expires_at)
+    .bind(now)
+    .execute(executor)
+    .await?;
+    Ok(token)
+}
+
+/// 256 random bits, base64url, with an optional recognisable prefix.
+pub fn random_token(prefix: &str) -> SecretString {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    SecretString::new(format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)))
+}
+
+fn normalize_email(raw: &str) -> Result<String> {
+    let email = raw.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+        })
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && email.matches('@').count() == 1;
+    if valid {
+        Ok(email)
+    } else {
+        Err(Error::bad_request("email: not a valid email address"))
+    }
+}
+
+fn validate_username(raw: &str) -> Result<String> {
+    let username = raw.trim().to_lowercase();
+    let valid = (3..=32).contains(&username.len())
+        && username.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if valid {
+        Ok(username)
+    } else {
+        Err(Error::bad_request("username: 3 to 32 characters of a-z, 0-9, _ and -"))
+    }
+}
+
+fn check_password(password: &SecretString, context: &[&str]) -> Result<()> {
+    let pw = password.expose();
+    let weak = |why: &str| Error::client(StatusCode::BAD_REQUEST, ErrorCode::WeakPassword, format!("password: {why}"));
+    let len = pw.chars().count();
+    if len < MIN_PASSWORD_LEN {
+        return Err(weak(&format!("use at least {MIN_PASSWORD_LEN} characters")));
+    }
+    if len > MAX_PASSWORD_LEN {
+        return Err(weak(&format!("use at most {MAX_PASSWORD_LEN} characters")));
+    }
+    let estimate = zxcvbn::zxcvbn(pw, context);
+    if (estimate.score() as u8) < 3 {
+        let hint = estimate
+            .feedback()
+            .and_then(|f| f.warning().map(|w| w.to_string()))
+            .unwrap_or_else(|| "too easy to guess".to_owned());
+        return Err(weak(&format!("{hint}; try a longer phrase of unrelated words")));
+    }
+    Ok(())
+}
+
+/// Argon2id with the crate's defaults (19 MiB, 2 passes), off the async threads.
+async fn hash_password(password: SecretString) -> Result<String> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        Argon2::default()
+            .hash_password(password.expose().as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("password hashing task: {e}"))?
+    .map_err(Error::Internal)
+}
+
+async fn verify_password(password: SecretString, hash: String) -> Result<bool> {
+    tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&hash)
+            .map(|parsed| Argon2::default().verify_password(password.expose().as_bytes(), &parsed).is_ok())
+            .unwrap_or(false)
+    })
+    .await
+    .map_err(|e| Error::Internal(anyhow::anyhow!("password verification task: {e}")))
+}
+
+/// A real Argon2id hash of nothing anyone knows, so unknown accounts cost the same time.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        let secret = random_token("");
+        Argon2::default()
+            .hash_password(secret.expose().as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+}

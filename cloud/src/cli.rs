@@ -1,0 +1,150 @@
+//! The `latchkey-cloud` command line.
+
+use crate::config::{Config, LogFormat, Overrides};
+use crate::server;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+const SETTINGS_HELP: &str = "\
+Settings (environment wins over the config file; flags win over both):
+  LATCHKEY_CONFIG            path of the TOML config file (--config)
+  LATCHKEY_LISTEN            listen address [default: 127.0.0.1:8080]
+  LATCHKEY_PUBLIC_URL        URL people and providers see [default: http://{listen}]
+  LATCHKEY_DATA_DIR          where latchkey.db and the dev-mode key live [default: ./latchkey-data]
+  DATABASE_URL               postgres://… or sqlite://…; unset: SQLite in the data dir
+  LATCHKEY_MASTER_KEY        base64 of 32 bytes, or a ring \"2:<b64>,1:<b64>\" (first encrypts)
+  LATCHKEY_MASTER_KEY_FILE   file holding the master key
+  LATCHKEY_DEV=1             dev mode: generated master key, plain-http cookies, loud warning
+  LATCHKEY_SANDBOX=1         serve the sandbox OAuth provider
+  LATCHKEY_LOG_FORMAT        human | json
+  LATCHKEY_TOKEN_RATE_LIMIT  connection-token requests per minute per PAT (0 = no limit)
+  RUST_LOG                   log filter [default: info]
+Every setting, with comments: `latchkey-cloud example-config`.
+
+Examples:
+  latchkey-cloud --dev                                  # try it: SQLite, generated key
+  DATABASE_URL=postgres://… LATCHKEY_MASTER_KEY=… latchkey-cloud serve
+  latchkey-cloud migrate                                # run migrations and exit";
+
+/// Latchkey cloud: holds managed OAuth app secrets and members' grants, and hands local
+/// agents short-lived access tokens.
+#[derive(Debug, Parser)]
+#[command(name = "latchkey-cloud", version, after_long_help = SETTINGS_HELP, after_help = "Run with --help for every setting.")]
+pub struct Cli {
+    /// TOML config file.
+    #[arg(long, global = true, env = "LATCHKEY_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Listen address.
+    #[arg(long, global = true, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// URL people and providers see.
+    #[arg(long, global = true, value_name = "URL")]
+    public_url: Option<String>,
+    /// Data directory (SQLite file, dev-mode key).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Database URL (postgres://… or sqlite://…).
+    #[arg(long, global = true, value_name = "URL")]
+    database_url: Option<String>,
+    /// Dev mode: generated master key, plain-http cookies. Never in production.
+    #[arg(long, global = true)]
+    dev: bool,
+    /// Serve the sandbox OAuth provider.
+    #[arg(long, global = true)]
+    sandbox: bool,
+    /// Log as JSON lines.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API and pages (the default).
+    Serve,
+    /// Run database migrations and exit.
+    Migrate,
+    /// Master keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Print a commented example config file.
+    ExampleConfig,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Print a new random master key (base64 of 32 bytes).
+    Generate,
+}
+
+impl Cli {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen,
+            public_url: self.public_url.clone(),
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            dev: self.dev.then_some(true),
+            sandbox: self.sandbox.then_some(true),
+            log_format: self.log_json.then_some(LogFormat::Json),
+        }
+    }
+}
+
+/// Entry point of the binary. Returns the process exit code.
+pub async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match &cli.command {
+        Some(Command::ExampleConfig) => {
+            print!("{}", crate::config::EXAMPLE);
+            return std::process::ExitCode::SUCCESS;
+        }
+        Some(Command::Keys(KeysCommand::Generate)) => {
+            println!("{}", crate::crypto::generate_master_key().expose());
+            return std::process::ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    let config = match Config::load(cli.config.as_deref(), &cli.overrides()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("latchkey-cloud: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    init_tracing(config.log_format);
+    let result = match cli.command {
+        None | Some(Command::Serve) => run_serve(config).await,
+        Some(Command::Migrate) => server::open_store(&config).await.map(|_| tracing::info!("migrations are up to date")),
+        Some(Command::Keys(_)) | Some(Command::ExampleConfig) => Ok(()),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("latchkey-cloud: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_serve(config: Config) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let state = server::build_state(config).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e} (set LATCHKEY_LISTEN or --listen)"))?;
+    server::serve(state, listener, server::shutdown_signal()).await
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}

@@ -1,0 +1,331 @@
+//! Configuration: built-in defaults, then the TOML file, then environment variables, then
+//! command-line flags; each later source wins. Every setting is documented in
+//! `latchkey-cloud.example.toml` (printed by `latchkey-cloud example-config`).
+
+use crate::crypto::{self, KeyRing};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use latchkey_shared::secret::SecretString;
+use serde::{Deserialize, Deserializer, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The commented example configuration, compiled in.
+pub const EXAMPLE: &str = include_str!("../latchkey-cloud.example.toml");
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+/// One master key of the ring, as written in the config file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MasterKeyEntry {
+    pub version: u32,
+    /// Base64 of 32 bytes.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Or a file holding it.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// The URL people and providers see; defaults to `http://{listen}`.
+    pub public_url: Option<String>,
+    pub data_dir: PathBuf,
+    /// `postgres://…` or `sqlite://…`; unset: SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    pub database_max_connections: u32,
+    /// Base64 master key, or `version:base64,version:base64` with the active one first.
+    pub master_key: Option<String>,
+    pub master_key_file: Option<PathBuf>,
+    /// The key ring, when it is kept in this file: `[[master_keys]]` entries.
+    #[serde(default)]
+    pub master_keys: Vec<MasterKeyEntry>,
+    /// The version that encrypts; defaults to the highest configured.
+    pub active_key_version: Option<u32>,
+    #[serde(deserialize_with = "flag")]
+    pub dev: bool,
+    #[serde(deserialize_with = "flag")]
+    pub sandbox: bool,
+    pub log_format: LogFormat,
+    /// Connection-token requests per minute per PAT; 0 disables the limit.
+    pub token_rate_limit: u32,
+    /// Failed logins per account per 15 minutes before login is refused.
+    pub login_failures_per_account: u32,
+    /// Login attempts per client IP per 15 minutes.
+    pub login_attempts_per_ip: u32,
+    /// How long a login lasts (its refresh tokens and browser cookie), in days.
+    pub session_days: u32,
+    /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
+    #[serde(deserialize_with = "flag")]
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            data_dir: PathBuf::from("latchkey-data"),
+            database_url: None,
+            database_max_connections: 16,
+            master_key: None,
+            master_key_file: None,
+            master_keys: Vec::new(),
+            active_key_version: None,
+            dev: false,
+            sandbox: false,
+            log_format: LogFormat::Human,
+            token_rate_limit: 600,
+            login_failures_per_account: 10,
+            login_attempts_per_ip: 100,
+            session_days: 30,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+/// Flags set on the command line; `None` leaves the lower sources alone.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dev: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Parse(Box<figment::Error>),
+    #[error("configuration: {0}")]
+    Invalid(String),
+    #[error(
+        "no master key configured.\n  Latchkey encrypts client secrets and grants with it. Make one with\n    \
+         latchkey-cloud keys generate   (or: openssl rand -base64 32)\n  and set LATCHKEY_MASTER_KEY to it \
+         (or master_key_file in the config file).\n  For a throwaway local setup, run with --dev instead."
+    )]
+    NoMasterKey,
+    #[error("master key: {0}")]
+    Key(#[from] crypto::CryptoError),
+    #[error("cannot read or write {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+impl Config {
+    /// Defaults ← file ← environment ← flags.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Invalid(format!("config file {} does not exist", path.display())));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment
+            .merge(Env::prefixed("LATCHKEY_").ignore(&["CONFIG"]).only(&ENV_KEYS))
+            .merge(Env::raw().only(&["DATABASE_URL"]))
+            .merge(Serialized::defaults(overrides));
+        let config: Config = figment.extract().map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let public = self.public_url();
+        if !(public.starts_with("http://") || public.starts_with("https://")) {
+            return Err(ConfigError::Invalid(format!(
+                "public_url `{public}` must start with http:// or https:// (LATCHKEY_PUBLIC_URL)"
+            )));
+        }
+        if self.session_days == 0 {
+            return Err(ConfigError::Invalid("session_days must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// The public URL without a trailing slash.
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    /// Secure cookies whenever people reach us over https.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url().starts_with("https://")
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| crate::store::Store::sqlite_url_for(&self.data_dir))
+    }
+
+    /// Builds the key ring from the configured keys. In dev mode with none configured,
+    /// generates one into the data directory (0600) and reuses it on later starts.
+    pub fn key_ring(&self) -> Result<(KeyRing, KeySource), ConfigError> {
+        let mut keys: Vec<(u32, SecretString)> = Vec::new();
+        for entry in &self.master_keys {
+            let key = match (&entry.key, &entry.key_file) {
+                (Some(k), None) => SecretString::new(k.clone()),
+                (None, Some(path)) => read_key_file(path)?,
+                _ => {
+                    return Err(ConfigError::Invalid(format!(
+                        "master_keys version {}: give exactly one of `key` or `key_file`",
+                        entry.version
+                    )))
+                }
+            };
+            keys.push((entry.version, key));
+        }
+        if let Some(spec) = &self.master_key {
+            keys.extend(parse_key_spec(spec)?);
+        }
+        if let Some(path) = &self.master_key_file {
+            keys.push((1, read_key_file(path)?));
+        }
+        let mut source = KeySource::Configured;
+        if keys.is_empty() {
+            if !self.dev {
+                return Err(ConfigError::NoMasterKey);
+            }
+            let (key, generated) = dev_key(&self.data_dir)?;
+            keys.push((1, key));
+            source = if generated { KeySource::DevGenerated } else { KeySource::DevFile };
+        }
+        let active = match (self.active_key_version, &self.master_key) {
+            (Some(v), _) => v,
+            // In `v2:…,v1:…` the first one is active.
+            (None, Some(spec)) if spec.contains(':') => keys
+                .iter()
+                .find(|(v, _)| spec.trim().starts_with(&format!("{v}:")))
+                .map(|(v, _)| *v)
+                .unwrap_or(1),
+            _ => keys.iter().map(|(v, _)| *v).max().unwrap_or(1),
+        };
+        Ok((KeyRing::new(active, &keys)?, source))
+    }
+}
+
+/// Where the key ring came from, for the start-up message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeySource {
+    Configured,
+    DevGenerated,
+    DevFile,
+}
+
+const ENV_KEYS: [&str; 16] = [
+    "LISTEN",
+    "PUBLIC_URL",
+    "DATA_DIR",
+    "DATABASE_MAX_CONNECTIONS",
+    "MASTER_KEY",
+    "MASTER_KEY_FILE",
+    "ACTIVE_KEY_VERSION",
+    "DEV",
+    "SANDBOX",
+    "LOG_FORMAT",
+    "TOKEN_RATE_LIMIT",
+    "LOGIN_FAILURES_PER_ACCOUNT",
+    "LOGIN_ATTEMPTS_PER_IP",
+    "SESSION_DAYS",
+    "TRUST_FORWARDED_FOR",
+    "DATABASE_URL",
+];
+
+/// `base64` (version 1) or `2:base64,1:base64`.
+fn parse_key_spec(spec: &str) -> Result<Vec<(u32, SecretString)>, ConfigError> {
+    let spec = spec.trim();
+    if !spec.contains(':') {
+        return Ok(vec![(1, SecretString::new(spec.to_owned()))]);
+    }
+    spec.split(',')
+        .map(|part| {
+            let (v, key) = part.trim().split_once(':').ok_or_else(|| {
+                ConfigError::Invalid("LATCHKEY_MASTER_KEY: expected `version:base64` entries".into())
+            })?;
+            let version = v.parse::<u32>().map_err(|_| {
+                ConfigError::Invalid(format!("LATCHKEY_MASTER_KEY: `{v}` is not a key version number"))
+            })?;
+            Ok((version, SecretString::new(key.to_owned())))
+        })
+        .collect()
+}
+
+fn read_key_file(path: &Path) -> Result<SecretString, ConfigError> {
+    std::fs::read_to_string(path)
+        .map(|s| SecretString::new(s.trim().to_owned()))
+        .map_err(|source| ConfigError::Io { path: path.display().to_string(), source })
+}
+
+/// The dev-mode key: `data_dir/master.key`, created 0600 on first use.
+fn dev_key(data_dir: &Path) -> Result<(SecretString, bool), ConfigError> {
+    let path = data_dir.join("master.key");
+    if path.exists() {
+        return Ok((read_key_file(&path)?, false));
+    }
+    let io = |source| ConfigError::Io { path: path.display().to_string(), source };
+    std::fs::create_dir_all(data_dir).map_err(io)?;
+    let key = crypto::generate_master_key();
+    write_private(&path, key.expose()).map_err(io)?;
+    Ok((key, true))
+}
+
+/// Writes a file only its owner can read.
+pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.write_all(b"\n")
+}
+
+/// Accepts `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`, as environment variables
+/// are usually written.
+fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bool(bool),
+        Int(i64),
+        Str(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Bool(b) => Ok(b),
+        Raw::Int(i) => Ok(i != 0),
+        Raw::Str(s) => match s.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" | "" => Ok(false),
+            other => Err(serde::de::Error::custom(format!("`{other}` is not true or false"))),
+        },
+    }
+}

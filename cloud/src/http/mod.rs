@@ -1,0 +1,107 @@
+//! The HTTP surface: the router, its middleware (once, here), the OpenAPI document and
+//! the contract-shaped answers for unknown routes, wrong methods and panics.
+
+pub mod extract;
+
+use crate::error::Error;
+use crate::routes;
+use crate::state::AppState;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use latchkey_shared::ErrorCode;
+use serde::Serialize;
+use std::sync::Arc;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Latchkey", description = "Managed OAuth token broker: the cloud's HTTP API."),
+    tags(
+        (name = "accounts", description = "Accounts, logins and sessions"),
+        (name = "orgs", description = "Orgs and memberships"),
+        (name = "tokens", description = "Personal access tokens"),
+        (name = "operations", description = "Health and readiness"),
+    ),
+    components(schemas(latchkey_shared::ErrorBody, latchkey_shared::ErrorCode, latchkey_shared::Scope))
+)]
+struct ApiDoc;
+
+/// Every documented route, and the OpenAPI document generated from the same list.
+fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(routes::ops::router())
+        .merge(routes::accounts::router())
+        .merge(routes::orgs::router())
+        .merge(routes::tokens::router())
+        .split_for_parts()
+}
+
+/// The OpenAPI 3.1 document of the API, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().1
+}
+
+/// The whole application.
+pub fn app(state: AppState) -> Router {
+    let (router, spec) = api();
+    let spec = Arc::new(spec);
+    let request_id = HeaderName::from_static("x-request-id");
+    router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let spec = Arc::clone(&spec);
+                async move { axum::Json(spec.as_ref().clone()) }
+            }),
+        )
+        .fallback(|| async { Error::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            Error::client(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed, "method not allowed here")
+        })
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(
+            TraceLayer::new_for_http()
+                // Method and path only: query strings can carry OAuth codes and states.
+                .make_span_with(|req: &axum::http::Request<_>| {
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+                })
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            tracing::error!("a request handler panicked");
+            Error::client(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::ServerError, "internal error").into_response()
+        }))
+}
+
+/// A JSON answer that carries a token or secret: never cached.
+pub struct NoStore<T>(pub T);
+
+impl<T: Serialize> IntoResponse for NoStore<T> {
+    fn into_response(self) -> Response {
+        let mut response = axum::Json(self.0).into_response();
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        response
+    }
+}

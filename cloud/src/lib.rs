@@ -1,0 +1,19 @@
+//! The Latchkey cloud as a library: `http::app` builds the router, `server::serve` runs
+//! it on a listener, so tests drive the real service over real HTTP.
+#![forbid(unsafe_code)]
+
+pub mod accounts;
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod http;
+pub mod orgs;
+pub mod pats;
+pub mod ratelimit;
+pub mod routes;
+pub mod server;
+pub mod state;
+pub mod store;

@@ -1,0 +1,388 @@
+//! Orgs and memberships. Who may see and change an org is decided here, once:
+//! a private org does not exist for non-members (404); only owners and admins change an
+//! org; a PAT bound to an org acts only in it.
+
+use crate::audit;
+use crate::auth::Principal;
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use crate::store::{new_id, now, rfc3339, unique_violation};
+use axum::http::StatusCode;
+use latchkey_shared::{ErrorCode, Scope};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Member,
+    Admin,
+    Owner,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Member => "member",
+        }
+    }
+
+    fn parse(s: &str) -> Role {
+        match s {
+            "owner" => Role::Owner,
+            "admin" => Role::Admin,
+            _ => Role::Member,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    Public,
+    Private,
+}
+
+impl Visibility {
+    fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Public => "public",
+            Visibility::Private => "private",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrg {
+    /// 2–32 characters of a-z, 0-9 and `-`.
+    pub slug: String,
+    pub name: String,
+    pub visibility: Visibility,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateOrg {
+    pub name: Option<String>,
+    pub visibility: Option<Visibility>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetRole {
+    pub role: Role,
+}
+
+/// An org as its caller sees it; `role` is null for a public org the caller has not joined.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Org {
+    pub id: String,
+    pub slug: String,
+    pub name: String,
+    pub visibility: Visibility,
+    pub role: Option<Role>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Member {
+    pub user_id: String,
+    pub username: String,
+    pub email: String,
+    pub role: Role,
+    pub joined_at: String,
+}
+
+/// What the caller needs to be in the org for an action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// Anyone who may see the org (public, or a member of a private one).
+    Visible,
+    Member,
+    Admin,
+    Owner,
+}
+
+/// Resolves `{org}` (slug or id) for `principal` and checks `need`, in the contract's
+/// order: unknown or hidden → 404; a PAT bound elsewhere or not a member → 403.
+pub async fn authorize(state: &AppState, principal: &Principal, org_ref: &str, need: Need) -> Result<Org> {
+    let row: Option<(String, String, String, String, Option<String>)> = sqlx::query_as(
+        "select o.id, o.slug, o.name, o.visibility, m.role from orgs o \
+         left join memberships m on m.org_id = o.id and m.user_id = $2 \
+         where o.id = $1 or o.slug = $1",
+    )
+    .bind(org_ref)
+    .bind(&principal.user_id)
+    .fetch_optional(state.store.pool())
+    .await?;
+    let (id, slug, name, visibility, role) = row.ok_or_else(org_not_found)?;
+    let role = role.as_deref().map(Role::parse);
+    let visibility = if visibility == "public" { Visibility::Public } else { Visibility::Private };
+    if visibility == Visibility::Private && role.is_none() {
+        return Err(org_not_found());
+    }
+    if !principal.allows_org(&id) {
+        return Err(not_a_member("this token is bound to another org"));
+    }
+    let org = Org { id, slug, name, visibility, role };
+    match (need, role) {
+        (Need::Visible, _) => Ok(org),
+        (_, None) => Err(not_a_member("you are not a member of this org")),
+        (Need::Member, Some(_)) => Ok(org),
+        (Need::Admin, Some(r)) if r >= Role::Admin => Ok(org),
+        (Need::Owner, Some(Role::Owner)) => Ok(org),
+        (Need::Admin, _) => Err(Error::forbidden("only the org's owners and admins can do this")),
+        (Need::Owner, _) => Err(Error::forbidden("only the org's owners can do this")),
+    }
+}
+
+fn org_not_found() -> Error {
+    Error::not_found("no such org")
+}
+
+fn not_a_member(why: &str) -> Error {
+    Error::client(StatusCode::FORBIDDEN, ErrorCode::NotAMember, why)
+}
+
+pub async fn create(state: &AppState, principal: &Principal, req: CreateOrg) -> Result<Org> {
+    principal.require(Scope::OrgsWrite)?;
+    if principal.pat_id().is_some() && !principal.allows_org("") {
+        return Err(Error::forbidden("a token bound to an org cannot create orgs"));
+    }
+    let slug = validate_slug(&req.slug)?;
+    let name = validate_name(&req.name)?;
+    let id = new_id();
+    let now = now();
+    let mut tx = state.store.pool().begin().await?;
+    let inserted = sqlx::query(
+        "insert into orgs (id, slug, name, visibility, created_at, updated_at) values ($1, $2, $3, $4, $5, $5)",
+    )
+    .bind(&id)
+    .bind(&slug)
+    .bind(&name)
+    .bind(req.visibility.as_str())
+    .bind(now)
+    .execute(&mut *tx)
+    .await;
+    if let Err(err) = inserted {
+        return Err(match unique_violation(&err) {
+            Some(_) => Error::conflict(ErrorCode::SlugTaken, format!("the slug `{slug}` is taken")),
+            None => err.into(),
+        });
+    }
+    sqlx::query(
+        "insert into memberships (org_id, user_id, role, created_at, updated_at) values ($1, $2, 'owner', $3, $3)",
+    )
+    .bind(&id)
+    .bind(&principal.user_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    audit_org(state, principal, &id, "org.create", None).await?;
+    Ok(Org { id, slug, name, visibility: req.visibility, role: Some(Role::Owner) })
+}
+
+/// The caller's orgs, or with `public` every public org.
+pub async fn list(state: &AppState, principal: &Principal, public: bool) -> Result<Vec<Org>> {
+    principal.require(Scope::OrgsRead)?;
+    let sql = if public {
+        "select o.id, o.slug, o.name, o.visibility, m.role from orgs o \
+         left join memberships m on m.org_id = o.id and m.user_id = $1 \
+         where o.visibility = 'public' or m.role is not null order by o.slug"
+    } else {
+        "select o.id, o.slug, o.name, o.visibility, m.role from orgs o \
+         join memberships m on m.org_id = o.id and m.user_id = $1 order by o.slug"
+    };
+    let rows: Vec<(String, String, String, String, Option<String>)> =
+        sqlx::query_as(sql).bind(&principal.user_id).fetch_all(state.store.pool()).await?;
+    Ok(rows
+        .into_iter()
+        .filter(|(id, ..)| principal.allows_org(id))
+        .map(|(id, slug, name, visibility, role)| Org {
+            id,
+            slug,
+            name,
+            visibility: if visibility == "public" { Visibility::Public } else { Visibility::Private },
+            role: role.as_deref().map(Role::parse),
+        })
+        .collect())
+}
+
+pub async fn get(state: &AppState, principal: &Principal, org_ref: &str) -> Result<Org> {
+    principal.require(Scope::OrgsRead)?;
+    authorize(state, principal, org_ref, Need::Visible).await
+}
+
+pub async fn update(state: &AppState, principal: &Principal, org_ref: &str, req: UpdateOrg) -> Result<Org> {
+    principal.require(Scope::OrgsWrite)?;
+    let mut org = authorize(state, principal, org_ref, Need::Admin).await?;
+    if let Some(name) = req.name {
+        org.name = validate_name(&name)?;
+    }
+    if let Some(visibility) = req.visibility {
+        org.visibility = visibility;
+    }
+    sqlx::query("update orgs set name = $1, visibility = $2, updated_at = $3 where id = $4")
+        .bind(&org.name)
+        .bind(org.visibility.as_str())
+        .bind(now())
+        .bind(&org.id)
+        .execute(state.store.pool())
+        .await?;
+    audit_org(state, principal, &org.id, "org.update", None).await?;
+    Ok(org)
+}
+
+/// Joins a public org as a member; joining again changes nothing.
+pub async fn join(state: &AppState, principal: &Principal, org_ref: &str) -> Result<Org> {
+    principal.require(Scope::OrgsWrite)?;
+    let mut org = authorize(state, principal, org_ref, Need::Visible).await?;
+    if org.role.is_some() {
+        return Ok(org);
+    }
+    sqlx::query(
+        "insert into memberships (org_id, user_id, role, created_at, updated_at) values ($1, $2, 'member', $3, $3) \
+         on conflict (org_id, user_id) do nothing",
+    )
+    .bind(&org.id)
+    .bind(&principal.user_id)
+    .bind(now())
+    .execute(state.store.pool())
+    .await?;
+    audit_org(state, principal, &org.id, "org.join", Some(&principal.user_id)).await?;
+    org.role = Some(Role::Member);
+    Ok(org)
+}
+
+/// Owners and admins see the member list.
+pub async fn members(state: &AppState, principal: &Principal, org_ref: &str) -> Result<Vec<Member>> {
+    principal.require(Scope::OrgsRead)?;
+    let org = authorize(state, principal, org_ref, Need::Admin).await?;
+    let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as(
+        "select u.id, u.username, u.email, m.role, m.created_at from memberships m \
+         join users u on u.id = m.user_id where m.org_id = $1 order by m.created_at, u.username",
+    )
+    .bind(&org.id)
+    .fetch_all(state.store.pool())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(user_id, username, email, role, joined)| Member {
+            user_id,
+            username,
+            email,
+            role: Role::parse(&role),
+            joined_at: rfc3339(joined),
+        })
+        .collect())
+}
+
+/// Removes a member (owners and admins), or leaves (anyone, for themselves). Admins
+/// cannot remove owners, and the last owner cannot go.
+pub async fn remove_member(state: &AppState, principal: &Principal, org_ref: &str, user_id: &str) -> Result<()> {
+    principal.require(Scope::OrgsWrite)?;
+    let leaving = user_id == principal.user_id;
+    let org = authorize(state, principal, org_ref, if leaving { Need::Member } else { Need::Admin }).await?;
+    let target_role = role_of(state, &org.id, user_id).await?.ok_or_else(|| Error::not_found("no such member"))?;
+    if !leaving && target_role == Role::Owner && org.role != Some(Role::Owner) {
+        return Err(Error::forbidden("only owners can remove an owner"));
+    }
+    if target_role == Role::Owner {
+        ensure_another_owner(state, &org.id).await?;
+    }
+    sqlx::query("delete from memberships where org_id = $1 and user_id = $2")
+        .bind(&org.id)
+        .bind(user_id)
+        .execute(state.store.pool())
+        .await?;
+    audit_org(state, principal, &org.id, if leaving { "org.leave" } else { "org.remove_member" }, Some(user_id)).await
+}
+
+/// Owners change roles.
+pub async fn set_role(
+    state: &AppState,
+    principal: &Principal,
+    org_ref: &str,
+    user_id: &str,
+    req: SetRole,
+) -> Result<Member> {
+    principal.require(Scope::OrgsWrite)?;
+    let org = authorize(state, principal, org_ref, Need::Owner).await?;
+    let current = role_of(state, &org.id, user_id).await?.ok_or_else(|| Error::not_found("no such member"))?;
+    if current == Role::Owner && req.role != Role::Owner {
+        ensure_another_owner(state, &org.id).await?;
+    }
+    sqlx::query("update memberships set role = $1, updated_at = $2 where org_id = $3 and user_id = $4")
+        .bind(req.role.as_str())
+        .bind(now())
+        .bind(&org.id)
+        .bind(user_id)
+        .execute(state.store.pool())
+        .await?;
+    audit_org(state, principal, &org.id, "org.set_role", Some(user_id)).await?;
+    members(state, principal, &org.id)
+        .await?
+        .into_iter()
+        .find(|m| m.user_id == user_id)
+        .ok_or_else(|| Error::not_found("no such member"))
+}
+
+async fn role_of(state: &AppState, org_id: &str, user_id: &str) -> Result<Option<Role>> {
+    let role: Option<String> = sqlx::query_scalar("select role from memberships where org_id = $1 and user_id = $2")
+        .bind(org_id)
+        .bind(user_id)
+        .fetch_optional(state.store.pool())
+        .await?;
+    Ok(role.as_deref().map(Role::parse))
+}
+
+async fn ensure_another_owner(state: &AppState, org_id: &str) -> Result<()> {
+    let owners: i64 = sqlx::query_scalar("select count(*) from memberships where org_id = $1 and role = 'owner'")
+        .bind(org_id)
+        .fetch_one(state.store.pool())
+        .await?;
+    if owners <= 1 {
+        return Err(Error::conflict(ErrorCode::Conflict, "an org needs at least one owner; make someone else owner first"));
+    }
+    Ok(())
+}
+
+async fn audit_org(state: &AppState, principal: &Principal, org_id: &str, action: &str, target: Option<&str>) -> Result<()> {
+    audit::record(
+        &state.store,
+        audit::Event {
+            org_id: Some(org_id),
+            actor_id: Some(&principal.user_id),
+            pat_id: principal.pat_id(),
+            action,
+            target: target.or(Some(org_id)),
+            outcome: "success",
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+fn validate_slug(raw: &str) -> Result<String> {
+    let slug = raw.trim();
+    let valid = (2..=32).contains(&slug.len())
+        && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !slug.starts_with('-')
+        && !slug.ends_with('-');
+    if valid {
+        Ok(slug.to_owned())
+    } else {
+        Err(Error::bad_request("slug: 2 to 32 characters of a-z, 0-9 and -, not starting or ending with -"))
+    }
+}
+
+fn validate_name(raw: &str) -> Result<String> {
+    let name = raw.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(Error::bad_request("name: 1 to 100 printable characters"));
+    }
+    Ok(name.to_owned())
+}

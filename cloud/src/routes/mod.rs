@@ -1,0 +1,7 @@
+//! HTTP handlers, one module per resource. Each handler parses, authenticates, calls one
+//! domain function and maps the result; nothing else.
+
+pub mod accounts;
+pub mod ops;
+pub mod orgs;
+pub mod tokens;

@@ -1,0 +1,101 @@
+//! Start-up and shutdown: open the store, run migrations, build the key ring, serve.
+
+use crate::config::{Config, KeySource};
+use crate::state::AppState;
+use crate::store::{Backend, Store};
+use anyhow::Context;
+use std::future::Future;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+
+/// Opens the database named by the config and brings its schema up to date.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let url = config.database_url();
+    let store = Store::connect(&url, config.database_max_connections).await?;
+    store.migrate().await?;
+    match store.backend() {
+        Backend::Sqlite => tracing::info!(
+            database = %redact_url(&url),
+            "storage: embedded SQLite (one process; set DATABASE_URL=postgres://… to run replicas on PostgreSQL)"
+        ),
+        Backend::Postgres => tracing::info!(database = %redact_url(&url), "storage: PostgreSQL"),
+    }
+    Ok(store)
+}
+
+/// Everything a running cloud needs.
+pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    let (keys, source) = config.key_ring()?;
+    match source {
+        KeySource::Configured => {}
+        KeySource::DevGenerated => tracing::warn!(
+            path = %config.data_dir.join("master.key").display(),
+            "DEV MODE: generated a master key into the data directory; never use dev mode in production"
+        ),
+        KeySource::DevFile => tracing::warn!(
+            path = %config.data_dir.join("master.key").display(),
+            "DEV MODE: using the generated master key in the data directory; never use dev mode in production"
+        ),
+    }
+    if config.dev {
+        tracing::warn!("DEV MODE is on: plain-http cookies are allowed and secrets are only as safe as this machine");
+    }
+    let store = open_store(&config).await?;
+    Ok(AppState::new(store, config, keys))
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests.
+pub async fn serve(state: AppState, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let addr = listener.local_addr().context("reading the listen address")?;
+    tracing::info!(listen = %addr, public_url = %state.public_url, "latchkey-cloud is serving");
+    let store = state.store.clone();
+    let app = crate::http::app(state);
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
+    store.close().await;
+    tracing::info!("latchkey-cloud stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}
+
+/// A database URL without its password, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let creds = &url[scheme_end + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{}:[redacted]{}", &url[..scheme_end + 3], user, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
