@@ -83,6 +83,27 @@ pub struct Session {
     pub current: bool,
 }
 
+#[derive(sqlx::FromRow)]
+struct RefreshRow {
+    token_id: String,
+    session_id: String,
+    used_at: Option<i64>,
+    expires_at: i64,
+    user_id: String,
+    session_revoked_at: Option<i64>,
+    session_expires_at: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    id: String,
+    user_agent: Option<String>,
+    ip: Option<String>,
+    created_at: i64,
+    last_used_at: i64,
+    expires_at: i64,
+}
+
 /// A fresh login: its tokens, and the secret of its browser cookie.
 pub struct Login {
     pub tokens: TokenPair,
@@ -110,12 +131,16 @@ pub async fn register(state: &AppState, req: RegisterRequest, meta: &ClientMeta)
     .await;
     if let Err(err) = inserted {
         return Err(match unique_violation(&err) {
-            Some(c) if c.contains("email") => {
-                Error::client(StatusCode::BAD_REQUEST, ErrorCode::EmailTaken, "an account with this email already exists")
-            }
-            Some(c) if c.contains("username") => {
-                Error::client(StatusCode::BAD_REQUEST, ErrorCode::UsernameTaken, "this username is taken")
-            }
+            Some(c) if c.contains("email") => Error::client(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::EmailTaken,
+                "an account with this email already exists",
+            ),
+            Some(c) if c.contains("username") => Error::client(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::UsernameTaken,
+                "this username is taken",
+            ),
             _ => err.into(),
         });
     }
@@ -132,12 +157,22 @@ pub async fn register(state: &AppState, req: RegisterRequest, meta: &ClientMeta)
         },
     )
     .await?;
-    Ok(User { id, email, username, created_at: rfc3339(now) })
+    Ok(User {
+        id,
+        email,
+        username,
+        created_at: rfc3339(now),
+    })
 }
 
 pub async fn login(state: &AppState, req: LoginRequest, meta: &ClientMeta) -> Result<Login> {
     let limits = &state.config;
-    let (ip_hits, retry) = ratelimit::hit(&state.store, &format!("login-ip:{}", meta.ip), LOGIN_WINDOW_SECS).await?;
+    let (ip_hits, retry) = ratelimit::hit(
+        &state.store,
+        &format!("login-ip:{}", meta.ip),
+        LOGIN_WINDOW_SECS,
+    )
+    .await?;
     if ip_hits > i64::from(limits.login_attempts_per_ip) {
         return Err(Error::rate_limited(retry));
     }
@@ -147,10 +182,11 @@ pub async fn login(state: &AppState, req: LoginRequest, meta: &ClientMeta) -> Re
     if failures >= i64::from(limits.login_failures_per_account) {
         return Err(Error::rate_limited(retry));
     }
-    let user: Option<(String, String)> = sqlx::query_as("select id, password_hash from users where email = $1")
-        .bind(&email)
-        .fetch_optional(state.store.pool())
-        .await?;
+    let user: Option<(String, String)> =
+        sqlx::query_as("select id, password_hash from users where email = $1")
+            .bind(&email)
+            .fetch_optional(state.store.pool())
+            .await?;
     // An unknown email costs the same hash as a wrong password and answers the same.
     let (user_id, hash) = match user {
         Some((id, hash)) => (Some(id), hash),
@@ -173,7 +209,11 @@ pub async fn login(state: &AppState, req: LoginRequest, meta: &ClientMeta) -> Re
                 },
             )
             .await?;
-            return Err(Error::client(StatusCode::UNAUTHORIZED, ErrorCode::InvalidGrant, "invalid email or password"));
+            return Err(Error::client(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::InvalidGrant,
+                "invalid email or password",
+            ));
         }
     };
     let now = now();
@@ -193,7 +233,8 @@ pub async fn login(state: &AppState, req: LoginRequest, meta: &ClientMeta) -> Re
     .bind(now)
     .execute(state.store.pool())
     .await?;
-    let refresh_token = insert_refresh_token(state.store.pool(), &session_id, now + max_age_secs).await?;
+    let refresh_token =
+        insert_refresh_token(state.store.pool(), &session_id, now + max_age_secs).await?;
     audit::record(
         &state.store,
         audit::Event {
@@ -209,7 +250,12 @@ pub async fn login(state: &AppState, req: LoginRequest, meta: &ClientMeta) -> Re
     .await?;
     let access_token = SecretString::new(auth::issue_access_jwt(state, &user_id, &session_id)?);
     Ok(Login {
-        tokens: TokenPair { access_token, refresh_token, token_type: "Bearer", expires_in: ACCESS_TTL_SECS },
+        tokens: TokenPair {
+            access_token,
+            refresh_token,
+            token_type: "Bearer",
+            expires_in: ACCESS_TTL_SECS,
+        },
         cookie_secret,
         max_age_secs,
     })
@@ -217,18 +263,37 @@ pub async fn login(state: &AppState, req: LoginRequest, meta: &ClientMeta) -> Re
 
 /// Trades a refresh token for a new pair. A refresh token works once: presenting a used
 /// one means it was copied, so the whole login is revoked.
-pub async fn refresh(state: &AppState, req: RefreshRequest, meta: &ClientMeta) -> Result<TokenPair> {
-    let invalid = || Error::client(StatusCode::BAD_REQUEST, ErrorCode::InvalidGrant, "refresh token is invalid, expired or revoked");
-    let row: Option<(String, String, Option<i64>, i64, String, Option<i64>, i64)> = sqlx::query_as(
-        "select r.id, r.session_id, r.used_at, r.expires_at, s.user_id, s.revoked_at, s.expires_at \
+pub async fn refresh(
+    state: &AppState,
+    req: RefreshRequest,
+    meta: &ClientMeta,
+) -> Result<TokenPair> {
+    let invalid = || {
+        Error::client(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidGrant,
+            "refresh token is invalid, expired or revoked",
+        )
+    };
+    let row: Option<RefreshRow> = sqlx::query_as(
+        "select r.id as token_id, r.session_id, r.used_at, r.expires_at, s.user_id, \
+         s.revoked_at as session_revoked_at, s.expires_at as session_expires_at \
          from refresh_tokens r join sessions s on s.id = r.session_id where r.token_hash = $1",
     )
     .bind(sha256_hex(req.refresh_token.expose()))
     .fetch_optional(state.store.pool())
     .await?;
-    let (token_id, session_id, used_at, expires_at, user_id, revoked_at, session_expires) = row.ok_or_else(invalid)?;
+    let RefreshRow {
+        token_id,
+        session_id,
+        used_at,
+        expires_at,
+        user_id,
+        session_revoked_at,
+        session_expires_at: session_expires,
+    } = row.ok_or_else(invalid)?;
     let now = now();
-    if revoked_at.is_some() || session_expires <= now || expires_at <= now {
+    if session_revoked_at.is_some() || session_expires <= now || expires_at <= now {
         return Err(invalid());
     }
     if used_at.is_some() {
@@ -236,11 +301,13 @@ pub async fn refresh(state: &AppState, req: RefreshRequest, meta: &ClientMeta) -
     }
     let mut tx = state.store.pool().begin().await?;
     // Write first, so SQLite takes its write lock at once and concurrent refreshes queue.
-    let claimed = sqlx::query("update refresh_tokens set used_at = $1, updated_at = $1 where id = $2 and used_at is null")
-        .bind(now)
-        .bind(&token_id)
-        .execute(&mut *tx)
-        .await?;
+    let claimed = sqlx::query(
+        "update refresh_tokens set used_at = $1, updated_at = $1 where id = $2 and used_at is null",
+    )
+    .bind(now)
+    .bind(&token_id)
+    .execute(&mut *tx)
+    .await?;
     if claimed.rows_affected() == 0 {
         tx.rollback().await?;
         return Err(reuse_detected(state, &session_id, &user_id, meta).await);
@@ -248,10 +315,20 @@ pub async fn refresh(state: &AppState, req: RefreshRequest, meta: &ClientMeta) -
     let refresh_token = insert_refresh_token(&mut *tx, &session_id, session_expires).await?;
     tx.commit().await?;
     let access_token = SecretString::new(auth::issue_access_jwt(state, &user_id, &session_id)?);
-    Ok(TokenPair { access_token, refresh_token, token_type: "Bearer", expires_in: ACCESS_TTL_SECS })
+    Ok(TokenPair {
+        access_token,
+        refresh_token,
+        token_type: "Bearer",
+        expires_in: ACCESS_TTL_SECS,
+    })
 }
 
-async fn reuse_detected(state: &AppState, session_id: &str, user_id: &str, meta: &ClientMeta) -> Error {
+async fn reuse_detected(
+    state: &AppState,
+    session_id: &str,
+    user_id: &str,
+    meta: &ClientMeta,
+) -> Error {
     let revoked = revoke_session_row(state, session_id).await;
     let audited = audit::record(
         &state.store,
@@ -287,11 +364,20 @@ pub async fn me(state: &AppState, user_id: &str) -> Result<User> {
             .fetch_optional(state.store.pool())
             .await?
             .ok_or_else(|| Error::unauthenticated("account no longer exists"))?;
-    Ok(User { id, email, username, created_at: rfc3339(created_at) })
+    Ok(User {
+        id,
+        email,
+        username,
+        created_at: rfc3339(created_at),
+    })
 }
 
-pub async fn sessions(state: &AppState, user_id: &str, current: Option<&str>) -> Result<Vec<Session>> {
-    let rows: Vec<(String, Option<String>, Option<String>, i64, i64, i64)> = sqlx::query_as(
+pub async fn sessions(
+    state: &AppState,
+    user_id: &str,
+    current: Option<&str>,
+) -> Result<Vec<Session>> {
+    let rows: Vec<SessionRow> = sqlx::query_as(
         "select id, user_agent, ip, created_at, last_used_at, expires_at from sessions \
          where user_id = $1 and revoked_at is null and expires_at > $2 order by created_at desc",
     )
@@ -301,15 +387,24 @@ pub async fn sessions(state: &AppState, user_id: &str, current: Option<&str>) ->
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, user_agent, ip, created, last_used, expires)| Session {
-            current: current == Some(id.as_str()),
-            id,
-            user_agent,
-            ip,
-            created_at: rfc3339(created),
-            last_used_at: rfc3339(last_used),
-            expires_at: rfc3339(expires),
-        })
+        .map(
+            |SessionRow {
+                 id,
+                 user_agent,
+                 ip,
+                 created_at: created,
+                 last_used_at: last_used,
+                 expires_at: expires,
+             }| Session {
+                current: current == Some(id.as_str()),
+                id,
+                user_agent,
+                ip,
+                created_at: rfc3339(created),
+                last_used_at: rfc3339(last_used),
+                expires_at: rfc3339(expires),
+            },
+        )
         .collect())
 }
 
@@ -332,15 +427,21 @@ pub async fn revoke_session(state: &AppState, user_id: &str, session_id: &str) -
 
 async fn revoke_session_row(state: &AppState, session_id: &str) -> Result<()> {
     let now = now();
-    sqlx::query("update sessions set revoked_at = $1, updated_at = $1 where id = $2 and revoked_at is null")
-        .bind(now)
-        .bind(session_id)
-        .execute(state.store.pool())
-        .await?;
+    sqlx::query(
+        "update sessions set revoked_at = $1, updated_at = $1 where id = $2 and revoked_at is null",
+    )
+    .bind(now)
+    .bind(session_id)
+    .execute(state.store.pool())
+    .await?;
     Ok(())
 }
 
-async fn insert_refresh_token<'e, E>(executor: E, session_id: &str, expires_at: i64) -> Result<SecretString>
+async fn insert_refresh_token<'e, E>(
+    executor: E,
+    session_id: &str,
+    expires_at: i64,
+) -> Result<SecretString>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -364,14 +465,20 @@ where
 pub fn random_token(prefix: &str) -> SecretString {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    SecretString::new(format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)))
+    SecretString::new(format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    ))
 }
 
 fn normalize_email(raw: &str) -> Result<String> {
     let email = raw.trim().to_lowercase();
     let valid = email.len() <= 254
         && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
         })
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
         && email.matches('@').count() == 1;
@@ -385,17 +492,27 @@ fn normalize_email(raw: &str) -> Result<String> {
 fn validate_username(raw: &str) -> Result<String> {
     let username = raw.trim().to_lowercase();
     let valid = (3..=32).contains(&username.len())
-        && username.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        && username
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
     if valid {
         Ok(username)
     } else {
-        Err(Error::bad_request("username: 3 to 32 characters of a-z, 0-9, _ and -"))
+        Err(Error::bad_request(
+            "username: 3 to 32 characters of a-z, 0-9, _ and -",
+        ))
     }
 }
 
 fn check_password(password: &SecretString, context: &[&str]) -> Result<()> {
     let pw = password.expose();
-    let weak = |why: &str| Error::client(StatusCode::BAD_REQUEST, ErrorCode::WeakPassword, format!("password: {why}"));
+    let weak = |why: &str| {
+        Error::client(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::WeakPassword,
+            format!("password: {why}"),
+        )
+    };
     let len = pw.chars().count();
     if len < MIN_PASSWORD_LEN {
         return Err(weak(&format!("use at least {MIN_PASSWORD_LEN} characters")));
@@ -409,7 +526,9 @@ fn check_password(password: &SecretString, context: &[&str]) -> Result<()> {
             .feedback()
             .and_then(|f| f.warning().map(|w| w.to_string()))
             .unwrap_or_else(|| "too easy to guess".to_owned());
-        return Err(weak(&format!("{hint}; try a longer phrase of unrelated words")));
+        return Err(weak(&format!(
+            "{hint}; try a longer phrase of unrelated words"
+        )));
     }
     Ok(())
 }
@@ -431,7 +550,11 @@ async fn hash_password(password: SecretString) -> Result<String> {
 async fn verify_password(password: SecretString, hash: String) -> Result<bool> {
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
-            .map(|parsed| Argon2::default().verify_password(password.expose().as_bytes(), &parsed).is_ok())
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.expose().as_bytes(), &parsed)
+                    .is_ok()
+            })
             .unwrap_or(false)
     })
     .await

@@ -117,7 +117,9 @@ pub async fn main() -> std::process::ExitCode {
     init_tracing(config.log_format);
     let result = match cli.command {
         None | Some(Command::Serve) => run_serve(config).await,
-        Some(Command::Migrate) => server::open_store(&config).await.map(|_| tracing::info!("migrations are up to date")),
+        Some(Command::Migrate) => server::open_store(&config)
+            .await
+            .map(|_| tracing::info!("migrations are up to date")),
         Some(Command::Keys(_)) | Some(Command::ExampleConfig) => Ok(()),
     };
     match result {
@@ -133,16 +135,18 @@ pub async fn main() -> std::process::ExitCode {
 async fn run_serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let state = server::build_state(config).await?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e} (set LATCHKEY_LISTEN or --listen)"))?;
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        anyhow::anyhow!("cannot listen on {listen}: {e} (set LATCHKEY_LISTEN or --listen)")
+    })?;
     server::serve(state, listener, server::shutdown_signal()).await
 }
 
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -128,7 +128,10 @@ pub enum ConfigError {
     #[error("master key: {0}")]
     Key(#[from] crypto::CryptoError),
     #[error("cannot read or write {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl Config {
@@ -137,15 +140,24 @@ impl Config {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             if !path.exists() {
-                return Err(ConfigError::Invalid(format!("config file {} does not exist", path.display())));
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
             }
             figment = figment.merge(Toml::file(path));
         }
         figment = figment
-            .merge(Env::prefixed("LATCHKEY_").ignore(&["CONFIG"]).only(&ENV_KEYS))
+            .merge(
+                Env::prefixed("LATCHKEY_")
+                    .ignore(&["CONFIG"])
+                    .only(&ENV_KEYS),
+            )
             .merge(Env::raw().only(&["DATABASE_URL"]))
             .merge(Serialized::defaults(overrides));
-        let config: Config = figment.extract().map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Parse(Box::new(e)))?;
         config.validate()?;
         Ok(config)
     }
@@ -158,7 +170,9 @@ impl Config {
             )));
         }
         if self.session_days == 0 {
-            return Err(ConfigError::Invalid("session_days must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "session_days must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -213,7 +227,11 @@ impl Config {
             }
             let (key, generated) = dev_key(&self.data_dir)?;
             keys.push((1, key));
-            source = if generated { KeySource::DevGenerated } else { KeySource::DevFile };
+            source = if generated {
+                KeySource::DevGenerated
+            } else {
+                KeySource::DevFile
+            };
         }
         let active = match (self.active_key_version, &self.master_key) {
             (Some(v), _) => v,
@@ -265,10 +283,14 @@ fn parse_key_spec(spec: &str) -> Result<Vec<(u32, SecretString)>, ConfigError> {
     spec.split(',')
         .map(|part| {
             let (v, key) = part.trim().split_once(':').ok_or_else(|| {
-                ConfigError::Invalid("LATCHKEY_MASTER_KEY: expected `version:base64` entries".into())
+                ConfigError::Invalid(
+                    "LATCHKEY_MASTER_KEY: expected `version:base64` entries".into(),
+                )
             })?;
             let version = v.parse::<u32>().map_err(|_| {
-                ConfigError::Invalid(format!("LATCHKEY_MASTER_KEY: `{v}` is not a key version number"))
+                ConfigError::Invalid(format!(
+                    "LATCHKEY_MASTER_KEY: `{v}` is not a key version number"
+                ))
             })?;
             Ok((version, SecretString::new(key.to_owned())))
         })
@@ -278,7 +300,10 @@ fn parse_key_spec(spec: &str) -> Result<Vec<(u32, SecretString)>, ConfigError> {
 fn read_key_file(path: &Path) -> Result<SecretString, ConfigError> {
     std::fs::read_to_string(path)
         .map(|s| SecretString::new(s.trim().to_owned()))
-        .map_err(|source| ConfigError::Io { path: path.display().to_string(), source })
+        .map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })
 }
 
 /// The dev-mode key: `data_dir/master.key`, created 0600 on first use.
@@ -287,7 +312,10 @@ fn dev_key(data_dir: &Path) -> Result<(SecretString, bool), ConfigError> {
     if path.exists() {
         return Ok((read_key_file(&path)?, false));
     }
-    let io = |source| ConfigError::Io { path: path.display().to_string(), source };
+    let io = |source| ConfigError::Io {
+        path: path.display().to_string(),
+        source,
+    };
     std::fs::create_dir_all(data_dir).map_err(io)?;
     let key = crypto::generate_master_key();
     write_private(&path, key.expose()).map_err(io)?;
@@ -325,7 +353,9 @@ fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
         Raw::Str(s) => match s.to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "on" => Ok(true),
             "0" | "false" | "no" | "off" | "" => Ok(false),
-            other => Err(serde::de::Error::custom(format!("`{other}` is not true or false"))),
+            other => Err(serde::de::Error::custom(format!(
+                "`{other}` is not true or false"
+            ))),
         },
     }
 }

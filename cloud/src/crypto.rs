@@ -23,7 +23,9 @@ const HEADER_LEN: usize = 4 + NONCE_LEN;
 pub enum CryptoError {
     #[error("master key is not valid base64 of 32 bytes{0}")]
     BadMasterKey(String),
-    #[error("no master key with version {0} is configured; it is needed to decrypt data sealed with it")]
+    #[error(
+        "no master key with version {0} is configured; it is needed to decrypt data sealed with it"
+    )]
     UnknownKeyVersion(u32),
     #[error("stored ciphertext is truncated or corrupt")]
     Corrupt,
@@ -82,7 +84,10 @@ pub fn decode_master_key(b64: &str) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
             .map_err(|_| CryptoError::BadMasterKey(String::new()))?,
     );
     if bytes.len() != 32 {
-        return Err(CryptoError::BadMasterKey(format!(" (it decodes to {} bytes)", bytes.len())));
+        return Err(CryptoError::BadMasterKey(format!(
+            " (it decodes to {} bytes)",
+            bytes.len()
+        )));
     }
     Ok(bytes)
 }
@@ -127,13 +132,22 @@ impl KeyRing {
 
     /// Seals `plaintext` under the active key, bound to `aad`.
     pub fn seal(&self, aad: Aad<'_>, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let key = self.keys.get(&self.active).ok_or(CryptoError::UnknownKeyVersion(self.active))?;
+        let key = self
+            .keys
+            .get(&self.active)
+            .ok_or(CryptoError::UnknownKeyVersion(self.active))?;
         let mut nonce = [0u8; NONCE_LEN];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let aad_bytes = aad.bytes();
         let ct = key
             .aead
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad_bytes })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad_bytes,
+                },
+            )
             .map_err(|_| CryptoError::Encrypt)?;
         let mut out = Vec::with_capacity(HEADER_LEN + ct.len());
         out.extend_from_slice(&self.active.to_be_bytes());
@@ -150,12 +164,18 @@ impl KeyRing {
     /// Opens a stored value; fails clearly on a wrong key or a moved ciphertext.
     pub fn open(&self, aad: Aad<'_>, stored: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         let version = Self::version_of(stored)?;
-        let key = self.keys.get(&version).ok_or(CryptoError::UnknownKeyVersion(version))?;
+        let key = self
+            .keys
+            .get(&version)
+            .ok_or(CryptoError::UnknownKeyVersion(version))?;
         let aad_bytes = aad.bytes();
         key.aead
             .decrypt(
                 Nonce::from_slice(&stored[4..HEADER_LEN]),
-                Payload { msg: &stored[HEADER_LEN..], aad: &aad_bytes },
+                Payload {
+                    msg: &stored[HEADER_LEN..],
+                    aad: &aad_bytes,
+                },
             )
             .map(Zeroizing::new)
             .map_err(|_| CryptoError::Decrypt(aad.describe()))
@@ -164,7 +184,9 @@ impl KeyRing {
     /// Opens a stored secret string.
     pub fn open_str(&self, aad: Aad<'_>, stored: &[u8]) -> Result<SecretString, CryptoError> {
         let bytes = self.open(aad, stored)?;
-        String::from_utf8(bytes.to_vec()).map(SecretString::new).map_err(|_| CryptoError::Corrupt)
+        String::from_utf8(bytes.to_vec())
+            .map(SecretString::new)
+            .map_err(|_| CryptoError::Corrupt)
     }
 
     /// The key version a stored value was sealed with.
@@ -197,12 +219,28 @@ mod tests {
     fn round_trip_and_binding() {
         let k1 = generate_master_key();
         let r = ring(1, &[(1, &k1)]);
-        let aad = Aad { table: "managed_apps", column: "client_secret", row_id: "a" };
+        let aad = Aad {
+            table: "managed_apps",
+            column: "client_secret",
+            row_id: "a",
+        };
         let ct = r.seal(aad, b"s3cret").unwrap();
         assert_eq!(&*r.open(aad, &ct).unwrap(), b"s3cret");
         // Another row or column: refused.
-        assert!(matches!(r.open(Aad { row_id: "b", ..aad }, &ct), Err(CryptoError::Decrypt(_))));
-        assert!(matches!(r.open(Aad { column: "client_id", ..aad }, &ct), Err(CryptoError::Decrypt(_))));
+        assert!(matches!(
+            r.open(Aad { row_id: "b", ..aad }, &ct),
+            Err(CryptoError::Decrypt(_))
+        ));
+        assert!(matches!(
+            r.open(
+                Aad {
+                    column: "client_id",
+                    ..aad
+                },
+                &ct
+            ),
+            Err(CryptoError::Decrypt(_))
+        ));
         // Fresh nonce each time.
         assert_ne!(ct, r.seal(aad, b"s3cret").unwrap());
         // A wrong master key with the same version: clear error, not garbage.
@@ -212,10 +250,16 @@ mod tests {
         let k2 = generate_master_key();
         let rotated = ring(2, &[(1, &k1), (2, &k2)]);
         assert_eq!(&*rotated.open(aad, &ct).unwrap(), b"s3cret");
-        assert_eq!(KeyRing::version_of(&rotated.seal(aad, b"x").unwrap()).unwrap(), 2);
+        assert_eq!(
+            KeyRing::version_of(&rotated.seal(aad, b"x").unwrap()).unwrap(),
+            2
+        );
         // Retired version: says which one is missing.
         let only2 = ring(2, &[(2, &k2)]);
-        assert!(matches!(only2.open(aad, &ct), Err(CryptoError::UnknownKeyVersion(1))));
+        assert!(matches!(
+            only2.open(aad, &ct),
+            Err(CryptoError::UnknownKeyVersion(1))
+        ));
     }
 
     #[test]

@@ -50,6 +50,29 @@ pub struct PatInfo {
     pub created_at: String,
 }
 
+#[derive(sqlx::FromRow)]
+struct PatRow {
+    id: String,
+    name: String,
+    prefix: String,
+    scopes: String,
+    org_id: Option<String>,
+    expires_at: Option<i64>,
+    last_used_at: Option<i64>,
+    created_at: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct PatAuthRow {
+    id: String,
+    user_id: String,
+    scopes: String,
+    org_id: Option<String>,
+    expires_at: Option<i64>,
+    revoked_at: Option<i64>,
+    last_used_at: Option<i64>,
+}
+
 pub async fn create(state: &AppState, principal: &Principal, req: CreatePat) -> Result<CreatedPat> {
     principal.require_login()?;
     let name = req.name.trim().to_owned();
@@ -57,7 +80,11 @@ pub async fn create(state: &AppState, principal: &Principal, req: CreatePat) -> 
         return Err(Error::bad_request("name: 1 to 100 printable characters"));
     }
     let scopes = match req.scopes {
-        Some(list) if list.is_empty() => return Err(Error::bad_request("scopes: give at least one scope, or leave it out for the defaults")),
+        Some(list) if list.is_empty() => {
+            return Err(Error::bad_request(
+                "scopes: give at least one scope, or leave it out for the defaults",
+            ))
+        }
         Some(list) => ScopeSet::new(list),
         None => ScopeSet::defaults(),
     };
@@ -69,10 +96,22 @@ pub async fn create(state: &AppState, principal: &Principal, req: CreatePat) -> 
         None => None,
     };
     let org_id = match &req.org {
-        Some(org_ref) => Some(orgs::authorize(state, principal, org_ref, Need::Member).await?.id),
+        Some(org_ref) => Some(
+            orgs::authorize(state, principal, org_ref, Need::Member)
+                .await?
+                .id,
+        ),
         None => None,
     };
-    let created = insert(state, &principal.user_id, &name, &scopes, expires_at, org_id.as_deref()).await?;
+    let created = insert(
+        state,
+        &principal.user_id,
+        &name,
+        &scopes,
+        expires_at,
+        org_id.as_deref(),
+    )
+    .await?;
     audit::record(
         &state.store,
         audit::Event {
@@ -129,7 +168,7 @@ pub async fn insert(
 /// The caller's live PATs (not revoked; expired ones are listed until cleaned up).
 pub async fn list(state: &AppState, principal: &Principal) -> Result<Vec<PatInfo>> {
     principal.require_login()?;
-    let rows: Vec<(String, String, String, String, Option<String>, Option<i64>, Option<i64>, i64)> = sqlx::query_as(
+    let rows: Vec<PatRow> = sqlx::query_as(
         "select id, name, prefix, scopes, org_id, expires_at, last_used_at, created_at from pats \
          where user_id = $1 and revoked_at is null order by created_at desc",
     )
@@ -137,18 +176,31 @@ pub async fn list(state: &AppState, principal: &Principal) -> Result<Vec<PatInfo
     .fetch_all(state.store.pool())
     .await?;
     rows.into_iter()
-        .map(|(id, name, prefix, scopes, org_id, expires_at, last_used_at, created_at)| {
-            Ok(PatInfo {
-                id,
-                name,
-                prefix,
-                scopes: ScopeSet::from_db(&scopes).map_err(|e| anyhow::anyhow!("stored scopes: {e}"))?.to_vec(),
-                org_id,
-                expires_at: expires_at.map(rfc3339),
-                last_used_at: last_used_at.map(rfc3339),
-                created_at: rfc3339(created_at),
-            })
-        })
+        .map(
+            |PatRow {
+                 id,
+                 name,
+                 prefix,
+                 scopes,
+                 org_id,
+                 expires_at,
+                 last_used_at,
+                 created_at,
+             }| {
+                Ok(PatInfo {
+                    id,
+                    name,
+                    prefix,
+                    scopes: ScopeSet::from_db(&scopes)
+                        .map_err(|e| anyhow::anyhow!("stored scopes: {e}"))?
+                        .to_vec(),
+                    org_id,
+                    expires_at: expires_at.map(rfc3339),
+                    last_used_at: last_used_at.map(rfc3339),
+                    created_at: rfc3339(created_at),
+                })
+            },
+        )
         .collect()
 }
 
@@ -188,15 +240,21 @@ pub async fn revoke(state: &AppState, principal: &Principal, id: &str) -> Result
 /// mistyped token), then one indexed look-up by hash.
 pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal> {
     let pat = Pat::parse(token).map_err(|e| Error::unauthenticated(e.to_string()))?;
-    let row: Option<(String, String, String, Option<String>, Option<i64>, Option<i64>, Option<i64>)> =
-        sqlx::query_as(
+    let row: Option<PatAuthRow> = sqlx::query_as(
             "select id, user_id, scopes, org_id, expires_at, revoked_at, last_used_at from pats where token_hash = $1",
         )
         .bind(pat.hash())
         .fetch_optional(state.store.pool())
         .await?;
-    let (pat_id, user_id, scopes, org_id, expires_at, revoked_at, last_used_at) =
-        row.ok_or_else(|| Error::unauthenticated("unknown personal access token"))?;
+    let PatAuthRow {
+        id: pat_id,
+        user_id,
+        scopes,
+        org_id,
+        expires_at,
+        revoked_at,
+        last_used_at,
+    } = row.ok_or_else(|| Error::unauthenticated("unknown personal access token"))?;
     let now = now();
     if revoked_at.is_some() {
         return Err(Error::unauthenticated("personal access token was revoked"));
@@ -212,5 +270,12 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal> {
             .await?;
     }
     let scopes = ScopeSet::from_db(&scopes).map_err(|e| anyhow::anyhow!("stored scopes: {e}"))?;
-    Ok(Principal { user_id, via: Via::Pat { pat_id, scopes, org_id } })
+    Ok(Principal {
+        user_id,
+        via: Via::Pat {
+            pat_id,
+            scopes,
+            org_id,
+        },
+    })
 }

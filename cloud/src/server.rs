@@ -45,15 +45,24 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests.
-pub async fn serve(state: AppState, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    let addr = listener.local_addr().context("reading the listen address")?;
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let addr = listener
+        .local_addr()
+        .context("reading the listen address")?;
     tracing::info!(listen = %addr, public_url = %state.public_url, "latchkey-cloud is serving");
     let store = state.store.clone();
     let app = crate::http::app(state);
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP")?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("serving HTTP")?;
     store.close().await;
     tracing::info!("latchkey-cloud stopped");
     Ok(())
@@ -94,7 +103,12 @@ pub fn redact_url(url: &str) -> String {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let creds = &url[scheme_end + 3..at];
             let user = creds.split(':').next().unwrap_or("");
-            format!("{}{}:[redacted]{}", &url[..scheme_end + 3], user, &url[at..])
+            format!(
+                "{}{}:[redacted]{}",
+                &url[..scheme_end + 3],
+                user,
+                &url[at..]
+            )
         }
         _ => url.to_owned(),
     }

@@ -21,7 +21,12 @@ pub struct Inner {
 impl AppState {
     pub fn new(store: Store, config: Config, keys: KeyRing) -> Self {
         let public_url = config.public_url();
-        Self(Arc::new(Inner { store, config, keys, public_url }))
+        Self(Arc::new(Inner {
+            store,
+            config,
+            keys,
+            public_url,
+        }))
     }
 }
 

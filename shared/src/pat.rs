@@ -45,7 +45,9 @@ impl Pat {
     /// Checks the shape and checksum of a presented token.
     pub fn parse(token: &str) -> Result<Self, PatFormatError> {
         let rest = token.strip_prefix(PREFIX).ok_or(PatFormatError::NotAPat)?;
-        if rest.len() != RANDOM_LEN + CHECKSUM_LEN || !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        if rest.len() != RANDOM_LEN + CHECKSUM_LEN
+            || !rest.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
             return Err(PatFormatError::Malformed);
         }
         let (random, sum) = rest.split_at(RANDOM_LEN);
@@ -112,9 +114,15 @@ mod tests {
         let mut bytes = s.into_bytes();
         bytes[10] = if bytes[10] == b'a' { b'b' } else { b'a' };
         let tampered = String::from_utf8(bytes).unwrap_or_default();
-        assert_eq!(Pat::parse(&tampered).err(), Some(PatFormatError::BadChecksum));
+        assert_eq!(
+            Pat::parse(&tampered).err(),
+            Some(PatFormatError::BadChecksum)
+        );
         assert_eq!(Pat::parse("ghp_abc").err(), Some(PatFormatError::NotAPat));
-        assert_eq!(Pat::parse("lk_pat_short").err(), Some(PatFormatError::Malformed));
+        assert_eq!(
+            Pat::parse("lk_pat_short").err(),
+            Some(PatFormatError::Malformed)
+        );
     }
 
     #[test]

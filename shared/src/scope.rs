@@ -5,7 +5,19 @@ use std::fmt;
 use std::str::FromStr;
 
 /// What a PAT may do. A PAT never acts beyond its user's rights whatever its scopes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 pub enum Scope {
     #[serde(rename = "connections:read")]
     ConnectionsRead,
@@ -107,10 +119,17 @@ impl ScopeSet {
 
     /// Space-separated, the stored form.
     pub fn to_db(&self) -> String {
-        self.0.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+        self.0
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     pub fn from_db(s: &str) -> Result<Self, UnknownScope> {
-        s.split_whitespace().map(Scope::from_str).collect::<Result<_, _>>().map(Self)
+        s.split_whitespace()
+            .map(Scope::from_str)
+            .collect::<Result<_, _>>()
+            .map(Self)
     }
 }

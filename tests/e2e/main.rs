@@ -1,1 +1,10 @@
+//! End-to-end tests: the cloud over real HTTP, on SQLite and on PostgreSQL.
+//! One test binary (linking many is slow on a small machine), one module per area.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod accounts;
+mod bad_input;
+mod openapi;
+mod orgs;
+mod pats;
+mod replicas;

@@ -100,8 +100,12 @@ pub struct NoStore<T>(pub T);
 impl<T: Serialize> IntoResponse for NoStore<T> {
     fn into_response(self) -> Response {
         let mut response = axum::Json(self.0).into_response();
-        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        response.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+            .headers_mut()
+            .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         response
     }
 }

@@ -112,7 +112,7 @@ pub fn all() -> Vec<ProviderDef> {
             account_name_field: s("/name/display_name"),
             token_auth_method: ClientSecretBasic,
             extra_authorize_params: map(&[("token_access_type", "offline")]),
-            docs_url: s("https://developers.dropbox.com/oauth-guide"),
+            docs_url: s("https://dropbox.tech/developers/using-oauth-2-0-with-offline-access"),
             ..base(
                 "dropbox",
                 "Dropbox",
@@ -239,7 +239,7 @@ pub fn all() -> Vec<ProviderDef> {
             token_request_format: TokenRequestFormat::Json,
             extra_authorize_params: map(&[("owner", "user")]),
             rotates_refresh_tokens: true,
-            docs_url: s("https://developers.notion.com/docs/authorization"),
+            docs_url: s("https://developers.notion.com/reference/create-a-token"),
             ..base(
                 "notion",
                 "Notion",
@@ -282,7 +282,7 @@ pub fn all() -> Vec<ProviderDef> {
             token_auth_method: ClientSecretBasic,
             token_response_pointer: s("/authed_user"),
             rotates_refresh_tokens: true,
-            docs_url: s("https://docs.slack.dev/authentication/installing-with-oauth"),
+            docs_url: s("https://docs.slack.dev/reference/methods/oauth.v2.access"),
             ..base(
                 "slack",
                 "Slack",
@@ -372,7 +372,7 @@ pub fn all() -> Vec<ProviderDef> {
             account_name_field: s("display_name"),
             token_auth_method: ClientSecretBasic,
             rotates_refresh_tokens: true,
-            docs_url: s("https://developers.zoom.us/docs/integrations/oauth/"),
+            docs_url: s("https://developers.zoom.us/docs/rooms/oauth/"),
             ..base(
                 "zoom",
                 "Zoom",

@@ -285,8 +285,14 @@ impl ProviderOverride {
         if let Some(v) = self.token_request_format {
             base.token_request_format = v;
         }
-        set_optional(&mut base.token_response_pointer, self.token_response_pointer);
-        merge_map(&mut base.extra_authorize_params, self.extra_authorize_params);
+        set_optional(
+            &mut base.token_response_pointer,
+            self.token_response_pointer,
+        );
+        merge_map(
+            &mut base.extra_authorize_params,
+            self.extra_authorize_params,
+        );
         if let Some(v) = self.rotates_refresh_tokens {
             base.rotates_refresh_tokens = v;
         }
@@ -360,6 +366,7 @@ const RESERVED_AUTHORIZE_PARAMS: &[&str] = &[
 ];
 
 /// Whether `name` is a valid provider name: `[a-z0-9-]{1,32}`.
+#[must_use]
 pub fn is_valid_provider_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 32
@@ -398,6 +405,7 @@ impl ProviderDef {
     /// Reads `(account id, account name)` from a userinfo response. Each field may be a JSON
     /// pointer (starting with `/`) or a plain top-level field name; numeric values are
     /// stringified. `None` when the id is missing, empty or not a string/number.
+    #[must_use]
     pub fn read_account(&self, v: &Value) -> Option<(String, Option<String>)> {
         let id = lookup(v, &self.account_id_field).and_then(scalar_to_string)?;
         let name = self
@@ -412,6 +420,7 @@ impl ProviderDef {
     /// `expires_in` and `scope`: the object at `token_response_pointer` when it exists and
     /// contains an `access_token`, otherwise the response itself (Slack nests the user token
     /// in the code exchange but not in refresh responses).
+    #[must_use]
     pub fn token_fields<'a>(&self, response: &'a Value) -> &'a Value {
         self.token_response_pointer
             .as_deref()
@@ -421,6 +430,7 @@ impl ProviderDef {
     }
 
     /// Joins scopes for the authorization request with this provider's separator.
+    #[must_use]
     pub fn scope_string(&self, scopes: &[String]) -> String {
         scopes.join(&self.scope_separator)
     }
@@ -428,6 +438,7 @@ impl ProviderDef {
     /// Splits a granted-scope string from a token response. Providers are inconsistent
     /// (GitHub answers comma-separated although it takes space-separated scopes), so this
     /// splits on the provider's separator, whitespace and commas alike.
+    #[must_use]
     pub fn parse_granted_scopes(&self, granted: &str) -> Vec<String> {
         let sep = self.scope_separator.as_str();
         granted
@@ -518,6 +529,10 @@ impl ProviderDef {
     }
 
     /// Checks this definition. `source` decides whether loopback `http` URLs are allowed.
+    ///
+    /// # Errors
+    ///
+    /// The first problem found, naming the provider, the field and the fix.
     pub fn validate(&self, source: DefinitionSource) -> Result<(), RegistryError> {
         if !is_valid_provider_name(&self.name) {
             return Err(RegistryError::InvalidName {
@@ -607,7 +622,8 @@ impl ProviderDef {
                 "use \" \" (the OAuth default) or \",\"",
             ));
         }
-        if self.scope_param.is_empty() || RESERVED_AUTHORIZE_PARAMS.contains(&self.scope_param.as_str())
+        if self.scope_param.is_empty()
+            || RESERVED_AUTHORIZE_PARAMS.contains(&self.scope_param.as_str())
         {
             return Err(self.field_error(
                 "scope_param",
@@ -616,11 +632,15 @@ impl ProviderDef {
             ));
         }
         for s in &self.scopes {
-            if s.is_empty() || s.contains(&self.scope_separator) || s.chars().any(char::is_whitespace)
+            if s.is_empty()
+                || s.contains(&self.scope_separator)
+                || s.chars().any(char::is_whitespace)
             {
                 return Err(self.field_error(
                     "scopes",
-                    format!("contains {s:?}, which is empty or contains the separator or whitespace"),
+                    format!(
+                        "contains {s:?}, which is empty or contains the separator or whitespace"
+                    ),
                     "list each scope as its own string, e.g. scopes = [\"read\", \"write\"]",
                 ));
             }
@@ -653,7 +673,10 @@ fn parse_message(value: &toml::Value, err: &toml::de::Error) -> String {
     for (key, v) in table {
         let mut single = toml::map::Map::new();
         single.insert(key.clone(), v.clone());
-        if toml::Value::Table(single).try_into::<ProviderOverride>().is_err() {
+        if toml::Value::Table(single)
+            .try_into::<ProviderOverride>()
+            .is_err()
+        {
             if message.contains(&format!("`{key}`")) {
                 return message;
             }
@@ -671,6 +694,7 @@ pub struct ProviderRegistry {
 
 impl ProviderRegistry {
     /// The built-in providers only.
+    #[must_use]
     pub fn builtin() -> Self {
         let providers = builtin::all()
             .into_iter()
@@ -680,13 +704,20 @@ impl ProviderRegistry {
     }
 
     /// Whether `name` is a built-in provider.
+    #[must_use]
     pub fn is_builtin(name: &str) -> bool {
         builtin::all().iter().any(|p| p.name == name)
     }
 
     /// The built-ins plus the config file's `[providers.*]` tables: a table named like a
     /// built-in overrides the fields it gives; any other table is a new provider. Everything
-    /// is validated; the first problem found is returned.
+    /// is validated.
+    ///
+    /// # Errors
+    ///
+    /// The first problem found: an invalid table name, a table that does not deserialize
+    /// (unknown field, wrong type, missing required field) or a field that fails
+    /// [`ProviderDef::validate`].
     pub fn with_config(custom: BTreeMap<String, toml::Value>) -> Result<Self, RegistryError> {
         let mut registry = Self::builtin();
         for (name, value) in custom {
@@ -730,6 +761,7 @@ impl ProviderRegistry {
     }
 
     /// The provider called `name`.
+    #[must_use]
     pub fn get(&self, name: &str) -> Option<&ProviderDef> {
         self.providers.get(name)
     }
@@ -740,11 +772,13 @@ impl ProviderRegistry {
     }
 
     /// Number of providers.
+    #[must_use]
     pub fn len(&self) -> usize {
         self.providers.len()
     }
 
     /// Whether there are no providers (never true in practice).
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.providers.is_empty()
     }
@@ -784,8 +818,23 @@ mod tests {
     }
 
     const REQUIRED_BUILTINS: &[&str] = &[
-        "github", "gitlab", "google", "microsoft", "spotify", "twitch", "kick", "discord", "slack",
-        "notion", "linear", "dropbox", "strava", "zoom", "atlassian", "reddit", "x",
+        "github",
+        "gitlab",
+        "google",
+        "microsoft",
+        "spotify",
+        "twitch",
+        "kick",
+        "discord",
+        "slack",
+        "notion",
+        "linear",
+        "dropbox",
+        "strava",
+        "zoom",
+        "atlassian",
+        "reddit",
+        "x",
     ];
 
     #[test]
@@ -857,17 +906,25 @@ mod tests {
         let g = reg.get("google").unwrap();
         assert_eq!(g.authorization_url, "http://127.0.0.1:9000/authorize");
         assert_eq!(g.token_url, "http://localhost:9000/token");
-        assert_eq!(g.userinfo_url.as_deref(), Some("http://[::1]:9000/userinfo"));
+        assert_eq!(
+            g.userinfo_url.as_deref(),
+            Some("http://[::1]:9000/userinfo")
+        );
         assert_eq!(g.revocation_url, None);
         // Untouched fields keep the built-in's values.
         assert_eq!(g.display_name, "Google");
         assert_eq!(g.scopes, vec!["openid", "email", "profile"]);
         assert_eq!(g.issuer.as_deref(), Some("https://accounts.google.com"));
         // Maps merge: hd added, prompt removed, access_type kept.
-        assert_eq!(g.extra_authorize_params.get("hd").map(String::as_str), Some("example.com"));
+        assert_eq!(
+            g.extra_authorize_params.get("hd").map(String::as_str),
+            Some("example.com")
+        );
         assert_eq!(g.extra_authorize_params.get("prompt"), None);
         assert_eq!(
-            g.extra_authorize_params.get("access_type").map(String::as_str),
+            g.extra_authorize_params
+                .get("access_type")
+                .map(String::as_str),
             Some("offline")
         );
         // Other built-ins are still there.
@@ -922,12 +979,21 @@ mod tests {
             "#,
         ))
         .unwrap_err();
-        assert!(matches!(err, RegistryError::InvalidField { field: "token_url", .. }));
+        assert!(matches!(
+            err,
+            RegistryError::InvalidField {
+                field: "token_url",
+                ..
+            }
+        ));
         let msg = err.to_string();
         assert!(msg.contains("\"acme\""), "{msg}");
         assert!(msg.contains("token_url"), "{msg}");
         assert!(msg.contains("use https"), "{msg}");
-        assert!(msg.contains("loopback") || msg.contains("localhost"), "{msg}");
+        assert!(
+            msg.contains("loopback") || msg.contains("localhost"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -985,7 +1051,10 @@ mod tests {
         ))
         .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("token_urll") && msg.contains("\"spotify\""), "{msg}");
+        assert!(
+            msg.contains("token_urll") && msg.contains("\"spotify\""),
+            "{msg}"
+        );
         assert!(msg.contains("overrides the built-in"), "{msg}");
 
         // The name comes from the key, never from a field.
@@ -997,10 +1066,8 @@ mod tests {
         assert!(err.to_string().contains("name"), "{err}");
 
         // Bad values name their field.
-        let err = ProviderRegistry::with_config(config(
-            "[providers.twitch]\npkce = \"maybe\"\n",
-        ))
-        .unwrap_err();
+        let err = ProviderRegistry::with_config(config("[providers.twitch]\npkce = \"maybe\"\n"))
+            .unwrap_err();
         assert!(err.to_string().contains("field `pkce`"), "{err}");
         let err = ProviderRegistry::with_config(config(
             "[providers.acme]\ndisplay_name = \"Acme\"\nauthorization_url = \"https://a.example/a\"\n\
@@ -1017,16 +1084,28 @@ mod tests {
         ))
         .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("token_url") && msg.contains("new provider"), "{msg}");
+        assert!(
+            msg.contains("token_url") && msg.contains("new provider"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn invalid_names_are_refused() {
-        for name in ["Acme", "acme_corp", "", "a23456789012345678901234567890123", "ac me"] {
+        for name in [
+            "Acme",
+            "acme_corp",
+            "",
+            "a23456789012345678901234567890123",
+            "ac me",
+        ] {
             let mut custom = BTreeMap::new();
             custom.insert(name.to_owned(), toml::Value::Table(toml::map::Map::new()));
             let err = ProviderRegistry::with_config(custom).unwrap_err();
-            assert!(matches!(err, RegistryError::InvalidName { .. }), "{name:?}: {err}");
+            assert!(
+                matches!(err, RegistryError::InvalidName { .. }),
+                "{name:?}: {err}"
+            );
         }
         assert!(is_valid_provider_name("a2345678901234567890123456789012"));
         assert!(is_valid_provider_name("my-idp-2"));
@@ -1037,14 +1116,26 @@ mod tests {
         let base = "[providers.acme]\ndisplay_name = \"Acme\"\n\
                     authorization_url = \"https://a.example/a\"\ntoken_url = \"https://a.example/t\"\n";
         for (extra, field) in [
-            ("extra_authorize_params = { state = \"x\" }", "extra_authorize_params"),
-            ("extra_authorize_params = { scope = \"x\" }", "extra_authorize_params"),
+            (
+                "extra_authorize_params = { state = \"x\" }",
+                "extra_authorize_params",
+            ),
+            (
+                "extra_authorize_params = { scope = \"x\" }",
+                "extra_authorize_params",
+            ),
             ("scopes = [\"a b\"]", "scopes"),
             ("scope_separator = \"\"", "scope_separator"),
             ("userinfo_body = \"{}\"", "userinfo_body"),
             ("account_id_field = \"\"", "account_id_field"),
-            ("token_response_pointer = \"authed_user\"", "token_response_pointer"),
-            ("userinfo_headers = { Authorization = \"x\" }", "userinfo_headers"),
+            (
+                "token_response_pointer = \"authed_user\"",
+                "token_response_pointer",
+            ),
+            (
+                "userinfo_headers = { Authorization = \"x\" }",
+                "userinfo_headers",
+            ),
             ("display_name = \" \"", "display_name"),
         ] {
             let src = if extra.starts_with("display_name") {
@@ -1062,22 +1153,34 @@ mod tests {
 
     #[test]
     fn read_account_handles_pointers_plain_fields_and_numbers() {
-        let mut p = builtin::all().into_iter().find(|p| p.name == "github").unwrap();
+        let mut p = builtin::all()
+            .into_iter()
+            .find(|p| p.name == "github")
+            .unwrap();
         // GitHub: plain fields, numeric id.
         let me = json!({"id": 583231, "login": "octocat"});
-        assert_eq!(p.read_account(&me), Some(("583231".into(), Some("octocat".into()))));
+        assert_eq!(
+            p.read_account(&me),
+            Some(("583231".into(), Some("octocat".into())))
+        );
 
         // Pointer form, string id.
         p.account_id_field = "/data/id".into();
         p.account_name_field = Some("/data/username".into());
         let v = json!({"data": {"id": "2244994945", "username": "XDevelopers"}});
-        assert_eq!(p.read_account(&v), Some(("2244994945".into(), Some("XDevelopers".into()))));
+        assert_eq!(
+            p.read_account(&v),
+            Some(("2244994945".into(), Some("XDevelopers".into())))
+        );
 
         // Pointer into an array, numeric id (Kick).
         p.account_id_field = "/data/0/user_id".into();
         p.account_name_field = Some("/data/0/name".into());
         let v = json!({"data": [{"user_id": 123456, "name": "Scorfly"}], "message": "OK"});
-        assert_eq!(p.read_account(&v), Some(("123456".into(), Some("Scorfly".into()))));
+        assert_eq!(
+            p.read_account(&v),
+            Some(("123456".into(), Some("Scorfly".into())))
+        );
 
         // Missing name is fine, missing / empty / non-scalar id is not.
         p.account_id_field = "id".into();
@@ -1089,22 +1192,70 @@ mod tests {
         assert_eq!(p.read_account(&json!({"id": true})), None);
         // A plain field name is not treated as a pointer (dots and slashes are literal).
         p.account_id_field = "user.id".into();
-        assert_eq!(p.read_account(&json!({"user.id": "u1"})), Some(("u1".into(), None)));
+        assert_eq!(
+            p.read_account(&json!({"user.id": "u1"})),
+            Some(("u1".into(), None))
+        );
     }
 
     #[test]
     fn builtin_accounts_read_from_documented_shapes() {
         let reg = ProviderRegistry::builtin();
         let cases = [
-            ("google", json!({"sub": "1099", "email": "a@example.com"}), "1099", "a@example.com"),
-            ("twitch", json!({"sub": "141981764", "preferred_username": "twitchdev"}), "141981764", "twitchdev"),
-            ("kick", json!({"data": [{"user_id": 721956, "name": "Scorfly"}]}), "721956", "Scorfly"),
-            ("x", json!({"data": {"id": "2244994945", "username": "XDevelopers"}}), "2244994945", "XDevelopers"),
-            ("notion", json!({"object": "user", "id": "bot", "bot": {"owner": {"type": "user", "user": {"id": "5389a034", "name": "christine"}}}}), "5389a034", "christine"),
-            ("dropbox", json!({"account_id": "dbid:AAH4", "name": {"display_name": "Franz Ferdinand"}}), "dbid:AAH4", "Franz Ferdinand"),
-            ("linear", json!({"data": {"viewer": {"id": "u-1", "name": "Ada"}}}), "u-1", "Ada"),
-            ("slack", json!({"ok": true, "user": "grace", "user_id": "W12345678"}), "W12345678", "grace"),
-            ("strava", json!({"id": 134815, "username": "marianne_t"}), "134815", "marianne_t"),
+            (
+                "google",
+                json!({"sub": "1099", "email": "a@example.com"}),
+                "1099",
+                "a@example.com",
+            ),
+            (
+                "twitch",
+                json!({"sub": "141981764", "preferred_username": "twitchdev"}),
+                "141981764",
+                "twitchdev",
+            ),
+            (
+                "kick",
+                json!({"data": [{"user_id": 721956, "name": "Scorfly"}]}),
+                "721956",
+                "Scorfly",
+            ),
+            (
+                "x",
+                json!({"data": {"id": "2244994945", "username": "XDevelopers"}}),
+                "2244994945",
+                "XDevelopers",
+            ),
+            (
+                "notion",
+                json!({"object": "user", "id": "bot", "bot": {"owner": {"type": "user", "user": {"id": "5389a034", "name": "christine"}}}}),
+                "5389a034",
+                "christine",
+            ),
+            (
+                "dropbox",
+                json!({"account_id": "dbid:AAH4", "name": {"display_name": "Franz Ferdinand"}}),
+                "dbid:AAH4",
+                "Franz Ferdinand",
+            ),
+            (
+                "linear",
+                json!({"data": {"viewer": {"id": "u-1", "name": "Ada"}}}),
+                "u-1",
+                "Ada",
+            ),
+            (
+                "slack",
+                json!({"ok": true, "user": "grace", "user_id": "W12345678"}),
+                "W12345678",
+                "grace",
+            ),
+            (
+                "strava",
+                json!({"id": 134815, "username": "marianne_t"}),
+                "134815",
+                "marianne_t",
+            ),
         ];
         for (name, body, id, display) in cases {
             let p = reg.get(name).unwrap();
@@ -1136,11 +1287,17 @@ mod tests {
     fn scope_helpers() {
         let reg = ProviderRegistry::builtin();
         let strava = reg.get("strava").unwrap();
-        assert_eq!(strava.scope_string(&["read".into(), "activity:read_all".into()]), "read,activity:read_all");
+        assert_eq!(
+            strava.scope_string(&["read".into(), "activity:read_all".into()]),
+            "read,activity:read_all"
+        );
         let google = reg.get("google").unwrap();
         assert_eq!(google.scope_string(&google.scopes), "openid email profile");
         let github = reg.get("github").unwrap();
-        assert_eq!(github.parse_granted_scopes("repo,gist read:user"), vec!["repo", "gist", "read:user"]);
+        assert_eq!(
+            github.parse_granted_scopes("repo,gist read:user"),
+            vec!["repo", "gist", "read:user"]
+        );
     }
 
     #[test]

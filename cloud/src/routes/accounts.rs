@@ -1,6 +1,8 @@
 //! `/v1/auth/*`, `/v1/me`, `/v1/sessions`: thin handlers over `crate::accounts`.
 
-use crate::accounts::{self, LoginRequest, RefreshRequest, RegisterRequest, Session, TokenPair, User};
+use crate::accounts::{
+    self, LoginRequest, RefreshRequest, RegisterRequest, Session, TokenPair, User,
+};
 use crate::auth::{Principal, SESSION_COOKIE};
 use crate::error::Result;
 use crate::http::extract::{ClientMeta, Json, Path};
@@ -27,8 +29,15 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Create an account.
 #[utoipa::path(post, path = "/v1/auth/register", tag = "accounts", request_body = RegisterRequest,
     responses((status = 201, body = User), (status = 400, description = "invalid input, weak password, email or username taken", body = ErrorBody)))]
-async fn register(State(state): State<AppState>, meta: ClientMeta, Json(req): Json<RegisterRequest>) -> Result<(StatusCode, axum::Json<User>)> {
-    Ok((StatusCode::CREATED, axum::Json(accounts::register(&state, req, &meta).await?)))
+async fn register(
+    State(state): State<AppState>,
+    meta: ClientMeta,
+    Json(req): Json<RegisterRequest>,
+) -> Result<(StatusCode, axum::Json<User>)> {
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(accounts::register(&state, req, &meta).await?),
+    ))
 }
 
 /// Log in: an access JWT (15 minutes) and a rotating refresh token; browsers also get the
@@ -36,7 +45,12 @@ async fn register(State(state): State<AppState>, meta: ClientMeta, Json(req): Js
 #[utoipa::path(post, path = "/v1/auth/login", tag = "accounts", request_body = LoginRequest,
     responses((status = 200, body = TokenPair), (status = 401, description = "wrong email or password", body = ErrorBody),
               (status = 429, description = "too many attempts", body = ErrorBody)))]
-async fn login(State(state): State<AppState>, jar: CookieJar, meta: ClientMeta, Json(req): Json<LoginRequest>) -> Result<(CookieJar, NoStore<TokenPair>)> {
+async fn login(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    meta: ClientMeta,
+    Json(req): Json<LoginRequest>,
+) -> Result<(CookieJar, NoStore<TokenPair>)> {
     let login = accounts::login(&state, req, &meta).await?;
     let cookie = Cookie::build((SESSION_COOKIE, login.cookie_secret.expose().clone()))
         .http_only(true)
@@ -51,16 +65,27 @@ async fn login(State(state): State<AppState>, jar: CookieJar, meta: ClientMeta, 
 /// Trade a refresh token for a new pair. Replaying a used one revokes the whole login.
 #[utoipa::path(post, path = "/v1/auth/refresh", tag = "accounts", request_body = RefreshRequest,
     responses((status = 200, body = TokenPair), (status = 400, description = "invalid, used or revoked refresh token", body = ErrorBody)))]
-async fn refresh(State(state): State<AppState>, meta: ClientMeta, Json(req): Json<RefreshRequest>) -> Result<NoStore<TokenPair>> {
+async fn refresh(
+    State(state): State<AppState>,
+    meta: ClientMeta,
+    Json(req): Json<RefreshRequest>,
+) -> Result<NoStore<TokenPair>> {
     Ok(NoStore(accounts::refresh(&state, req, &meta).await?))
 }
 
 /// End the current login (its refresh tokens, JWTs and cookie).
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "accounts", responses((status = 204), (status = 401, body = ErrorBody)))]
-async fn logout(State(state): State<AppState>, jar: CookieJar, principal: Principal) -> Result<(CookieJar, StatusCode)> {
+async fn logout(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    principal: Principal,
+) -> Result<(CookieJar, StatusCode)> {
     let session_id = principal.require_login()?;
     accounts::logout(&state, session_id).await?;
-    Ok((jar.remove(Cookie::build(SESSION_COOKIE).path("/")), StatusCode::NO_CONTENT))
+    Ok((
+        jar.remove(Cookie::build(SESSION_COOKIE).path("/")),
+        StatusCode::NO_CONTENT,
+    ))
 }
 
 /// The calling user.
@@ -71,15 +96,24 @@ async fn me(State(state): State<AppState>, principal: Principal) -> Result<axum:
 
 /// The caller's active logins.
 #[utoipa::path(get, path = "/v1/sessions", tag = "accounts", responses((status = 200, body = Vec<Session>), (status = 401, body = ErrorBody)))]
-async fn list_sessions(State(state): State<AppState>, principal: Principal) -> Result<axum::Json<Vec<Session>>> {
+async fn list_sessions(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<axum::Json<Vec<Session>>> {
     let current = principal.require_login()?;
-    Ok(axum::Json(accounts::sessions(&state, &principal.user_id, Some(current)).await?))
+    Ok(axum::Json(
+        accounts::sessions(&state, &principal.user_id, Some(current)).await?,
+    ))
 }
 
 /// Revoke one of the caller's logins.
 #[utoipa::path(delete, path = "/v1/sessions/{id}", tag = "accounts", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-async fn revoke_session(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> Result<StatusCode> {
+async fn revoke_session(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
     principal.require_login()?;
     accounts::revoke_session(&state, &principal.user_id, &id).await?;
     Ok(StatusCode::NO_CONTENT)

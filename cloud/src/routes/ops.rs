@@ -10,7 +10,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz))
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -30,7 +32,11 @@ async fn healthz() -> axum::Json<Health> {
 async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Health>> {
     state.store.ping().await.map_err(|e| {
         tracing::warn!(error = %e, "readiness check failed");
-        Error::client(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::ServiceUnavailable, "database unreachable")
+        Error::client(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ServiceUnavailable,
+            "database unreachable",
+        )
     })?;
     Ok(axum::Json(Health { status: "ready" }))
 }

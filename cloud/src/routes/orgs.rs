@@ -32,48 +32,84 @@ struct ListQuery {
 /// Create an org; the caller becomes its owner.
 #[utoipa::path(post, path = "/v1/orgs", tag = "orgs", request_body = CreateOrg,
     responses((status = 201, body = Org), (status = 400, body = ErrorBody), (status = 409, description = "slug taken", body = ErrorBody)))]
-async fn create_org(State(state): State<AppState>, principal: Principal, Json(req): Json<CreateOrg>) -> Result<(StatusCode, axum::Json<Org>)> {
-    Ok((StatusCode::CREATED, axum::Json(orgs::create(&state, &principal, req).await?)))
+async fn create_org(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(req): Json<CreateOrg>,
+) -> Result<(StatusCode, axum::Json<Org>)> {
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(orgs::create(&state, &principal, req).await?),
+    ))
 }
 
 /// The caller's orgs (`?public=true`: and every public org).
 #[utoipa::path(get, path = "/v1/orgs", tag = "orgs", params(ListQuery), responses((status = 200, body = Vec<Org>)))]
-async fn list_orgs(State(state): State<AppState>, principal: Principal, Query(query): Query<ListQuery>) -> Result<axum::Json<Vec<Org>>> {
-    Ok(axum::Json(orgs::list(&state, &principal, query.public).await?))
+async fn list_orgs(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(query): Query<ListQuery>,
+) -> Result<axum::Json<Vec<Org>>> {
+    Ok(axum::Json(
+        orgs::list(&state, &principal, query.public).await?,
+    ))
 }
 
 /// One org by slug or id. A private org is 404 to non-members.
 #[utoipa::path(get, path = "/v1/orgs/{org}", tag = "orgs", params(("org" = String, Path, description = "slug or id")),
     responses((status = 200, body = Org), (status = 404, body = ErrorBody)))]
-async fn get_org(State(state): State<AppState>, principal: Principal, Path(org): Path<String>) -> Result<axum::Json<Org>> {
+async fn get_org(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(org): Path<String>,
+) -> Result<axum::Json<Org>> {
     Ok(axum::Json(orgs::get(&state, &principal, &org).await?))
 }
 
 /// Rename an org or change its visibility (owners and admins).
 #[utoipa::path(patch, path = "/v1/orgs/{org}", tag = "orgs", params(("org" = String, Path)), request_body = UpdateOrg,
     responses((status = 200, body = Org), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn update_org(State(state): State<AppState>, principal: Principal, Path(org): Path<String>, Json(req): Json<UpdateOrg>) -> Result<axum::Json<Org>> {
-    Ok(axum::Json(orgs::update(&state, &principal, &org, req).await?))
+async fn update_org(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(org): Path<String>,
+    Json(req): Json<UpdateOrg>,
+) -> Result<axum::Json<Org>> {
+    Ok(axum::Json(
+        orgs::update(&state, &principal, &org, req).await?,
+    ))
 }
 
 /// Join a public org as a member.
 #[utoipa::path(post, path = "/v1/orgs/{org}/join", tag = "orgs", params(("org" = String, Path)),
     responses((status = 200, body = Org), (status = 404, description = "no such org, or private", body = ErrorBody)))]
-async fn join_org(State(state): State<AppState>, principal: Principal, Path(org): Path<String>) -> Result<axum::Json<Org>> {
+async fn join_org(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(org): Path<String>,
+) -> Result<axum::Json<Org>> {
     Ok(axum::Json(orgs::join(&state, &principal, &org).await?))
 }
 
 /// The org's members (owners and admins).
 #[utoipa::path(get, path = "/v1/orgs/{org}/members", tag = "orgs", params(("org" = String, Path)),
     responses((status = 200, body = Vec<Member>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn list_members(State(state): State<AppState>, principal: Principal, Path(org): Path<String>) -> Result<axum::Json<Vec<Member>>> {
+async fn list_members(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(org): Path<String>,
+) -> Result<axum::Json<Vec<Member>>> {
     Ok(axum::Json(orgs::members(&state, &principal, &org).await?))
 }
 
 /// Remove a member (owners and admins) or leave (your own id).
 #[utoipa::path(delete, path = "/v1/orgs/{org}/members/{user_id}", tag = "orgs", params(("org" = String, Path), ("user_id" = String, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "last owner", body = ErrorBody)))]
-async fn remove_member(State(state): State<AppState>, principal: Principal, Path((org, user_id)): Path<(String, String)>) -> Result<StatusCode> {
+async fn remove_member(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((org, user_id)): Path<(String, String)>,
+) -> Result<StatusCode> {
     orgs::remove_member(&state, &principal, &org, &user_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -81,6 +117,13 @@ async fn remove_member(State(state): State<AppState>, principal: Principal, Path
 /// Change a member's role (owners).
 #[utoipa::path(put, path = "/v1/orgs/{org}/members/{user_id}", tag = "orgs", params(("org" = String, Path), ("user_id" = String, Path)),
     request_body = SetRole, responses((status = 200, body = Member), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn set_role(State(state): State<AppState>, principal: Principal, Path((org, user_id)): Path<(String, String)>, Json(req): Json<SetRole>) -> Result<axum::Json<Member>> {
-    Ok(axum::Json(orgs::set_role(&state, &principal, &org, &user_id, req).await?))
+async fn set_role(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((org, user_id)): Path<(String, String)>,
+    Json(req): Json<SetRole>,
+) -> Result<axum::Json<Member>> {
+    Ok(axum::Json(
+        orgs::set_role(&state, &principal, &org, &user_id, req).await?,
+    ))
 }

@@ -13,26 +13,42 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(create_token, list_tokens)).routes(routes!(revoke_token))
+    OpenApiRouter::new()
+        .routes(routes!(create_token, list_tokens))
+        .routes(routes!(revoke_token))
 }
 
 /// Create a PAT. The token appears in this answer only.
 #[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = CreatePat,
     responses((status = 201, body = CreatedPat), (status = 400, body = ErrorBody), (status = 403, description = "needs a login, not a PAT", body = ErrorBody)))]
-async fn create_token(State(state): State<AppState>, principal: Principal, Json(req): Json<CreatePat>) -> Result<(StatusCode, NoStore<CreatedPat>)> {
-    Ok((StatusCode::CREATED, NoStore(pats::create(&state, &principal, req).await?)))
+async fn create_token(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(req): Json<CreatePat>,
+) -> Result<(StatusCode, NoStore<CreatedPat>)> {
+    Ok((
+        StatusCode::CREATED,
+        NoStore(pats::create(&state, &principal, req).await?),
+    ))
 }
 
 /// The caller's PATs: prefix and scopes, never the token.
 #[utoipa::path(get, path = "/v1/tokens", tag = "tokens", responses((status = 200, body = Vec<PatInfo>)))]
-async fn list_tokens(State(state): State<AppState>, principal: Principal) -> Result<axum::Json<Vec<PatInfo>>> {
+async fn list_tokens(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<axum::Json<Vec<PatInfo>>> {
     Ok(axum::Json(pats::list(&state, &principal).await?))
 }
 
 /// Revoke a PAT; it stops working on the next request, on every replica.
 #[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tokens", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-async fn revoke_token(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> Result<StatusCode> {
+async fn revoke_token(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
     pats::revoke(&state, &principal, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
