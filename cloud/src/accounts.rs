@@ -136,11 +136,9 @@ pub async fn register(state: &AppState, req: RegisterRequest, meta: &ClientMeta)
                 ErrorCode::EmailTaken,
                 "an account with this email already exists",
             ),
-            Some(c) if c.contains("username") => Error::client(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::UsernameTaken,
-                "this username is taken",
-            ),
+            Some(c) if c.contains("username") => {
+                Error::client(StatusCode::BAD_REQUEST, ErrorCode::UsernameTaken, "this username is taken")
+            }
             _ => err.into(),
         });
     }
@@ -157,22 +155,12 @@ pub async fn register(state: &AppState, req: RegisterRequest, meta: &ClientMeta)
         },
     )
     .await?;
-    Ok(User {
-        id,
-        email,
-        username,
-        created_at: rfc3339(now),
-    })
+    Ok(User { id, email, username, created_at: rfc3339(now) })
 }
 
 pub async fn login(state: &AppState, req: LoginRequest, meta: &ClientMeta) -> Result<Login> {
     let limits = &state.config;
-    let (ip_hits, retry) = ratelimit::hit(
-        &state.store,
-        &format!("login-ip:{}", meta.ip),
-        LOGIN_WINDOW_SECS,
-    )
-    .await?;
+    let (ip_hits, retry) = ratelimit::hit(&state.store, &format!("login-ip:{}", meta.ip), LOGIN_WINDOW_SECS).await?;
     if ip_hits > i64::from(limits.login_attempts_per_ip) {
         return Err(Error::rate_limited(retry));
     }
@@ -182,11 +170,10 @@ pub async fn login(state: &AppState, req: LoginRequest, meta: &ClientMeta) -> Re
     if failures >= i64::from(limits.login_failures_per_account) {
         return Err(Error::rate_limited(retry));
     }
-    let user: Option<(String, String)> =
-        sqlx::query_as("select id, password_hash from users where email = $1")
-            .bind(&email)
-            .fetch_optional(state.store.pool())
-            .await?;
+    let user: Option<(String, String)> = sqlx::query_as("select id, password_hash from users where email = $1")
+        .bind(&email)
+        .fetch_optional(state.store.pool())
+        .await?;
     // An unknown email costs the same hash as a wrong password and answers the same.
     let (user_id, hash) = match user {
         Some((id, hash)) => (Some(id), hash),
@@ -209,11 +196,7 @@ pub async fn login(state: &AppState, req: LoginRequest, meta: &ClientMeta) -> Re
                 },
             )
             .await?;
-            return Err(Error::client(
-                StatusCode::UNAUTHORIZED,
-                ErrorCode::InvalidGrant,
-                "invalid email or password",
-            ));
+            return Err(Error::client(StatusCode::UNAUTHORIZED, ErrorCode::InvalidGrant, "invalid email or password"));
         }
     };
     let now = now();
@@ -233,8 +216,7 @@ pub async fn login(state: &AppState, req: LoginRequest, meta: &ClientMeta) -> Re
     .bind(now)
     .execute(state.store.pool())
     .await?;
-    let refresh_token =
-        insert_refresh_token(state.store.pool(), &session_id, now + max_age_secs).await?;
+    let refresh_token = insert_refresh_token(state.store.pool(), &session_id, now + max_age_secs).await?;
     audit::record(
         &state.store,
         audit::Event {
@@ -250,12 +232,7 @@ pub async fn login(state: &AppState, req: LoginRequest, meta: &ClientMeta) -> Re
     .await?;
     let access_token = SecretString::new(auth::issue_access_jwt(state, &user_id, &session_id)?);
     Ok(Login {
-        tokens: TokenPair {
-            access_token,
-            refresh_token,
-            token_type: "Bearer",
-            expires_in: ACCESS_TTL_SECS,
-        },
+        tokens: TokenPair { access_token, refresh_token, token_type: "Bearer", expires_in: ACCESS_TTL_SECS },
         cookie_secret,
         max_age_secs,
     })
@@ -263,17 +240,9 @@ pub async fn login(state: &AppState, req: LoginRequest, meta: &ClientMeta) -> Re
 
 /// Trades a refresh token for a new pair. A refresh token works once: presenting a used
 /// one means it was copied, so the whole login is revoked.
-pub async fn refresh(
-    state: &AppState,
-    req: RefreshRequest,
-    meta: &ClientMeta,
-) -> Result<TokenPair> {
+pub async fn refresh(state: &AppState, req: RefreshRequest, meta: &ClientMeta) -> Result<TokenPair> {
     let invalid = || {
-        Error::client(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidGrant,
-            "refresh token is invalid, expired or revoked",
-        )
+        Error::client(StatusCode::BAD_REQUEST, ErrorCode::InvalidGrant, "refresh token is invalid, expired or revoked")
     };
     let row: Option<RefreshRow> = sqlx::query_as(
         "select r.id as token_id, r.session_id, r.used_at, r.expires_at, s.user_id, \
@@ -301,13 +270,12 @@ pub async fn refresh(
     }
     let mut tx = state.store.pool().begin().await?;
     // Write first, so SQLite takes its write lock at once and concurrent refreshes queue.
-    let claimed = sqlx::query(
-        "update refresh_tokens set used_at = $1, updated_at = $1 where id = $2 and used_at is null",
-    )
-    .bind(now)
-    .bind(&token_id)
-    .execute(&mut *tx)
-    .await?;
+    let claimed =
+        sqlx::query("update refresh_tokens set used_at = $1, updated_at = $1 where id = $2 and used_at is null")
+            .bind(now)
+            .bind(&token_id)
+            .execute(&mut *tx)
+            .await?;
     if claimed.rows_affected() == 0 {
         tx.rollback().await?;
         return Err(reuse_detected(state, &session_id, &user_id, meta).await);
@@ -315,20 +283,10 @@ pub async fn refresh(
     let refresh_token = insert_refresh_token(&mut *tx, &session_id, session_expires).await?;
     tx.commit().await?;
     let access_token = SecretString::new(auth::issue_access_jwt(state, &user_id, &session_id)?);
-    Ok(TokenPair {
-        access_token,
-        refresh_token,
-        token_type: "Bearer",
-        expires_in: ACCESS_TTL_SECS,
-    })
+    Ok(TokenPair { access_token, refresh_token, token_type: "Bearer", expires_in: ACCESS_TTL_SECS })
 }
 
-async fn reuse_detected(
-    state: &AppState,
-    session_id: &str,
-    user_id: &str,
-    meta: &ClientMeta,
-) -> Error {
+async fn reuse_detected(state: &AppState, session_id: &str, user_id: &str, meta: &ClientMeta) -> Error {
     let revoked = revoke_session_row(state, session_id).await;
     let audited = audit::record(
         &state.store,
@@ -364,19 +322,10 @@ pub async fn me(state: &AppState, user_id: &str) -> Result<User> {
             .fetch_optional(state.store.pool())
             .await?
             .ok_or_else(|| Error::unauthenticated("account no longer exists"))?;
-    Ok(User {
-        id,
-        email,
-        username,
-        created_at: rfc3339(created_at),
-    })
+    Ok(User { id, email, username, created_at: rfc3339(created_at) })
 }
 
-pub async fn sessions(
-    state: &AppState,
-    user_id: &str,
-    current: Option<&str>,
-) -> Result<Vec<Session>> {
+pub async fn sessions(state: &AppState, user_id: &str, current: Option<&str>) -> Result<Vec<Session>> {
     let rows: Vec<SessionRow> = sqlx::query_as(
         "select id, user_agent, ip, created_at, last_used_at, expires_at from sessions \
          where user_id = $1 and revoked_at is null and expires_at > $2 order by created_at desc",
@@ -387,15 +336,8 @@ pub async fn sessions(
     .await?;
     Ok(rows
         .into_iter()
-        .map(
-            |SessionRow {
-                 id,
-                 user_agent,
-                 ip,
-                 created_at: created,
-                 last_used_at: last_used,
-                 expires_at: expires,
-             }| Session {
+        .map(|SessionRow { id, user_agent, ip, created_at: created, last_used_at: last_used, expires_at: expires }| {
+            Session {
                 current: current == Some(id.as_str()),
                 id,
                 user_agent,
@@ -403,8 +345,8 @@ pub async fn sessions(
                 created_at: rfc3339(created),
                 last_used_at: rfc3339(last_used),
                 expires_at: rfc3339(expires),
-            },
-        )
+            }
+        })
         .collect())
 }
 
@@ -427,21 +369,15 @@ pub async fn revoke_session(state: &AppState, user_id: &str, session_id: &str) -
 
 async fn revoke_session_row(state: &AppState, session_id: &str) -> Result<()> {
     let now = now();
-    sqlx::query(
-        "update sessions set revoked_at = $1, updated_at = $1 where id = $2 and revoked_at is null",
-    )
-    .bind(now)
-    .bind(session_id)
-    .execute(state.store.pool())
-    .await?;
+    sqlx::query("update sessions set revoked_at = $1, updated_at = $1 where id = $2 and revoked_at is null")
+        .bind(now)
+        .bind(session_id)
+        .execute(state.store.pool())
+        .await?;
     Ok(())
 }
 
-async fn insert_refresh_token<'e, E>(
-    executor: E,
-    session_id: &str,
-    expires_at: i64,
-) -> Result<SecretString>
+async fn insert_refresh_token<'e, E>(executor: E, session_id: &str, expires_at: i64) -> Result<SecretString>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -465,20 +401,14 @@ where
 pub fn random_token(prefix: &str) -> SecretString {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    SecretString::new(format!(
-        "{prefix}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    ))
+    SecretString::new(format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)))
 }
 
 fn normalize_email(raw: &str) -> Result<String> {
     let email = raw.trim().to_lowercase();
     let valid = email.len() <= 254
         && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
         })
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
         && email.matches('@').count() == 1;
@@ -492,27 +422,17 @@ fn normalize_email(raw: &str) -> Result<String> {
 fn validate_username(raw: &str) -> Result<String> {
     let username = raw.trim().to_lowercase();
     let valid = (3..=32).contains(&username.len())
-        && username
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        && username.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
     if valid {
         Ok(username)
     } else {
-        Err(Error::bad_request(
-            "username: 3 to 32 characters of a-z, 0-9, _ and -",
-        ))
+        Err(Error::bad_request("username: 3 to 32 characters of a-z, 0-9, _ and -"))
     }
 }
 
 fn check_password(password: &SecretString, context: &[&str]) -> Result<()> {
     let pw = password.expose();
-    let weak = |why: &str| {
-        Error::client(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::WeakPassword,
-            format!("password: {why}"),
-        )
-    };
+    let weak = |why: &str| Error::client(StatusCode::BAD_REQUEST, ErrorCode::WeakPassword, format!("password: {why}"));
     let len = pw.chars().count();
     if len < MIN_PASSWORD_LEN {
         return Err(weak(&format!("use at least {MIN_PASSWORD_LEN} characters")));
@@ -526,9 +446,7 @@ fn check_password(password: &SecretString, context: &[&str]) -> Result<()> {
             .feedback()
             .and_then(|f| f.warning().map(|w| w.to_string()))
             .unwrap_or_else(|| "too easy to guess".to_owned());
-        return Err(weak(&format!(
-            "{hint}; try a longer phrase of unrelated words"
-        )));
+        return Err(weak(&format!("{hint}; try a longer phrase of unrelated words")));
     }
     Ok(())
 }
@@ -550,11 +468,7 @@ async fn hash_password(password: SecretString) -> Result<String> {
 async fn verify_password(password: SecretString, hash: String) -> Result<bool> {
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
-            .map(|parsed| {
-                Argon2::default()
-                    .verify_password(password.expose().as_bytes(), &parsed)
-                    .is_ok()
-            })
+            .map(|parsed| Argon2::default().verify_password(password.expose().as_bytes(), &parsed).is_ok())
             .unwrap_or(false)
     })
     .await
@@ -567,9 +481,6 @@ fn dummy_hash() -> &'static str {
     DUMMY.get_or_init(|| {
         let salt = SaltString::generate(&mut rand::rngs::OsRng);
         let secret = random_token("");
-        Argon2::default()
-            .hash_password(secret.expose().as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .unwrap_or_default()
+        Argon2::default().hash_password(secret.expose().as_bytes(), &salt).map(|h| h.to_string()).unwrap_or_default()
     })
 }

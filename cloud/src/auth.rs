@@ -35,20 +35,14 @@ pub enum Via {
     /// A login: cookie or access JWT. Acts with all of the user's rights.
     Session { session_id: String },
     /// A PAT: only its scopes, and only in its org when bound to one.
-    Pat {
-        pat_id: String,
-        scopes: ScopeSet,
-        org_id: Option<String>,
-    },
+    Pat { pat_id: String, scopes: ScopeSet, org_id: Option<String> },
 }
 
 impl Principal {
     /// A PAT must carry `scope`; a login always may.
     pub fn require(&self, scope: Scope) -> Result<()> {
         match &self.via {
-            Via::Pat { scopes, .. } if !scopes.contains(scope) => {
-                Err(Error::insufficient_scope(scope))
-            }
+            Via::Pat { scopes, .. } if !scopes.contains(scope) => Err(Error::insufficient_scope(scope)),
             _ => Ok(()),
         }
     }
@@ -56,10 +50,7 @@ impl Principal {
     /// A PAT bound to an org may act only there.
     pub fn allows_org(&self, org_id: &str) -> bool {
         match &self.via {
-            Via::Pat {
-                org_id: Some(bound),
-                ..
-            } => bound == org_id,
+            Via::Pat { org_id: Some(bound), .. } => bound == org_id,
             _ => true,
         }
     }
@@ -80,9 +71,8 @@ impl Principal {
 
     /// Some actions (making PATs, managing logins) need a login, not a PAT.
     pub fn require_login(&self) -> Result<&str> {
-        self.session_id().ok_or_else(|| {
-            Error::forbidden("this action needs a login session, not a personal access token")
-        })
+        self.session_id()
+            .ok_or_else(|| Error::forbidden("this action needs a login session, not a personal access token"))
     }
 }
 
@@ -91,16 +81,12 @@ impl FromRequestParts<AppState> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
         if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
-            let value = value
-                .to_str()
-                .map_err(|_| Error::unauthenticated("malformed Authorization header"))?;
+            let value = value.to_str().map_err(|_| Error::unauthenticated("malformed Authorization header"))?;
             let token = value
                 .strip_prefix("Bearer ")
                 .or_else(|| value.strip_prefix("bearer "))
                 .map(str::trim)
-                .ok_or_else(|| {
-                    Error::unauthenticated("expected `Authorization: Bearer <token>`")
-                })?;
+                .ok_or_else(|| Error::unauthenticated("expected `Authorization: Bearer <token>`"))?;
             if token.starts_with(latchkey_shared::pat::PREFIX) {
                 return crate::pats::authenticate(state, token).await;
             }
@@ -122,9 +108,7 @@ impl FromRequestParts<AppState> for MaybePrincipal {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
         if parts.headers.contains_key(header::AUTHORIZATION) || session_cookie(parts).is_some() {
-            Principal::from_request_parts(parts, state)
-                .await
-                .map(|p| MaybePrincipal(Some(p)))
+            Principal::from_request_parts(parts, state).await.map(|p| MaybePrincipal(Some(p)))
         } else {
             Ok(MaybePrincipal(None))
         }
@@ -132,9 +116,7 @@ impl FromRequestParts<AppState> for MaybePrincipal {
 }
 
 fn session_cookie(parts: &Parts) -> Option<String> {
-    axum_extra::extract::CookieJar::from_headers(&parts.headers)
-        .get(SESSION_COOKIE)
-        .map(|c| c.value().to_owned())
+    axum_extra::extract::CookieJar::from_headers(&parts.headers).get(SESSION_COOKIE).map(|c| c.value().to_owned())
 }
 
 /// Cookies ride along on cross-site requests; a state-changing request authenticated by
@@ -144,10 +126,7 @@ fn check_same_origin(parts: &Parts, state: &AppState) -> Result<()> {
     if matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return Ok(());
     }
-    let origin = parts
-        .headers
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok());
+    let origin = parts.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     match origin {
         Some(origin) if origin.trim_end_matches('/') != state.public_url => {
             Err(Error::forbidden("cross-origin request refused"))
@@ -168,10 +147,7 @@ async fn session_from_cookie(state: &AppState, cookie: &str) -> Result<Principal
     let (session_id, user_id, last_used) =
         row.ok_or_else(|| Error::unauthenticated("session expired or signed out; log in again"))?;
     touch_session(state, &session_id, last_used).await?;
-    Ok(Principal {
-        user_id,
-        via: Via::Session { session_id },
-    })
+    Ok(Principal { user_id, via: Via::Session { session_id } })
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -187,10 +163,8 @@ struct Claims {
 /// Signs an access JWT for a session with the active key; `kid` names the key version.
 pub fn issue_access_jwt(state: &AppState, user_id: &str, session_id: &str) -> Result<String> {
     let version = state.keys.active_version();
-    let key = state
-        .keys
-        .jwt_key(version)
-        .ok_or_else(|| anyhow::anyhow!("active key version {version} has no JWT key"))?;
+    let key =
+        state.keys.jwt_key(version).ok_or_else(|| anyhow::anyhow!("active key version {version} has no JWT key"))?;
     let iat = now();
     let claims = Claims {
         sub: user_id.to_owned(),
@@ -209,18 +183,14 @@ pub fn issue_access_jwt(state: &AppState, user_id: &str, session_id: &str) -> Re
 async fn verify_access_jwt(state: &AppState, token: &str) -> Result<Principal> {
     let invalid = || Error::unauthenticated("invalid or expired access token");
     let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
-    let version: u32 = header
-        .kid
-        .as_deref()
-        .and_then(|k| k.parse().ok())
-        .ok_or_else(invalid)?;
+    let version: u32 = header.kid.as_deref().and_then(|k| k.parse().ok()).ok_or_else(invalid)?;
     let key = state.keys.jwt_key(version).ok_or_else(invalid)?;
     let mut validation = Validation::new(Algorithm::HS256);
     validation.set_audience(&[JWT_AUDIENCE]);
     validation.set_issuer(&[state.public_url.as_str()]);
     validation.leeway = 5;
-    let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(key), &validation)
-        .map_err(|_| invalid())?;
+    let data =
+        jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(key), &validation).map_err(|_| invalid())?;
     let claims = data.claims;
     // The JWT is only as good as its session: logout and session revocation end it at once.
     let row: Option<(String, i64)> = sqlx::query_as(
@@ -233,16 +203,9 @@ async fn verify_access_jwt(state: &AppState, token: &str) -> Result<Principal> {
     match row {
         Some((user_id, last_used)) if user_id == claims.sub => {
             touch_session(state, &claims.sid, last_used).await?;
-            Ok(Principal {
-                user_id,
-                via: Via::Session {
-                    session_id: claims.sid,
-                },
-            })
+            Ok(Principal { user_id, via: Via::Session { session_id: claims.sid } })
         }
-        _ => Err(Error::unauthenticated(
-            "session expired or signed out; log in again",
-        )),
+        _ => Err(Error::unauthenticated("session expired or signed out; log in again")),
     }
 }
 

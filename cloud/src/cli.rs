@@ -77,6 +77,11 @@ enum Command {
 enum KeysCommand {
     /// Print a new random master key (base64 of 32 bytes).
     Generate,
+    /// Re-encrypt every sealed value under the active key, online, in batches; then report
+    /// what is left under older versions so they can be retired.
+    Rotate,
+    /// Decrypt every sealed value with the configured key ring and report failures.
+    Verify,
 }
 
 impl Cli {
@@ -117,10 +122,12 @@ pub async fn main() -> std::process::ExitCode {
     init_tracing(config.log_format);
     let result = match cli.command {
         None | Some(Command::Serve) => run_serve(config).await,
-        Some(Command::Migrate) => server::open_store(&config)
-            .await
-            .map(|_| tracing::info!("migrations are up to date")),
-        Some(Command::Keys(_)) | Some(Command::ExampleConfig) => Ok(()),
+        Some(Command::Migrate) => {
+            server::open_store(&config).await.map(|_| tracing::info!("migrations are up to date"))
+        }
+        Some(Command::Keys(KeysCommand::Rotate)) => run_keys(config, true).await,
+        Some(Command::Keys(KeysCommand::Verify)) => run_keys(config, false).await,
+        Some(Command::Keys(KeysCommand::Generate)) | Some(Command::ExampleConfig) => Ok(()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -135,18 +142,43 @@ pub async fn main() -> std::process::ExitCode {
 async fn run_serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let state = server::build_state(config).await?;
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
-        anyhow::anyhow!("cannot listen on {listen}: {e} (set LATCHKEY_LISTEN or --listen)")
-    })?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e} (set LATCHKEY_LISTEN or --listen)"))?;
     server::serve(state, listener, server::shutdown_signal()).await
+}
+
+async fn run_keys(config: Config, rotate: bool) -> anyhow::Result<()> {
+    let (keys, _) = config.key_ring()?;
+    let store = server::open_store(&config).await?;
+    crate::keys::verify_ring_against_store(&store, &keys).await?;
+    let report =
+        if rotate { crate::keys::rotate(&store, &keys).await? } else { crate::keys::verify(&store, &keys).await? };
+    if rotate {
+        println!("re-encrypted {} row(s) under master key version {}", report.rewritten, keys.active_version());
+        for (table, left) in &report.left {
+            println!("{table}: {left} row(s) left under older key versions");
+        }
+        if report.failures.is_empty() && report.left.values().all(|n| *n == 0) {
+            println!("nothing is sealed with older key versions any more; they can be retired from the ring");
+        }
+    } else if report.failures.is_empty() {
+        println!("every sealed value decrypts with the configured key ring");
+    }
+    for failure in &report.failures {
+        eprintln!("FAILED: {failure}");
+    }
+    if report.failures.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("{} sealed value(s) could not be decrypted", report.failures.len())
+    }
 }
 
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

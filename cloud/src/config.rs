@@ -68,6 +68,9 @@ pub struct Config {
     /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
     #[serde(deserialize_with = "flag")]
     pub trust_forwarded_for: bool,
+    /// Operator providers and overrides of built-ins: `[providers.<name>]` tables.
+    #[serde(default)]
+    pub providers: std::collections::BTreeMap<String, toml::Value>,
 }
 
 impl Default for Config {
@@ -90,6 +93,7 @@ impl Default for Config {
             login_attempts_per_ip: 100,
             session_days: 30,
             trust_forwarded_for: false,
+            providers: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -128,10 +132,7 @@ pub enum ConfigError {
     #[error("master key: {0}")]
     Key(#[from] crypto::CryptoError),
     #[error("cannot read or write {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
 }
 
 impl Config {
@@ -140,24 +141,15 @@ impl Config {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             if !path.exists() {
-                return Err(ConfigError::Invalid(format!(
-                    "config file {} does not exist",
-                    path.display()
-                )));
+                return Err(ConfigError::Invalid(format!("config file {} does not exist", path.display())));
             }
             figment = figment.merge(Toml::file(path));
         }
         figment = figment
-            .merge(
-                Env::prefixed("LATCHKEY_")
-                    .ignore(&["CONFIG"])
-                    .only(&ENV_KEYS),
-            )
+            .merge(Env::prefixed("LATCHKEY_").ignore(&["CONFIG"]).only(&ENV_KEYS))
             .merge(Env::raw().only(&["DATABASE_URL"]))
             .merge(Serialized::defaults(overrides));
-        let config: Config = figment
-            .extract()
-            .map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        let config: Config = figment.extract().map_err(|e| ConfigError::Parse(Box::new(e)))?;
         config.validate()?;
         Ok(config)
     }
@@ -169,21 +161,16 @@ impl Config {
                 "public_url `{public}` must start with http:// or https:// (LATCHKEY_PUBLIC_URL)"
             )));
         }
+        self.provider_registry()?;
         if self.session_days == 0 {
-            return Err(ConfigError::Invalid(
-                "session_days must be at least 1".into(),
-            ));
+            return Err(ConfigError::Invalid("session_days must be at least 1".into()));
         }
         Ok(())
     }
 
     /// The public URL without a trailing slash.
     pub fn public_url(&self) -> String {
-        self.public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", self.listen))
-            .trim_end_matches('/')
-            .to_owned()
+        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen)).trim_end_matches('/').to_owned()
     }
 
     /// Secure cookies whenever people reach us over https.
@@ -192,9 +179,13 @@ impl Config {
     }
 
     pub fn database_url(&self) -> String {
-        self.database_url
-            .clone()
-            .unwrap_or_else(|| crate::store::Store::sqlite_url_for(&self.data_dir))
+        self.database_url.clone().unwrap_or_else(|| crate::store::Store::sqlite_url_for(&self.data_dir))
+    }
+
+    /// The built-in providers with this file's additions and overrides.
+    pub fn provider_registry(&self) -> Result<crate::providers::ProviderRegistry, ConfigError> {
+        crate::providers::ProviderRegistry::with_config(self.providers.clone())
+            .map_err(|e| ConfigError::Invalid(format!("[providers]: {e}")))
     }
 
     /// Builds the key ring from the configured keys. In dev mode with none configured,
@@ -227,20 +218,14 @@ impl Config {
             }
             let (key, generated) = dev_key(&self.data_dir)?;
             keys.push((1, key));
-            source = if generated {
-                KeySource::DevGenerated
-            } else {
-                KeySource::DevFile
-            };
+            source = if generated { KeySource::DevGenerated } else { KeySource::DevFile };
         }
         let active = match (self.active_key_version, &self.master_key) {
             (Some(v), _) => v,
             // In `v2:…,v1:…` the first one is active.
-            (None, Some(spec)) if spec.contains(':') => keys
-                .iter()
-                .find(|(v, _)| spec.trim().starts_with(&format!("{v}:")))
-                .map(|(v, _)| *v)
-                .unwrap_or(1),
+            (None, Some(spec)) if spec.contains(':') => {
+                keys.iter().find(|(v, _)| spec.trim().starts_with(&format!("{v}:"))).map(|(v, _)| *v).unwrap_or(1)
+            }
             _ => keys.iter().map(|(v, _)| *v).max().unwrap_or(1),
         };
         Ok((KeyRing::new(active, &keys)?, source))
@@ -282,16 +267,13 @@ fn parse_key_spec(spec: &str) -> Result<Vec<(u32, SecretString)>, ConfigError> {
     }
     spec.split(',')
         .map(|part| {
-            let (v, key) = part.trim().split_once(':').ok_or_else(|| {
-                ConfigError::Invalid(
-                    "LATCHKEY_MASTER_KEY: expected `version:base64` entries".into(),
-                )
-            })?;
-            let version = v.parse::<u32>().map_err(|_| {
-                ConfigError::Invalid(format!(
-                    "LATCHKEY_MASTER_KEY: `{v}` is not a key version number"
-                ))
-            })?;
+            let (v, key) = part
+                .trim()
+                .split_once(':')
+                .ok_or_else(|| ConfigError::Invalid("LATCHKEY_MASTER_KEY: expected `version:base64` entries".into()))?;
+            let version = v
+                .parse::<u32>()
+                .map_err(|_| ConfigError::Invalid(format!("LATCHKEY_MASTER_KEY: `{v}` is not a key version number")))?;
             Ok((version, SecretString::new(key.to_owned())))
         })
         .collect()
@@ -300,10 +282,7 @@ fn parse_key_spec(spec: &str) -> Result<Vec<(u32, SecretString)>, ConfigError> {
 fn read_key_file(path: &Path) -> Result<SecretString, ConfigError> {
     std::fs::read_to_string(path)
         .map(|s| SecretString::new(s.trim().to_owned()))
-        .map_err(|source| ConfigError::Io {
-            path: path.display().to_string(),
-            source,
-        })
+        .map_err(|source| ConfigError::Io { path: path.display().to_string(), source })
 }
 
 /// The dev-mode key: `data_dir/master.key`, created 0600 on first use.
@@ -312,10 +291,7 @@ fn dev_key(data_dir: &Path) -> Result<(SecretString, bool), ConfigError> {
     if path.exists() {
         return Ok((read_key_file(&path)?, false));
     }
-    let io = |source| ConfigError::Io {
-        path: path.display().to_string(),
-        source,
-    };
+    let io = |source| ConfigError::Io { path: path.display().to_string(), source };
     std::fs::create_dir_all(data_dir).map_err(io)?;
     let key = crypto::generate_master_key();
     write_private(&path, key.expose()).map_err(io)?;
@@ -353,9 +329,7 @@ fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
         Raw::Str(s) => match s.to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "on" => Ok(true),
             "0" | "false" | "no" | "off" | "" => Ok(false),
-            other => Err(serde::de::Error::custom(format!(
-                "`{other}` is not true or false"
-            ))),
+            other => Err(serde::de::Error::custom(format!("`{other}` is not true or false"))),
         },
     }
 }

@@ -23,15 +23,11 @@ const HEADER_LEN: usize = 4 + NONCE_LEN;
 pub enum CryptoError {
     #[error("master key is not valid base64 of 32 bytes{0}")]
     BadMasterKey(String),
-    #[error(
-        "no master key with version {0} is configured; it is needed to decrypt data sealed with it"
-    )]
+    #[error("no master key with version {0} is configured; it is needed to decrypt data sealed with it")]
     UnknownKeyVersion(u32),
     #[error("stored ciphertext is truncated or corrupt")]
     Corrupt,
-    #[error(
-        "cannot decrypt {0}: the master key is wrong or the value was moved from another row or column"
-    )]
+    #[error("cannot decrypt {0}: the master key is wrong or the value was moved from another row or column")]
     Decrypt(String),
     #[error("encryption failed")]
     Encrypt,
@@ -84,10 +80,7 @@ pub fn decode_master_key(b64: &str) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
             .map_err(|_| CryptoError::BadMasterKey(String::new()))?,
     );
     if bytes.len() != 32 {
-        return Err(CryptoError::BadMasterKey(format!(
-            " (it decodes to {} bytes)",
-            bytes.len()
-        )));
+        return Err(CryptoError::BadMasterKey(format!(" (it decodes to {} bytes)", bytes.len())));
     }
     Ok(bytes)
 }
@@ -110,10 +103,9 @@ impl KeyRing {
             hk.expand(b"latchkey/aes-256-gcm/v1", data_key.as_mut())
                 .map_err(|_| CryptoError::BadMasterKey(String::new()))?;
             let mut jwt = Zeroizing::new(vec![0u8; 32]);
-            hk.expand(b"latchkey/jwt-hs256/v1", jwt.as_mut())
-                .map_err(|_| CryptoError::BadMasterKey(String::new()))?;
-            let aead = Aes256Gcm::new_from_slice(data_key.as_ref())
-                .map_err(|_| CryptoError::BadMasterKey(String::new()))?;
+            hk.expand(b"latchkey/jwt-hs256/v1", jwt.as_mut()).map_err(|_| CryptoError::BadMasterKey(String::new()))?;
+            let aead =
+                Aes256Gcm::new_from_slice(data_key.as_ref()).map_err(|_| CryptoError::BadMasterKey(String::new()))?;
             ring.insert(*version, KeyMaterial { aead, jwt });
         }
         if !ring.contains_key(&active) {
@@ -132,25 +124,21 @@ impl KeyRing {
 
     /// Seals `plaintext` under the active key, bound to `aad`.
     pub fn seal(&self, aad: Aad<'_>, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let key = self
-            .keys
-            .get(&self.active)
-            .ok_or(CryptoError::UnknownKeyVersion(self.active))?;
+        self.seal_with(self.active, aad, plaintext)
+    }
+
+    /// Seals under a given key version (key check values are sealed by every version).
+    pub fn seal_with(&self, version: u32, aad: Aad<'_>, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let key = self.keys.get(&version).ok_or(CryptoError::UnknownKeyVersion(version))?;
         let mut nonce = [0u8; NONCE_LEN];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let aad_bytes = aad.bytes();
         let ct = key
             .aead
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &aad_bytes,
-                },
-            )
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad_bytes })
             .map_err(|_| CryptoError::Encrypt)?;
         let mut out = Vec::with_capacity(HEADER_LEN + ct.len());
-        out.extend_from_slice(&self.active.to_be_bytes());
+        out.extend_from_slice(&version.to_be_bytes());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ct);
         Ok(out)
@@ -164,19 +152,10 @@ impl KeyRing {
     /// Opens a stored value; fails clearly on a wrong key or a moved ciphertext.
     pub fn open(&self, aad: Aad<'_>, stored: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         let version = Self::version_of(stored)?;
-        let key = self
-            .keys
-            .get(&version)
-            .ok_or(CryptoError::UnknownKeyVersion(version))?;
+        let key = self.keys.get(&version).ok_or(CryptoError::UnknownKeyVersion(version))?;
         let aad_bytes = aad.bytes();
         key.aead
-            .decrypt(
-                Nonce::from_slice(&stored[4..HEADER_LEN]),
-                Payload {
-                    msg: &stored[HEADER_LEN..],
-                    aad: &aad_bytes,
-                },
-            )
+            .decrypt(Nonce::from_slice(&stored[4..HEADER_LEN]), Payload { msg: &stored[HEADER_LEN..], aad: &aad_bytes })
             .map(Zeroizing::new)
             .map_err(|_| CryptoError::Decrypt(aad.describe()))
     }
@@ -184,9 +163,7 @@ impl KeyRing {
     /// Opens a stored secret string.
     pub fn open_str(&self, aad: Aad<'_>, stored: &[u8]) -> Result<SecretString, CryptoError> {
         let bytes = self.open(aad, stored)?;
-        String::from_utf8(bytes.to_vec())
-            .map(SecretString::new)
-            .map_err(|_| CryptoError::Corrupt)
+        String::from_utf8(bytes.to_vec()).map(SecretString::new).map_err(|_| CryptoError::Corrupt)
     }
 
     /// The key version a stored value was sealed with.
@@ -219,28 +196,12 @@ mod tests {
     fn round_trip_and_binding() {
         let k1 = generate_master_key();
         let r = ring(1, &[(1, &k1)]);
-        let aad = Aad {
-            table: "managed_apps",
-            column: "client_secret",
-            row_id: "a",
-        };
+        let aad = Aad { table: "managed_apps", column: "client_secret", row_id: "a" };
         let ct = r.seal(aad, b"s3cret").unwrap();
         assert_eq!(&*r.open(aad, &ct).unwrap(), b"s3cret");
         // Another row or column: refused.
-        assert!(matches!(
-            r.open(Aad { row_id: "b", ..aad }, &ct),
-            Err(CryptoError::Decrypt(_))
-        ));
-        assert!(matches!(
-            r.open(
-                Aad {
-                    column: "client_id",
-                    ..aad
-                },
-                &ct
-            ),
-            Err(CryptoError::Decrypt(_))
-        ));
+        assert!(matches!(r.open(Aad { row_id: "b", ..aad }, &ct), Err(CryptoError::Decrypt(_))));
+        assert!(matches!(r.open(Aad { column: "client_id", ..aad }, &ct), Err(CryptoError::Decrypt(_))));
         // Fresh nonce each time.
         assert_ne!(ct, r.seal(aad, b"s3cret").unwrap());
         // A wrong master key with the same version: clear error, not garbage.
@@ -250,16 +211,10 @@ mod tests {
         let k2 = generate_master_key();
         let rotated = ring(2, &[(1, &k1), (2, &k2)]);
         assert_eq!(&*rotated.open(aad, &ct).unwrap(), b"s3cret");
-        assert_eq!(
-            KeyRing::version_of(&rotated.seal(aad, b"x").unwrap()).unwrap(),
-            2
-        );
+        assert_eq!(KeyRing::version_of(&rotated.seal(aad, b"x").unwrap()).unwrap(), 2);
         // Retired version: says which one is missing.
         let only2 = ring(2, &[(2, &k2)]);
-        assert!(matches!(
-            only2.open(aad, &ct),
-            Err(CryptoError::UnknownKeyVersion(1))
-        ));
+        assert!(matches!(only2.open(aad, &ct), Err(CryptoError::UnknownKeyVersion(1))));
     }
 
     #[test]

@@ -30,29 +30,15 @@ pub enum Error {
 
 impl Error {
     pub fn client(status: StatusCode, code: ErrorCode, description: impl Into<String>) -> Self {
-        Error::Client {
-            status,
-            code,
-            description: description.into(),
-            retry_after: None,
-            connect_url: None,
-        }
+        Error::Client { status, code, description: description.into(), retry_after: None, connect_url: None }
     }
 
     pub fn bad_request(description: impl Into<String>) -> Self {
-        Self::client(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidRequest,
-            description,
-        )
+        Self::client(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, description)
     }
 
     pub fn unauthenticated(description: impl Into<String>) -> Self {
-        Self::client(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::InvalidToken,
-            description,
-        )
+        Self::client(StatusCode::UNAUTHORIZED, ErrorCode::InvalidToken, description)
     }
 
     pub fn insufficient_scope(scope: Scope) -> Self {
@@ -98,42 +84,21 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
         let (code, description, retry_after, connect_url) = match self {
-            Error::Client {
-                code,
-                description,
-                retry_after,
-                connect_url,
-                ..
-            } => (code, description, retry_after, connect_url),
+            Error::Client { code, description, retry_after, connect_url, .. } => {
+                (code, description, retry_after, connect_url)
+            }
             Error::Db(sqlx::Error::PoolTimedOut) => {
                 tracing::warn!("database pool exhausted");
-                (
-                    ErrorCode::ServiceUnavailable,
-                    "the service is busy; retry shortly".to_owned(),
-                    Some(1),
-                    None,
-                )
+                (ErrorCode::ServiceUnavailable, "the service is busy; retry shortly".to_owned(), Some(1), None)
             }
             other => {
                 // Our own error types carry no secret values (they are `Secret` inside),
                 // so the cause can be logged whole.
                 tracing::error!(error = %other, "request failed");
-                (
-                    ErrorCode::ServerError,
-                    "internal error".to_owned(),
-                    None,
-                    None,
-                )
+                (ErrorCode::ServerError, "internal error".to_owned(), None, None)
             }
         };
-        let mut response = (
-            status,
-            axum::Json(ErrorBody {
-                error: code,
-                error_description: description,
-                connect_url,
-            }),
-        )
+        let mut response = (status, axum::Json(ErrorBody { error: code, error_description: description, connect_url }))
             .into_response();
         let headers = response.headers_mut();
         if let Some(secs) = retry_after {
@@ -142,10 +107,7 @@ impl IntoResponse for Error {
             }
         }
         if status == StatusCode::UNAUTHORIZED && code == ErrorCode::InvalidToken {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer error=\"invalid_token\""),
-            );
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
         }
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod apps;
 pub mod audit;
 pub mod auth;
 pub mod cli;
@@ -10,8 +11,10 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod http;
+pub mod keys;
 pub mod orgs;
 pub mod pats;
+pub mod providers;
 pub mod ratelimit;
 pub mod routes;
 pub mod server;

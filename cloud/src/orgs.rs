@@ -107,12 +107,7 @@ pub enum Need {
 
 /// Resolves `{org}` (slug or id) for `principal` and checks `need`, in the contract's
 /// order: unknown or hidden → 404; a PAT bound elsewhere or not a member → 403.
-pub async fn authorize(
-    state: &AppState,
-    principal: &Principal,
-    org_ref: &str,
-    need: Need,
-) -> Result<Org> {
+pub async fn authorize(state: &AppState, principal: &Principal, org_ref: &str, need: Need) -> Result<Org> {
     let row: Option<(String, String, String, String, Option<String>)> = sqlx::query_as(
         "select o.id, o.slug, o.name, o.visibility, m.role from orgs o \
          left join memberships m on m.org_id = o.id and m.user_id = $2 \
@@ -124,33 +119,21 @@ pub async fn authorize(
     .await?;
     let (id, slug, name, visibility, role) = row.ok_or_else(org_not_found)?;
     let role = role.as_deref().map(Role::parse);
-    let visibility = if visibility == "public" {
-        Visibility::Public
-    } else {
-        Visibility::Private
-    };
+    let visibility = if visibility == "public" { Visibility::Public } else { Visibility::Private };
     if visibility == Visibility::Private && role.is_none() {
         return Err(org_not_found());
     }
     if !principal.allows_org(&id) {
         return Err(not_a_member("this token is bound to another org"));
     }
-    let org = Org {
-        id,
-        slug,
-        name,
-        visibility,
-        role,
-    };
+    let org = Org { id, slug, name, visibility, role };
     match (need, role) {
         (Need::Visible, _) => Ok(org),
         (_, None) => Err(not_a_member("you are not a member of this org")),
         (Need::Member, Some(_)) => Ok(org),
         (Need::Admin, Some(r)) if r >= Role::Admin => Ok(org),
         (Need::Owner, Some(Role::Owner)) => Ok(org),
-        (Need::Admin, _) => Err(Error::forbidden(
-            "only the org's owners and admins can do this",
-        )),
+        (Need::Admin, _) => Err(Error::forbidden("only the org's owners and admins can do this")),
         (Need::Owner, _) => Err(Error::forbidden("only the org's owners can do this")),
     }
 }
@@ -166,9 +149,7 @@ fn not_a_member(why: &str) -> Error {
 pub async fn create(state: &AppState, principal: &Principal, req: CreateOrg) -> Result<Org> {
     principal.require(Scope::OrgsWrite)?;
     if principal.pat_id().is_some() && !principal.allows_org("") {
-        return Err(Error::forbidden(
-            "a token bound to an org cannot create orgs",
-        ));
+        return Err(Error::forbidden("a token bound to an org cannot create orgs"));
     }
     let slug = validate_slug(&req.slug)?;
     let name = validate_name(&req.name)?;
@@ -201,13 +182,7 @@ pub async fn create(state: &AppState, principal: &Principal, req: CreateOrg) -> 
     .await?;
     tx.commit().await?;
     audit_org(state, principal, &id, "org.create", None).await?;
-    Ok(Org {
-        id,
-        slug,
-        name,
-        visibility: req.visibility,
-        role: Some(Role::Owner),
-    })
+    Ok(Org { id, slug, name, visibility: req.visibility, role: Some(Role::Owner) })
 }
 
 /// The caller's orgs, or with `public` every public org.
@@ -221,10 +196,8 @@ pub async fn list(state: &AppState, principal: &Principal, public: bool) -> Resu
         "select o.id, o.slug, o.name, o.visibility, m.role from orgs o \
          join memberships m on m.org_id = o.id and m.user_id = $1 order by o.slug"
     };
-    let rows: Vec<(String, String, String, String, Option<String>)> = sqlx::query_as(sql)
-        .bind(&principal.user_id)
-        .fetch_all(state.store.pool())
-        .await?;
+    let rows: Vec<(String, String, String, String, Option<String>)> =
+        sqlx::query_as(sql).bind(&principal.user_id).fetch_all(state.store.pool()).await?;
     Ok(rows
         .into_iter()
         .filter(|(id, ..)| principal.allows_org(id))
@@ -232,11 +205,7 @@ pub async fn list(state: &AppState, principal: &Principal, public: bool) -> Resu
             id,
             slug,
             name,
-            visibility: if visibility == "public" {
-                Visibility::Public
-            } else {
-                Visibility::Private
-            },
+            visibility: if visibility == "public" { Visibility::Public } else { Visibility::Private },
             role: role.as_deref().map(Role::parse),
         })
         .collect())
@@ -247,12 +216,7 @@ pub async fn get(state: &AppState, principal: &Principal, org_ref: &str) -> Resu
     authorize(state, principal, org_ref, Need::Visible).await
 }
 
-pub async fn update(
-    state: &AppState,
-    principal: &Principal,
-    org_ref: &str,
-    req: UpdateOrg,
-) -> Result<Org> {
+pub async fn update(state: &AppState, principal: &Principal, org_ref: &str, req: UpdateOrg) -> Result<Org> {
     principal.require(Scope::OrgsWrite)?;
     let mut org = authorize(state, principal, org_ref, Need::Admin).await?;
     if let Some(name) = req.name {
@@ -288,24 +252,13 @@ pub async fn join(state: &AppState, principal: &Principal, org_ref: &str) -> Res
     .bind(now())
     .execute(state.store.pool())
     .await?;
-    audit_org(
-        state,
-        principal,
-        &org.id,
-        "org.join",
-        Some(&principal.user_id),
-    )
-    .await?;
+    audit_org(state, principal, &org.id, "org.join", Some(&principal.user_id)).await?;
     org.role = Some(Role::Member);
     Ok(org)
 }
 
 /// Owners and admins see the member list.
-pub async fn members(
-    state: &AppState,
-    principal: &Principal,
-    org_ref: &str,
-) -> Result<Vec<Member>> {
+pub async fn members(state: &AppState, principal: &Principal, org_ref: &str) -> Result<Vec<Member>> {
     principal.require(Scope::OrgsRead)?;
     let org = authorize(state, principal, org_ref, Need::Admin).await?;
     let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as(
@@ -329,24 +282,11 @@ pub async fn members(
 
 /// Removes a member (owners and admins), or leaves (anyone, for themselves). Admins
 /// cannot remove owners, and the last owner cannot go.
-pub async fn remove_member(
-    state: &AppState,
-    principal: &Principal,
-    org_ref: &str,
-    user_id: &str,
-) -> Result<()> {
+pub async fn remove_member(state: &AppState, principal: &Principal, org_ref: &str, user_id: &str) -> Result<()> {
     principal.require(Scope::OrgsWrite)?;
     let leaving = user_id == principal.user_id;
-    let org = authorize(
-        state,
-        principal,
-        org_ref,
-        if leaving { Need::Member } else { Need::Admin },
-    )
-    .await?;
-    let target_role = role_of(state, &org.id, user_id)
-        .await?
-        .ok_or_else(|| Error::not_found("no such member"))?;
+    let org = authorize(state, principal, org_ref, if leaving { Need::Member } else { Need::Admin }).await?;
+    let target_role = role_of(state, &org.id, user_id).await?.ok_or_else(|| Error::not_found("no such member"))?;
     if !leaving && target_role == Role::Owner && org.role != Some(Role::Owner) {
         return Err(Error::forbidden("only owners can remove an owner"));
     }
@@ -358,18 +298,7 @@ pub async fn remove_member(
         .bind(user_id)
         .execute(state.store.pool())
         .await?;
-    audit_org(
-        state,
-        principal,
-        &org.id,
-        if leaving {
-            "org.leave"
-        } else {
-            "org.remove_member"
-        },
-        Some(user_id),
-    )
-    .await
+    audit_org(state, principal, &org.id, if leaving { "org.leave" } else { "org.remove_member" }, Some(user_id)).await
 }
 
 /// Owners change roles.
@@ -382,21 +311,17 @@ pub async fn set_role(
 ) -> Result<Member> {
     principal.require(Scope::OrgsWrite)?;
     let org = authorize(state, principal, org_ref, Need::Owner).await?;
-    let current = role_of(state, &org.id, user_id)
-        .await?
-        .ok_or_else(|| Error::not_found("no such member"))?;
+    let current = role_of(state, &org.id, user_id).await?.ok_or_else(|| Error::not_found("no such member"))?;
     if current == Role::Owner && req.role != Role::Owner {
         ensure_another_owner(state, &org.id).await?;
     }
-    sqlx::query(
-        "update memberships set role = $1, updated_at = $2 where org_id = $3 and user_id = $4",
-    )
-    .bind(req.role.as_str())
-    .bind(now())
-    .bind(&org.id)
-    .bind(user_id)
-    .execute(state.store.pool())
-    .await?;
+    sqlx::query("update memberships set role = $1, updated_at = $2 where org_id = $3 and user_id = $4")
+        .bind(req.role.as_str())
+        .bind(now())
+        .bind(&org.id)
+        .bind(user_id)
+        .execute(state.store.pool())
+        .await?;
     audit_org(state, principal, &org.id, "org.set_role", Some(user_id)).await?;
     members(state, principal, &org.id)
         .await?
@@ -406,21 +331,19 @@ pub async fn set_role(
 }
 
 async fn role_of(state: &AppState, org_id: &str, user_id: &str) -> Result<Option<Role>> {
-    let role: Option<String> =
-        sqlx::query_scalar("select role from memberships where org_id = $1 and user_id = $2")
-            .bind(org_id)
-            .bind(user_id)
-            .fetch_optional(state.store.pool())
-            .await?;
+    let role: Option<String> = sqlx::query_scalar("select role from memberships where org_id = $1 and user_id = $2")
+        .bind(org_id)
+        .bind(user_id)
+        .fetch_optional(state.store.pool())
+        .await?;
     Ok(role.as_deref().map(Role::parse))
 }
 
 async fn ensure_another_owner(state: &AppState, org_id: &str) -> Result<()> {
-    let owners: i64 =
-        sqlx::query_scalar("select count(*) from memberships where org_id = $1 and role = 'owner'")
-            .bind(org_id)
-            .fetch_one(state.store.pool())
-            .await?;
+    let owners: i64 = sqlx::query_scalar("select count(*) from memberships where org_id = $1 and role = 'owner'")
+        .bind(org_id)
+        .fetch_one(state.store.pool())
+        .await?;
     if owners <= 1 {
         return Err(Error::conflict(
             ErrorCode::Conflict,
@@ -455,17 +378,13 @@ async fn audit_org(
 fn validate_slug(raw: &str) -> Result<String> {
     let slug = raw.trim();
     let valid = (2..=32).contains(&slug.len())
-        && slug
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !slug.starts_with('-')
         && !slug.ends_with('-');
     if valid {
         Ok(slug.to_owned())
     } else {
-        Err(Error::bad_request(
-            "slug: 2 to 32 characters of a-z, 0-9 and -, not starting or ending with -",
-        ))
+        Err(Error::bad_request("slug: 2 to 32 characters of a-z, 0-9 and -, not starting or ending with -"))
     }
 }
 

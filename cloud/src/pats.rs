@@ -81,9 +81,7 @@ pub async fn create(state: &AppState, principal: &Principal, req: CreatePat) -> 
     }
     let scopes = match req.scopes {
         Some(list) if list.is_empty() => {
-            return Err(Error::bad_request(
-                "scopes: give at least one scope, or leave it out for the defaults",
-            ))
+            return Err(Error::bad_request("scopes: give at least one scope, or leave it out for the defaults"))
         }
         Some(list) => ScopeSet::new(list),
         None => ScopeSet::defaults(),
@@ -96,22 +94,10 @@ pub async fn create(state: &AppState, principal: &Principal, req: CreatePat) -> 
         None => None,
     };
     let org_id = match &req.org {
-        Some(org_ref) => Some(
-            orgs::authorize(state, principal, org_ref, Need::Member)
-                .await?
-                .id,
-        ),
+        Some(org_ref) => Some(orgs::authorize(state, principal, org_ref, Need::Member).await?.id),
         None => None,
     };
-    let created = insert(
-        state,
-        &principal.user_id,
-        &name,
-        &scopes,
-        expires_at,
-        org_id.as_deref(),
-    )
-    .await?;
+    let created = insert(state, &principal.user_id, &name, &scopes, expires_at, org_id.as_deref()).await?;
     audit::record(
         &state.store,
         audit::Event {
@@ -176,31 +162,18 @@ pub async fn list(state: &AppState, principal: &Principal) -> Result<Vec<PatInfo
     .fetch_all(state.store.pool())
     .await?;
     rows.into_iter()
-        .map(
-            |PatRow {
-                 id,
-                 name,
-                 prefix,
-                 scopes,
-                 org_id,
-                 expires_at,
-                 last_used_at,
-                 created_at,
-             }| {
-                Ok(PatInfo {
-                    id,
-                    name,
-                    prefix,
-                    scopes: ScopeSet::from_db(&scopes)
-                        .map_err(|e| anyhow::anyhow!("stored scopes: {e}"))?
-                        .to_vec(),
-                    org_id,
-                    expires_at: expires_at.map(rfc3339),
-                    last_used_at: last_used_at.map(rfc3339),
-                    created_at: rfc3339(created_at),
-                })
-            },
-        )
+        .map(|PatRow { id, name, prefix, scopes, org_id, expires_at, last_used_at, created_at }| {
+            Ok(PatInfo {
+                id,
+                name,
+                prefix,
+                scopes: ScopeSet::from_db(&scopes).map_err(|e| anyhow::anyhow!("stored scopes: {e}"))?.to_vec(),
+                org_id,
+                expires_at: expires_at.map(rfc3339),
+                last_used_at: last_used_at.map(rfc3339),
+                created_at: rfc3339(created_at),
+            })
+        })
         .collect()
 }
 
@@ -241,20 +214,13 @@ pub async fn revoke(state: &AppState, principal: &Principal, id: &str) -> Result
 pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal> {
     let pat = Pat::parse(token).map_err(|e| Error::unauthenticated(e.to_string()))?;
     let row: Option<PatAuthRow> = sqlx::query_as(
-            "select id, user_id, scopes, org_id, expires_at, revoked_at, last_used_at from pats where token_hash = $1",
-        )
-        .bind(pat.hash())
-        .fetch_optional(state.store.pool())
-        .await?;
-    let PatAuthRow {
-        id: pat_id,
-        user_id,
-        scopes,
-        org_id,
-        expires_at,
-        revoked_at,
-        last_used_at,
-    } = row.ok_or_else(|| Error::unauthenticated("unknown personal access token"))?;
+        "select id, user_id, scopes, org_id, expires_at, revoked_at, last_used_at from pats where token_hash = $1",
+    )
+    .bind(pat.hash())
+    .fetch_optional(state.store.pool())
+    .await?;
+    let PatAuthRow { id: pat_id, user_id, scopes, org_id, expires_at, revoked_at, last_used_at } =
+        row.ok_or_else(|| Error::unauthenticated("unknown personal access token"))?;
     let now = now();
     if revoked_at.is_some() {
         return Err(Error::unauthenticated("personal access token was revoked"));
@@ -270,12 +236,5 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal> {
             .await?;
     }
     let scopes = ScopeSet::from_db(&scopes).map_err(|e| anyhow::anyhow!("stored scopes: {e}"))?;
-    Ok(Principal {
-        user_id,
-        via: Via::Pat {
-            pat_id,
-            scopes,
-            org_id,
-        },
-    })
+    Ok(Principal { user_id, via: Via::Pat { pat_id, scopes, org_id } })
 }

@@ -29,20 +29,14 @@ pub async fn hit(store: &Store, key: &str, window_secs: i64) -> Result<(i64, u64
 pub async fn peek(store: &Store, key: &str, window_secs: i64) -> Result<(i64, u64)> {
     let now = now();
     let window_start = now - now.rem_euclid(window_secs);
-    let hits: Option<i64> =
-        sqlx::query_scalar("select hits from rate_limits where key = $1 and window_start = $2")
-            .bind(key)
-            .bind(window_start)
-            .fetch_optional(store.pool())
-            .await?;
-    Ok((
-        hits.unwrap_or(0),
-        retry_after(now, window_start, window_secs),
-    ))
+    let hits: Option<i64> = sqlx::query_scalar("select hits from rate_limits where key = $1 and window_start = $2")
+        .bind(key)
+        .bind(window_start)
+        .fetch_optional(store.pool())
+        .await?;
+    Ok((hits.unwrap_or(0), retry_after(now, window_start, window_secs)))
 }
 
 fn retry_after(now: i64, window_start: i64, window_secs: i64) -> u64 {
-    u64::try_from(window_start + window_secs - now)
-        .unwrap_or(1)
-        .max(1)
+    u64::try_from(window_start + window_secs - now).unwrap_or(1).max(1)
 }

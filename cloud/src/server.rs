@@ -40,8 +40,10 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     if config.dev {
         tracing::warn!("DEV MODE is on: plain-http cookies are allowed and secrets are only as safe as this machine");
     }
+    let providers = config.provider_registry()?;
     let store = open_store(&config).await?;
-    Ok(AppState::new(store, config, keys))
+    crate::keys::verify_ring_against_store(&store, &keys).await?;
+    Ok(AppState::new(store, config, keys, providers))
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests.
@@ -50,19 +52,14 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let addr = listener
-        .local_addr()
-        .context("reading the listen address")?;
+    let addr = listener.local_addr().context("reading the listen address")?;
     tracing::info!(listen = %addr, public_url = %state.public_url, "latchkey-cloud is serving");
     let store = state.store.clone();
     let app = crate::http::app(state);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("serving HTTP")?;
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
     store.close().await;
     tracing::info!("latchkey-cloud stopped");
     Ok(())
@@ -103,12 +100,7 @@ pub fn redact_url(url: &str) -> String {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let creds = &url[scheme_end + 3..at];
             let user = creds.split(':').next().unwrap_or("");
-            format!(
-                "{}{}:[redacted]{}",
-                &url[..scheme_end + 3],
-                user,
-                &url[at..]
-            )
+            format!("{}{}:[redacted]{}", &url[..scheme_end + 3], user, &url[at..])
         }
         _ => url.to_owned(),
     }

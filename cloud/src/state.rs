@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::crypto::KeyRing;
+use crate::providers::ProviderRegistry;
 use crate::store::Store;
 use std::sync::Arc;
 
@@ -14,19 +15,15 @@ pub struct Inner {
     pub store: Store,
     pub config: Config,
     pub keys: KeyRing,
+    pub providers: ProviderRegistry,
     /// `config.public_url()`, computed once.
     pub public_url: String,
 }
 
 impl AppState {
-    pub fn new(store: Store, config: Config, keys: KeyRing) -> Self {
+    pub fn new(store: Store, config: Config, keys: KeyRing, providers: ProviderRegistry) -> Self {
         let public_url = config.public_url();
-        Self(Arc::new(Inner {
-            store,
-            config,
-            keys,
-            public_url,
-        }))
+        Self(Arc::new(Inner { store, config, keys, providers, public_url }))
     }
 }
 

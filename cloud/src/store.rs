@@ -34,8 +34,7 @@ pub struct Store {
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/cloud-sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator =
-    sqlx::migrate!("../migrations/cloud-postgres");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/cloud-postgres");
 
 /// Errors opening or migrating the database, worded for an operator.
 #[derive(Debug, thiserror::Error)]
@@ -43,15 +42,9 @@ pub enum StoreError {
     #[error("unsupported DATABASE_URL scheme (use postgres://… or sqlite://…)")]
     UnsupportedUrl,
     #[error("cannot create the data directory {path}: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
-    },
+    DataDir { path: String, source: std::io::Error },
     #[error("cannot connect to the {backend} database: {source}")]
-    Connect {
-        backend: &'static str,
-        source: sqlx::Error,
-    },
+    Connect { backend: &'static str, source: sqlx::Error },
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -59,10 +52,7 @@ pub enum StoreError {
 impl Store {
     /// The embedded default: `latchkey.db` in the data directory.
     pub fn sqlite_url_for(data_dir: &Path) -> String {
-        format!(
-            "sqlite://{}?mode=rwc",
-            data_dir.join("latchkey.db").display()
-        )
+        format!("sqlite://{}?mode=rwc", data_dir.join("latchkey.db").display())
     }
 
     /// Opens a pool. For SQLite, creates the data directory first.
@@ -75,16 +65,13 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl);
         };
-        let mut options = AnyPoolOptions::new()
-            .acquire_timeout(Duration::from_secs(5))
-            .max_connections(max_connections);
+        let mut options =
+            AnyPoolOptions::new().acquire_timeout(Duration::from_secs(5)).max_connections(max_connections);
         if backend == Backend::Sqlite {
             if let Some(parent) = sqlite_file(url).and_then(|p| p.parent().map(Path::to_path_buf)) {
                 if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(&parent).map_err(|source| StoreError::DataDir {
-                        path: parent.display().to_string(),
-                        source,
-                    })?;
+                    std::fs::create_dir_all(&parent)
+                        .map_err(|source| StoreError::DataDir { path: parent.display().to_string(), source })?;
                 }
             }
             // WAL lets readers run beside the one writer; the busy timeout makes writers
@@ -100,13 +87,8 @@ impl Store {
                 })
             });
         }
-        let pool = options
-            .connect(url)
-            .await
-            .map_err(|source| StoreError::Connect {
-                backend: backend.name(),
-                source,
-            })?;
+        let pool =
+            options.connect(url).await.map_err(|source| StoreError::Connect { backend: backend.name(), source })?;
         Ok(Self { pool, backend })
     }
 
@@ -129,10 +111,7 @@ impl Store {
 
     /// `/readyz`: can we run a query right now?
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("select 1")
-            .execute(&self.pool)
-            .await
-            .map(|_: AnyQueryResult| ())
+        sqlx::query("select 1").execute(&self.pool).await.map(|_: AnyQueryResult| ())
     }
 
     pub async fn close(&self) {
@@ -141,9 +120,7 @@ impl Store {
 }
 
 fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next()?;
     if path.is_empty() || path == ":memory:" {
         None
@@ -166,10 +143,7 @@ pub fn new_id() -> String {
 pub fn rfc3339(ts: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(ts)
         .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_default()
 }
 
@@ -181,9 +155,5 @@ pub fn unique_violation(err: &sqlx::Error) -> Option<String> {
     if !db.is_unique_violation() {
         return None;
     }
-    Some(
-        db.constraint()
-            .map(str::to_owned)
-            .unwrap_or_else(|| db.message().to_owned()),
-    )
+    Some(db.constraint().map(str::to_owned).unwrap_or_else(|| db.message().to_owned()))
 }

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 fn cloud() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey-cloud"));
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
     cmd
 }
 
@@ -51,7 +50,9 @@ fn example_config_is_valid_and_complete() {
     let defaults = serde_json::to_value(latchkey_cloud::config::Config::default()).unwrap();
     for key in defaults.as_object().unwrap().keys() {
         assert!(
-            text.contains(&format!("{key} =")) || text.contains(&format!("[[{key}]]")),
+            text.contains(&format!("{key} ="))
+                || text.contains(&format!("[[{key}]]"))
+                || text.contains(&format!("[{key}.")),
             "example config does not document `{key}`"
         );
     }
@@ -60,19 +61,12 @@ fn example_config_is_valid_and_complete() {
 #[test]
 fn refuses_to_start_without_a_master_key() {
     let dir = tempfile_dir();
-    let out = cloud()
-        .arg("serve")
-        .env("LATCHKEY_DATA_DIR", &dir)
-        .env("LATCHKEY_LISTEN", "127.0.0.1:0")
-        .output()
-        .unwrap();
+    let out =
+        cloud().arg("serve").env("LATCHKEY_DATA_DIR", &dir).env("LATCHKEY_LISTEN", "127.0.0.1:0").output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no master key"), "{err}");
-    assert!(
-        err.contains("latchkey-cloud keys generate") && err.contains("--dev"),
-        "{err}"
-    );
+    assert!(err.contains("latchkey-cloud keys generate") && err.contains("--dev"), "{err}");
 }
 
 #[test]
@@ -86,11 +80,7 @@ fn keys_generate_prints_a_usable_key() {
 #[test]
 fn dev_mode_runs_with_no_setup() {
     let dir = tempfile_dir();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut child = cloud()
         .arg("--dev")
         .current_dir(&dir)
@@ -103,38 +93,25 @@ fn dev_mode_runs_with_no_setup() {
     for _ in 0..100 {
         if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
             use std::io::{Read, Write};
-            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
             s.read_to_string(&mut body).unwrap();
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
     let status = child.wait().unwrap();
     let mut stderr = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert!(body.starts_with("HTTP/1.1 200"), "{body}\n{stderr}");
     assert!(body.contains("\"ok\""));
-    assert!(
-        stderr.contains("SQLite"),
-        "start-up does not say it runs on SQLite: {stderr}"
-    );
+    assert!(stderr.contains("SQLite"), "start-up does not say it runs on SQLite: {stderr}");
     assert!(stderr.contains("DEV MODE"), "{stderr}");
     assert!(dir.join("latchkey-data/latchkey.db").exists());
     let key = dir.join("latchkey-data/master.key");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
-    assert!(
-        status.success(),
-        "did not exit cleanly on SIGTERM: {status}"
-    );
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(status.success(), "did not exit cleanly on SIGTERM: {status}");
 }
 
 fn tempfile_dir() -> std::path::PathBuf {

@@ -12,8 +12,5 @@ struct Cli {}
 
 fn main() {
     let _cli = Cli::parse();
-    println!(
-        "latchkey {}: the local agent is not built yet; see README.md",
-        env!("CARGO_PKG_VERSION")
-    );
+    println!("latchkey {}: the local agent is not built yet; see README.md", env!("CARGO_PKG_VERSION"));
 }

@@ -35,9 +35,7 @@ impl Pat {
     /// A fresh token from the operating system's CSPRNG.
     pub fn generate() -> Self {
         let mut rng = rand::rngs::OsRng;
-        let random: String = (0..RANDOM_LEN)
-            .map(|_| BASE62[rng.gen_range(0..BASE62.len())] as char)
-            .collect();
+        let random: String = (0..RANDOM_LEN).map(|_| BASE62[rng.gen_range(0..BASE62.len())] as char).collect();
         let checksum = checksum(&random);
         Self(SecretString::new(format!("{PREFIX}{random}{checksum}")))
     }
@@ -45,9 +43,7 @@ impl Pat {
     /// Checks the shape and checksum of a presented token.
     pub fn parse(token: &str) -> Result<Self, PatFormatError> {
         let rest = token.strip_prefix(PREFIX).ok_or(PatFormatError::NotAPat)?;
-        if rest.len() != RANDOM_LEN + CHECKSUM_LEN
-            || !rest.bytes().all(|b| b.is_ascii_alphanumeric())
-        {
+        if rest.len() != RANDOM_LEN + CHECKSUM_LEN || !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(PatFormatError::Malformed);
         }
         let (random, sum) = rest.split_at(RANDOM_LEN);
@@ -114,22 +110,13 @@ mod tests {
         let mut bytes = s.into_bytes();
         bytes[10] = if bytes[10] == b'a' { b'b' } else { b'a' };
         let tampered = String::from_utf8(bytes).unwrap_or_default();
-        assert_eq!(
-            Pat::parse(&tampered).err(),
-            Some(PatFormatError::BadChecksum)
-        );
+        assert_eq!(Pat::parse(&tampered).err(), Some(PatFormatError::BadChecksum));
         assert_eq!(Pat::parse("ghp_abc").err(), Some(PatFormatError::NotAPat));
-        assert_eq!(
-            Pat::parse("lk_pat_short").err(),
-            Some(PatFormatError::Malformed)
-        );
+        assert_eq!(Pat::parse("lk_pat_short").err(), Some(PatFormatError::Malformed));
     }
 
     #[test]
     fn hash_is_stable_hex() {
-        assert_eq!(
-            sha256_hex("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }

@@ -5,19 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// What a PAT may do. A PAT never acts beyond its user's rights whatever its scopes.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Scope {
     #[serde(rename = "connections:read")]
     ConnectionsRead,
@@ -85,10 +73,7 @@ pub struct UnknownScope(pub String);
 impl FromStr for Scope {
     type Err = UnknownScope;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Scope::ALL
-            .into_iter()
-            .find(|scope| scope.as_str() == s)
-            .ok_or_else(|| UnknownScope(s.to_owned()))
+        Scope::ALL.into_iter().find(|scope| scope.as_str() == s).ok_or_else(|| UnknownScope(s.to_owned()))
     }
 }
 
@@ -119,17 +104,10 @@ impl ScopeSet {
 
     /// Space-separated, the stored form.
     pub fn to_db(&self) -> String {
-        self.0
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join(" ")
+        self.0.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
     }
 
     pub fn from_db(s: &str) -> Result<Self, UnknownScope> {
-        s.split_whitespace()
-            .map(Scope::from_str)
-            .collect::<Result<_, _>>()
-            .map(Self)
+        s.split_whitespace().map(Scope::from_str).collect::<Result<_, _>>().map(Self)
     }
 }

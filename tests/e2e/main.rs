@@ -3,7 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod accounts;
+mod apps;
 mod bad_input;
+mod keys;
 mod openapi;
 mod orgs;
 mod pats;

@@ -49,9 +49,6 @@ async fn served_openapi_matches_the_committed_document() {
     for p in paths.keys() {
         let concrete = p.replace('{', "x").replace('}', "");
         let r = api.get(&concrete, None).await;
-        assert!(
-            !(r.status == 404 && r.text.contains("no such endpoint")),
-            "{p} is documented but not routed"
-        );
+        assert!(!(r.status == 404 && r.text.contains("no such endpoint")), "{p} is documented but not routed");
     }
 }

@@ -63,8 +63,7 @@ pub fn skip_postgres() -> bool {
 }
 
 fn pg_admin_url() -> String {
-    std::env::var("LATCHKEY_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("LATCHKEY_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// A database that exists for one test and is dropped after it.
@@ -80,16 +79,8 @@ impl TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
         match backend {
             Backend::Sqlite => {
-                let url = format!(
-                    "sqlite://{}?mode=rwc",
-                    dir.path().join("latchkey.db").display()
-                );
-                TestDb {
-                    backend,
-                    url,
-                    dir,
-                    pg_name: None,
-                }
+                let url = format!("sqlite://{}?mode=rwc", dir.path().join("latchkey.db").display());
+                TestDb { backend, url, dir, pg_name: None }
             }
             Backend::Postgres => {
                 let name = format!("latchkey_test_{}", uuid::Uuid::new_v4().simple());
@@ -101,20 +92,9 @@ impl TestDb {
                          Start it (`bash .ci/run` does), or point LATCHKEY_TEST_PG_URL at one."
                     )
                 });
-                sqlx::query(&format!("create database {name}"))
-                    .execute(&mut conn)
-                    .await
-                    .expect("create database");
-                let base = admin
-                    .rsplit_once('/')
-                    .map(|(b, _)| b.to_owned())
-                    .unwrap_or(admin);
-                TestDb {
-                    backend,
-                    url: format!("{base}/{name}"),
-                    dir,
-                    pg_name: Some(name),
-                }
+                sqlx::query(&format!("create database {name}")).execute(&mut conn).await.expect("create database");
+                let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin);
+                TestDb { backend, url: format!("{base}/{name}"), dir, pg_name: Some(name) }
             }
         }
     }
@@ -122,11 +102,7 @@ impl TestDb {
     /// Raw SQL access, for tests that check what is really stored.
     pub async fn raw(&self) -> sqlx::AnyPool {
         sqlx::any::install_default_drivers();
-        sqlx::any::AnyPoolOptions::new()
-            .max_connections(2)
-            .connect(&self.url)
-            .await
-            .expect("raw pool")
+        sqlx::any::AnyPoolOptions::new().max_connections(2).connect(&self.url).await.expect("raw pool")
     }
 }
 
@@ -138,17 +114,11 @@ impl Drop for TestDb {
         let admin = pg_admin_url();
         // Drop runs outside any runtime we may block; use a thread with its own.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async move {
-                if let Ok(mut conn) =
-                    <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await
-                {
-                    let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
-                        .execute(&mut conn)
-                        .await;
+                if let Ok(mut conn) = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await {
+                    let _ =
+                        sqlx::query(&format!("drop database if exists {name} with (force)")).execute(&mut conn).await;
                 }
             });
         })
@@ -176,13 +146,8 @@ impl Cloud {
     }
 
     /// Starts with a config adjusted by `tweak`.
-    pub async fn start_with(
-        db: &TestDb,
-        tweak: impl FnOnce(&mut latchkey_cloud::config::Config),
-    ) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+    pub async fn start_with(db: &TestDb, tweak: impl FnOnce(&mut latchkey_cloud::config::Config)) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let mut config = latchkey_cloud::config::Config {
             listen: addr,
@@ -193,9 +158,7 @@ impl Cloud {
             ..Default::default()
         };
         tweak(&mut config);
-        let state = latchkey_cloud::server::build_state(config)
-            .await
-            .expect("cloud state");
+        let state = latchkey_cloud::server::build_state(config).await.expect("cloud state");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _ = latchkey_cloud::server::serve(state, listener, async move {
@@ -203,12 +166,7 @@ impl Cloud {
             })
             .await;
         });
-        Cloud {
-            base: format!("http://{addr}"),
-            addr,
-            shutdown: Some(tx),
-            task: Some(task),
-        }
+        Cloud { base: format!("http://{addr}"), addr, shutdown: Some(tx), task: Some(task) }
     }
 
     pub fn api(&self) -> Api {
@@ -236,10 +194,7 @@ impl Drop for Cloud {
 /// Path of a workspace binary built next to this test binary.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
+    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -247,6 +202,21 @@ pub fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// A `latchkey-cloud` command against the test database (for `migrate`, `keys …`).
+pub fn cloud_command(db: &TestDb, extra_env: &[(&str, &str)]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(binary("latchkey-cloud"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("LATCHKEY_DATA_DIR", db.dir.path())
+        .env("DATABASE_URL", &db.url)
+        .env("LATCHKEY_MASTER_KEY", TEST_MASTER_KEY)
+        .env("RUST_LOG", "warn");
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    cmd
 }
 
 /// A real `latchkey-cloud` process.
@@ -258,6 +228,13 @@ pub struct CloudProcess {
 
 impl CloudProcess {
     pub async fn spawn(db: &TestDb, extra_env: &[(&str, &str)]) -> Self {
+        Self::try_spawn(db, extra_env)
+            .await
+            .unwrap_or_else(|log| panic!("latchkey-cloud did not become ready; log:\n{log}"))
+    }
+
+    /// Starts a process; `Err` carries its log when it exits or never becomes ready.
+    pub async fn try_spawn(db: &TestDb, extra_env: &[(&str, &str)]) -> Result<Self, String> {
         let port = free_port();
         let log = db.dir.path().join(format!("cloud-{port}.log"));
         let log_file = std::fs::File::create(&log).expect("log file");
@@ -277,29 +254,32 @@ impl CloudProcess {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn latchkey-cloud");
-        let proc = CloudProcess {
-            base: format!("http://127.0.0.1:{port}"),
-            child,
-            log,
-        };
-        proc.wait_ready().await;
-        proc
+        let mut proc = CloudProcess { base: format!("http://127.0.0.1:{port}"), child, log };
+        if proc.wait_ready().await {
+            Ok(proc)
+        } else {
+            Err(proc.log_text())
+        }
     }
 
-    async fn wait_ready(&self) {
+    async fn wait_ready(&mut self) -> bool {
         let client = reqwest::Client::new();
-        for _ in 0..200 {
+        for _ in 0..300 {
             if let Ok(r) = client.get(format!("{}/readyz", self.base)).send().await {
                 if r.status().is_success() {
-                    return;
+                    return true;
                 }
+            }
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!(
-            "latchkey-cloud did not become ready; log:\n{}",
-            std::fs::read_to_string(&self.log).unwrap_or_default()
-        );
+        false
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     pub fn api(&self) -> Api {
@@ -312,10 +292,7 @@ impl CloudProcess {
 
     /// Sends SIGTERM and waits for a clean exit; returns the exit status code.
     pub fn terminate(mut self) -> Option<i32> {
-        let _ = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
+        let _ = std::process::Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         self.child.wait().ok().and_then(|s| s.code())
     }
 }
@@ -328,10 +305,7 @@ impl Drop for CloudProcess {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
 /// A response as a test reads it.
@@ -354,33 +328,17 @@ impl Reply {
     /// Asserts the contract's error shape and code, and returns the description.
     #[track_caller]
     pub fn assert_error(&self, status: u16, code: &str) -> String {
-        assert_eq!(
-            self.status.as_u16(),
-            status,
-            "unexpected status; body: {}",
-            self.text
-        );
+        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.text);
         let body = self.json();
-        assert_eq!(
-            body["error"], code,
-            "unexpected error code; body: {}",
-            self.text
-        );
-        let description = body["error_description"]
-            .as_str()
-            .expect("error_description is a string");
+        assert_eq!(body["error"], code, "unexpected error code; body: {}", self.text);
+        let description = body["error_description"].as_str().expect("error_description is a string");
         assert!(!description.is_empty());
         description.to_owned()
     }
 
     #[track_caller]
     pub fn ok(&self, status: u16) -> Value {
-        assert_eq!(
-            self.status.as_u16(),
-            status,
-            "unexpected status; body: {}",
-            self.text
-        );
+        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.text);
         if self.text.is_empty() {
             Value::Null
         } else {
@@ -403,22 +361,11 @@ impl Api {
             .timeout(Duration::from_secs(30))
             .build()
             .expect("client");
-        Api {
-            base: base.to_owned(),
-            client,
-        }
+        Api { base: base.to_owned(), client }
     }
 
-    pub async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> Reply {
-        let mut req = self
-            .client
-            .request(method, format!("{}{}", self.base, path));
+    pub async fn send(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+        let mut req = self.client.request(method, format!("{}{}", self.base, path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -433,11 +380,7 @@ impl Api {
         let status = resp.status();
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap_or_default();
-        Reply {
-            status,
-            headers,
-            text,
-        }
+        Reply { status, headers, text }
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
@@ -460,22 +403,10 @@ impl Api {
     pub async fn user(&self, name: &str) -> User {
         let email = format!("{name}@example.test");
         let password = format!("{name} rides a purple bicycle to the lighthouse");
-        let reg = self
-            .post(
-                "/v1/auth/register",
-                None,
-                json!({"email": email, "username": name, "password": password}),
-            )
-            .await;
+        let reg =
+            self.post("/v1/auth/register", None, json!({"email": email, "username": name, "password": password})).await;
         let id = reg.ok(201)["id"].as_str().expect("id").to_owned();
-        let login = self
-            .post(
-                "/v1/auth/login",
-                None,
-                json!({"email": email, "password": password}),
-            )
-            .await
-            .ok(200);
+        let login = self.post("/v1/auth/login", None, json!({"email": email, "password": password})).await.ok(200);
         User {
             id,
             email,
@@ -487,29 +418,15 @@ impl Api {
 
     /// Creates an org owned by `owner`.
     pub async fn org(&self, owner: &User, slug: &str, visibility: &str) -> Value {
-        self.post(
-            "/v1/orgs",
-            Some(&owner.access),
-            json!({"slug": slug, "name": slug, "visibility": visibility}),
-        )
-        .await
-        .ok(201)
+        self.post("/v1/orgs", Some(&owner.access), json!({"slug": slug, "name": slug, "visibility": visibility}))
+            .await
+            .ok(201)
     }
 
     /// Creates a PAT for `user` with `scopes`; returns (id, token).
     pub async fn pat(&self, user: &User, scopes: &[&str]) -> (String, String) {
-        let body = self
-            .post(
-                "/v1/tokens",
-                Some(&user.access),
-                json!({"name": "test", "scopes": scopes}),
-            )
-            .await
-            .ok(201);
-        (
-            body["id"].as_str().expect("id").to_owned(),
-            body["token"].as_str().expect("token").to_owned(),
-        )
+        let body = self.post("/v1/tokens", Some(&user.access), json!({"name": "test", "scopes": scopes})).await.ok(201);
+        (body["id"].as_str().expect("id").to_owned(), body["token"].as_str().expect("token").to_owned())
     }
 }
 

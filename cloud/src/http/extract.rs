@@ -29,28 +29,21 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 fn json_rejection(rejection: JsonRejection) -> Error {
     match rejection {
         JsonRejection::JsonDataError(e) => Error::bad_request(serde_reason(&e.body_text())),
-        JsonRejection::JsonSyntaxError(e) => Error::bad_request(format!(
-            "body is not valid JSON: {}",
-            serde_reason(&e.body_text())
-        )),
+        JsonRejection::JsonSyntaxError(e) => {
+            Error::bad_request(format!("body is not valid JSON: {}", serde_reason(&e.body_text())))
+        }
         JsonRejection::MissingJsonContentType(_) => Error::client(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::UnsupportedMediaType,
             "expected a JSON body with `Content-Type: application/json`",
         ),
-        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            too_large()
-        }
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => too_large(),
         other => Error::bad_request(other.body_text()),
     }
 }
 
 pub fn too_large() -> Error {
-    Error::client(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorCode::PayloadTooLarge,
-        "request body is larger than 64 KiB",
-    )
+    Error::client(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge, "request body is larger than 64 KiB")
 }
 
 /// axum prefixes serde's message with its own words; keep the part that names the field.
@@ -71,9 +64,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(Path(value)),
-            Err(PathRejection::FailedToDeserializePathParams(e)) => {
-                Err(Error::bad_request(e.body_text()))
-            }
+            Err(PathRejection::FailedToDeserializePathParams(e)) => Err(Error::bad_request(e.body_text())),
             Err(other) => Err(Error::bad_request(other.body_text())),
         }
     }
@@ -99,15 +90,7 @@ impl FromRequestParts<AppState> for ClientMeta {
             .config
             .trust_forwarded_for
             .then(|| {
-                parts
-                    .headers
-                    .get("x-forwarded-for")?
-                    .to_str()
-                    .ok()?
-                    .split(',')
-                    .next()
-                    .map(str::trim)
-                    .map(str::to_owned)
+                parts.headers.get("x-forwarded-for")?.to_str().ok()?.split(',').next().map(str::trim).map(str::to_owned)
             })
             .flatten()
             .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok());
@@ -116,10 +99,7 @@ impl FromRequestParts<AppState> for ClientMeta {
             .get(axum::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(256).collect());
-        Ok(ClientMeta {
-            ip: forwarded.unwrap_or(peer),
-            user_agent,
-        })
+        Ok(ClientMeta { ip: forwarded.unwrap_or(peer), user_agent })
     }
 }
 

@@ -31,6 +31,7 @@ pub const BODY_LIMIT: usize = 64 * 1024;
         (name = "accounts", description = "Accounts, logins and sessions"),
         (name = "orgs", description = "Orgs and memberships"),
         (name = "tokens", description = "Personal access tokens"),
+        (name = "apps", description = "Providers, managed apps and connectors"),
         (name = "operations", description = "Health and readiness"),
     ),
     components(schemas(latchkey_shared::ErrorBody, latchkey_shared::ErrorCode, latchkey_shared::Scope))
@@ -44,6 +45,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::accounts::router())
         .merge(routes::orgs::router())
         .merge(routes::tokens::router())
+        .merge(routes::apps::router())
         .split_for_parts()
 }
 
@@ -100,12 +102,8 @@ pub struct NoStore<T>(pub T);
 impl<T: Serialize> IntoResponse for NoStore<T> {
     fn into_response(self) -> Response {
         let mut response = axum::Json(self.0).into_response();
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        response
-            .headers_mut()
-            .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         response
     }
 }

@@ -29,9 +29,7 @@ fn list(v: &[&str]) -> Vec<String> {
 }
 
 fn map(v: &[(&str, &str)]) -> BTreeMap<String, String> {
-    v.iter()
-        .map(|(k, x)| ((*k).to_owned(), (*x).to_owned()))
-        .collect()
+    v.iter().map(|(k, x)| ((*k).to_owned(), (*x).to_owned())).collect()
 }
 
 /// A definition with the common defaults; each provider below overrides what differs.
@@ -95,12 +93,7 @@ pub fn all() -> Vec<ProviderDef> {
             token_auth_method: ClientSecretBasic,
             rotates_refresh_tokens: true,
             docs_url: s("https://discord.com/developers/docs/topics/oauth2"),
-            ..base(
-                "discord",
-                "Discord",
-                "https://discord.com/oauth2/authorize",
-                "https://discord.com/api/oauth2/token",
-            )
+            ..base("discord", "Discord", "https://discord.com/oauth2/authorize", "https://discord.com/api/oauth2/token")
         },
         // Dropbox: `token_access_type=offline` is what yields a (long-lived, non-rotating)
         // refresh token. Its userinfo is an RPC call: POST with a JSON `null` body.
@@ -144,12 +137,7 @@ pub fn all() -> Vec<ProviderDef> {
             scopes: list(&["read_user"]),
             rotates_refresh_tokens: true,
             docs_url: s("https://docs.gitlab.com/api/oauth2/"),
-            ..base(
-                "gitlab",
-                "GitLab",
-                "https://gitlab.com/oauth/authorize",
-                "https://gitlab.com/oauth/token",
-            )
+            ..base("gitlab", "GitLab", "https://gitlab.com/oauth/authorize", "https://gitlab.com/oauth/token")
         },
         // Google (also YouTube: add e.g. https://www.googleapis.com/auth/youtube.readonly).
         // `access_type=offline` + `prompt=consent` make Google return a refresh token every
@@ -181,12 +169,7 @@ pub fn all() -> Vec<ProviderDef> {
             pkce: Required,
             rotates_refresh_tokens: true,
             docs_url: s("https://docs.kick.com/getting-started/generating-tokens-oauth2-flow"),
-            ..base(
-                "kick",
-                "Kick",
-                "https://id.kick.com/oauth/authorize",
-                "https://id.kick.com/oauth/token",
-            )
+            ..base("kick", "Kick", "https://id.kick.com/oauth/authorize", "https://id.kick.com/oauth/token")
         },
         // Linear: comma-separated scopes; refresh tokens (mandatory since 2026-04-01) rotate.
         // Identity comes from the GraphQL API (`viewer`).
@@ -201,12 +184,7 @@ pub fn all() -> Vec<ProviderDef> {
             scope_separator: ",".into(),
             rotates_refresh_tokens: true,
             docs_url: s("https://linear.app/developers/oauth-2-0-authentication"),
-            ..base(
-                "linear",
-                "Linear",
-                "https://linear.app/oauth/authorize",
-                "https://api.linear.app/oauth/token",
-            )
+            ..base("linear", "Linear", "https://linear.app/oauth/authorize", "https://api.linear.app/oauth/token")
         },
         // Microsoft identity platform, multi-tenant `common` v2.0 endpoints. Refresh tokens
         // replace themselves on every use. No RFC 7009 endpoint; the issuer is per tenant.
@@ -283,12 +261,7 @@ pub fn all() -> Vec<ProviderDef> {
             token_response_pointer: s("/authed_user"),
             rotates_refresh_tokens: true,
             docs_url: s("https://docs.slack.dev/reference/methods/oauth.v2.access"),
-            ..base(
-                "slack",
-                "Slack",
-                "https://slack.com/oauth/v2/authorize",
-                "https://slack.com/api/oauth.v2.access",
-            )
+            ..base("slack", "Slack", "https://slack.com/oauth/v2/authorize", "https://slack.com/api/oauth.v2.access")
         },
         // Spotify: Basic auth; a refresh response may carry a new refresh token.
         ProviderDef {
@@ -315,12 +288,7 @@ pub fn all() -> Vec<ProviderDef> {
             pkce: Pkce::None,
             rotates_refresh_tokens: true,
             docs_url: s("https://developers.strava.com/docs/authentication/"),
-            ..base(
-                "strava",
-                "Strava",
-                "https://www.strava.com/oauth/authorize",
-                "https://www.strava.com/oauth/token",
-            )
+            ..base("strava", "Strava", "https://www.strava.com/oauth/authorize", "https://www.strava.com/oauth/token")
         },
         // Twitch: client_secret_post only (per its OIDC discovery document); identity from
         // the OIDC userinfo endpoint, which needs the `openid` scope; preferred_username is
@@ -332,18 +300,10 @@ pub fn all() -> Vec<ProviderDef> {
             account_name_field: s("preferred_username"),
             scopes: list(&["openid"]),
             pkce: Pkce::None,
-            extra_authorize_params: map(&[(
-                "claims",
-                r#"{"userinfo":{"preferred_username":null}}"#,
-            )]),
+            extra_authorize_params: map(&[("claims", r#"{"userinfo":{"preferred_username":null}}"#)]),
             rotates_refresh_tokens: true,
             docs_url: s("https://dev.twitch.tv/docs/authentication/getting-tokens-oauth/"),
-            ..base(
-                "twitch",
-                "Twitch",
-                "https://id.twitch.tv/oauth2/authorize",
-                "https://id.twitch.tv/oauth2/token",
-            )
+            ..base("twitch", "Twitch", "https://id.twitch.tv/oauth2/authorize", "https://id.twitch.tv/oauth2/token")
         },
         // X (Twitter) OAuth 2.0: PKCE mandatory; confidential clients use Basic auth;
         // `offline.access` yields a refresh token, which is single-use.
@@ -357,12 +317,7 @@ pub fn all() -> Vec<ProviderDef> {
             token_auth_method: ClientSecretBasic,
             rotates_refresh_tokens: true,
             docs_url: s("https://docs.x.com/fundamentals/authentication/oauth-2-0/authorization-code"),
-            ..base(
-                "x",
-                "X (Twitter)",
-                "https://x.com/i/oauth2/authorize",
-                "https://api.x.com/2/oauth2/token",
-            )
+            ..base("x", "X (Twitter)", "https://x.com/i/oauth2/authorize", "https://api.x.com/2/oauth2/token")
         },
         // Zoom user-level OAuth: Basic auth; every refresh returns a new refresh token and
         // invalidates the old one. Scopes are configured on the app, so none are sent.
@@ -373,12 +328,7 @@ pub fn all() -> Vec<ProviderDef> {
             token_auth_method: ClientSecretBasic,
             rotates_refresh_tokens: true,
             docs_url: s("https://developers.zoom.us/docs/rooms/oauth/"),
-            ..base(
-                "zoom",
-                "Zoom",
-                "https://zoom.us/oauth/authorize",
-                "https://zoom.us/oauth/token",
-            )
+            ..base("zoom", "Zoom", "https://zoom.us/oauth/authorize", "https://zoom.us/oauth/token")
         },
     ]
 }

@@ -285,14 +285,8 @@ impl ProviderOverride {
         if let Some(v) = self.token_request_format {
             base.token_request_format = v;
         }
-        set_optional(
-            &mut base.token_response_pointer,
-            self.token_response_pointer,
-        );
-        merge_map(
-            &mut base.extra_authorize_params,
-            self.extra_authorize_params,
-        );
+        set_optional(&mut base.token_response_pointer, self.token_response_pointer);
+        merge_map(&mut base.extra_authorize_params, self.extra_authorize_params);
         if let Some(v) = self.rotates_refresh_tokens {
             base.rotates_refresh_tokens = v;
         }
@@ -355,24 +349,15 @@ pub enum RegistryError {
 
 /// Authorization request parameters Latchkey sets itself; `extra_authorize_params` may not
 /// set them.
-const RESERVED_AUTHORIZE_PARAMS: &[&str] = &[
-    "response_type",
-    "client_id",
-    "redirect_uri",
-    "state",
-    "code_challenge",
-    "code_challenge_method",
-    "nonce",
-];
+const RESERVED_AUTHORIZE_PARAMS: &[&str] =
+    &["response_type", "client_id", "redirect_uri", "state", "code_challenge", "code_challenge_method", "nonce"];
 
 /// Whether `name` is a valid provider name: `[a-z0-9-]{1,32}`.
 #[must_use]
 pub fn is_valid_provider_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 32
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// Whether the URL's host is a loopback host: `localhost`, `127.0.0.0/8` or `::1`.
@@ -408,11 +393,7 @@ impl ProviderDef {
     #[must_use]
     pub fn read_account(&self, v: &Value) -> Option<(String, Option<String>)> {
         let id = lookup(v, &self.account_id_field).and_then(scalar_to_string)?;
-        let name = self
-            .account_name_field
-            .as_deref()
-            .and_then(|f| lookup(v, f))
-            .and_then(scalar_to_string);
+        let name = self.account_name_field.as_deref().and_then(|f| lookup(v, f)).and_then(scalar_to_string);
         Some((id, name))
     }
 
@@ -448,26 +429,11 @@ impl ProviderDef {
             .collect()
     }
 
-    fn field_error(
-        &self,
-        field: &'static str,
-        problem: impl Into<String>,
-        fix: impl Into<String>,
-    ) -> RegistryError {
-        RegistryError::InvalidField {
-            provider: self.name.clone(),
-            field,
-            problem: problem.into(),
-            fix: fix.into(),
-        }
+    fn field_error(&self, field: &'static str, problem: impl Into<String>, fix: impl Into<String>) -> RegistryError {
+        RegistryError::InvalidField { provider: self.name.clone(), field, problem: problem.into(), fix: fix.into() }
     }
 
-    fn check_url(
-        &self,
-        field: &'static str,
-        value: &str,
-        source: DefinitionSource,
-    ) -> Result<(), RegistryError> {
+    fn check_url(&self, field: &'static str, value: &str, source: DefinitionSource) -> Result<(), RegistryError> {
         let url = url::Url::parse(value).map_err(|e| {
             self.field_error(
                 field,
@@ -490,11 +456,7 @@ impl ProviderDef {
             ));
         }
         if url.fragment().is_some() {
-            return Err(self.field_error(
-                field,
-                format!("has a #fragment ({value:?})"),
-                "remove the #... part",
-            ));
+            return Err(self.field_error(field, format!("has a #fragment ({value:?})"), "remove the #... part"));
         }
         match (url.scheme(), source) {
             ("https", _) => Ok(()),
@@ -509,11 +471,9 @@ impl ProviderDef {
                 format!("uses plain http ({value:?})"),
                 "built-in providers must use https",
             )),
-            (scheme, _) => Err(self.field_error(
-                field,
-                format!("uses the scheme {scheme:?} ({value:?})"),
-                "use an https URL",
-            )),
+            (scheme, _) => {
+                Err(self.field_error(field, format!("uses the scheme {scheme:?} ({value:?})"), "use an https URL"))
+            }
         }
     }
 
@@ -535,9 +495,7 @@ impl ProviderDef {
     /// The first problem found, naming the provider, the field and the fix.
     pub fn validate(&self, source: DefinitionSource) -> Result<(), RegistryError> {
         if !is_valid_provider_name(&self.name) {
-            return Err(RegistryError::InvalidName {
-                name: self.name.clone(),
-            });
+            return Err(RegistryError::InvalidName { name: self.name.clone() });
         }
         if self.display_name.trim().is_empty() {
             return Err(self.field_error(
@@ -577,9 +535,8 @@ impl ProviderDef {
             }
         }
         for (k, v) in &self.userinfo_headers {
-            let name_ok = !k.is_empty()
-                && k.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            let name_ok =
+                !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
             if !name_ok {
                 return Err(self.field_error(
                     "userinfo_headers",
@@ -616,15 +573,9 @@ impl ProviderDef {
             }
         }
         if self.scope_separator.is_empty() {
-            return Err(self.field_error(
-                "scope_separator",
-                "is empty",
-                "use \" \" (the OAuth default) or \",\"",
-            ));
+            return Err(self.field_error("scope_separator", "is empty", "use \" \" (the OAuth default) or \",\""));
         }
-        if self.scope_param.is_empty()
-            || RESERVED_AUTHORIZE_PARAMS.contains(&self.scope_param.as_str())
-        {
+        if self.scope_param.is_empty() || RESERVED_AUTHORIZE_PARAMS.contains(&self.scope_param.as_str()) {
             return Err(self.field_error(
                 "scope_param",
                 format!("is {:?}", self.scope_param),
@@ -632,24 +583,16 @@ impl ProviderDef {
             ));
         }
         for s in &self.scopes {
-            if s.is_empty()
-                || s.contains(&self.scope_separator)
-                || s.chars().any(char::is_whitespace)
-            {
+            if s.is_empty() || s.contains(&self.scope_separator) || s.chars().any(char::is_whitespace) {
                 return Err(self.field_error(
                     "scopes",
-                    format!(
-                        "contains {s:?}, which is empty or contains the separator or whitespace"
-                    ),
+                    format!("contains {s:?}, which is empty or contains the separator or whitespace"),
                     "list each scope as its own string, e.g. scopes = [\"read\", \"write\"]",
                 ));
             }
         }
         for k in self.extra_authorize_params.keys() {
-            if k.is_empty()
-                || RESERVED_AUTHORIZE_PARAMS.contains(&k.as_str())
-                || *k == self.scope_param
-            {
+            if k.is_empty() || RESERVED_AUTHORIZE_PARAMS.contains(&k.as_str()) || *k == self.scope_param {
                 return Err(self.field_error(
                     "extra_authorize_params",
                     format!("sets {k:?}, which Latchkey sets itself"),
@@ -673,10 +616,7 @@ fn parse_message(value: &toml::Value, err: &toml::de::Error) -> String {
     for (key, v) in table {
         let mut single = toml::map::Map::new();
         single.insert(key.clone(), v.clone());
-        if toml::Value::Table(single)
-            .try_into::<ProviderOverride>()
-            .is_err()
-        {
+        if toml::Value::Table(single).try_into::<ProviderOverride>().is_err() {
             if message.contains(&format!("`{key}`")) {
                 return message;
             }
@@ -696,10 +636,7 @@ impl ProviderRegistry {
     /// The built-in providers only.
     #[must_use]
     pub fn builtin() -> Self {
-        let providers = builtin::all()
-            .into_iter()
-            .map(|p| (p.name.clone(), p))
-            .collect();
+        let providers = builtin::all().into_iter().map(|p| (p.name.clone(), p)).collect();
         Self { providers }
     }
 
@@ -727,13 +664,11 @@ impl ProviderRegistry {
             let def = match registry.providers.get(&name) {
                 Some(base) => {
                     let ov: ProviderOverride =
-                        value.clone().try_into().map_err(|e: toml::de::Error| {
-                            RegistryError::Parse {
-                                provider: name.clone(),
-                                message: parse_message(&value, &e),
-                                hint: "it overrides the built-in provider of that name, so it \
+                        value.clone().try_into().map_err(|e: toml::de::Error| RegistryError::Parse {
+                            provider: name.clone(),
+                            message: parse_message(&value, &e),
+                            hint: "it overrides the built-in provider of that name, so it \
                                        may only set known fields and needs none of them",
-                            }
                         })?;
                     let mut def = base.clone();
                     ov.apply_to(&mut def);
@@ -741,14 +676,12 @@ impl ProviderRegistry {
                 }
                 None => {
                     let mut def: ProviderDef =
-                        value.clone().try_into().map_err(|e: toml::de::Error| {
-                            RegistryError::Parse {
-                                provider: name.clone(),
-                                message: parse_message(&value, &e),
-                                hint: "it is a new provider, so it needs at least display_name, \
+                        value.clone().try_into().map_err(|e: toml::de::Error| RegistryError::Parse {
+                            provider: name.clone(),
+                            message: parse_message(&value, &e),
+                            hint: "it is a new provider, so it needs at least display_name, \
                                        authorization_url and token_url; its name comes from \
                                        the table key",
-                            }
                         })?;
                     def.name = name.clone();
                     def
@@ -844,8 +777,7 @@ mod tests {
             assert!(reg.get(name).is_some(), "missing built-in {name}");
         }
         for p in reg.iter() {
-            p.validate(DefinitionSource::BuiltIn)
-                .unwrap_or_else(|e| panic!("built-in {} invalid: {e}", p.name));
+            p.validate(DefinitionSource::BuiltIn).unwrap_or_else(|e| panic!("built-in {} invalid: {e}", p.name));
             let mut urls = vec![&p.authorization_url, &p.token_url];
             urls.extend(p.revocation_url.iter());
             urls.extend(p.userinfo_url.iter());
@@ -869,11 +801,7 @@ mod tests {
     fn providers_doc_lists_every_builtin() {
         let doc = include_str!("../../../docs/providers.md");
         for p in builtin::all() {
-            assert!(
-                doc.contains(&format!("`{}`", p.name)),
-                "docs/providers.md does not mention `{}`",
-                p.name
-            );
+            assert!(doc.contains(&format!("`{}`", p.name)), "docs/providers.md does not mention `{}`", p.name);
         }
     }
 
@@ -906,27 +834,16 @@ mod tests {
         let g = reg.get("google").unwrap();
         assert_eq!(g.authorization_url, "http://127.0.0.1:9000/authorize");
         assert_eq!(g.token_url, "http://localhost:9000/token");
-        assert_eq!(
-            g.userinfo_url.as_deref(),
-            Some("http://[::1]:9000/userinfo")
-        );
+        assert_eq!(g.userinfo_url.as_deref(), Some("http://[::1]:9000/userinfo"));
         assert_eq!(g.revocation_url, None);
         // Untouched fields keep the built-in's values.
         assert_eq!(g.display_name, "Google");
         assert_eq!(g.scopes, vec!["openid", "email", "profile"]);
         assert_eq!(g.issuer.as_deref(), Some("https://accounts.google.com"));
         // Maps merge: hd added, prompt removed, access_type kept.
-        assert_eq!(
-            g.extra_authorize_params.get("hd").map(String::as_str),
-            Some("example.com")
-        );
+        assert_eq!(g.extra_authorize_params.get("hd").map(String::as_str), Some("example.com"));
         assert_eq!(g.extra_authorize_params.get("prompt"), None);
-        assert_eq!(
-            g.extra_authorize_params
-                .get("access_type")
-                .map(String::as_str),
-            Some("offline")
-        );
+        assert_eq!(g.extra_authorize_params.get("access_type").map(String::as_str), Some("offline"));
         // Other built-ins are still there.
         assert!(reg.get("github").is_some());
     }
@@ -979,21 +896,12 @@ mod tests {
             "#,
         ))
         .unwrap_err();
-        assert!(matches!(
-            err,
-            RegistryError::InvalidField {
-                field: "token_url",
-                ..
-            }
-        ));
+        assert!(matches!(err, RegistryError::InvalidField { field: "token_url", .. }));
         let msg = err.to_string();
         assert!(msg.contains("\"acme\""), "{msg}");
         assert!(msg.contains("token_url"), "{msg}");
         assert!(msg.contains("use https"), "{msg}");
-        assert!(
-            msg.contains("loopback") || msg.contains("localhost"),
-            "{msg}"
-        );
+        assert!(msg.contains("loopback") || msg.contains("localhost"), "{msg}");
     }
 
     #[test]
@@ -1023,10 +931,7 @@ mod tests {
                  authorization_url = \"https://acme.example/a\"\ntoken_url = \"{url}\"\n"
             );
             let err = ProviderRegistry::with_config(config(&src)).unwrap_err();
-            assert!(
-                matches!(&err, RegistryError::InvalidField { field: f, .. } if *f == field),
-                "{url}: {err}"
-            );
+            assert!(matches!(&err, RegistryError::InvalidField { field: f, .. } if *f == field), "{url}: {err}");
         }
     }
 
@@ -1046,15 +951,10 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("colour") && msg.contains("\"acme\""), "{msg}");
 
-        let err = ProviderRegistry::with_config(config(
-            "[providers.spotify]\ntoken_urll = \"https://x.example/t\"\n",
-        ))
-        .unwrap_err();
+        let err = ProviderRegistry::with_config(config("[providers.spotify]\ntoken_urll = \"https://x.example/t\"\n"))
+            .unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.contains("token_urll") && msg.contains("\"spotify\""),
-            "{msg}"
-        );
+        assert!(msg.contains("token_urll") && msg.contains("\"spotify\""), "{msg}");
         assert!(msg.contains("overrides the built-in"), "{msg}");
 
         // The name comes from the key, never from a field.
@@ -1066,8 +966,7 @@ mod tests {
         assert!(err.to_string().contains("name"), "{err}");
 
         // Bad values name their field.
-        let err = ProviderRegistry::with_config(config("[providers.twitch]\npkce = \"maybe\"\n"))
-            .unwrap_err();
+        let err = ProviderRegistry::with_config(config("[providers.twitch]\npkce = \"maybe\"\n")).unwrap_err();
         assert!(err.to_string().contains("field `pkce`"), "{err}");
         let err = ProviderRegistry::with_config(config(
             "[providers.acme]\ndisplay_name = \"Acme\"\nauthorization_url = \"https://a.example/a\"\n\
@@ -1084,28 +983,16 @@ mod tests {
         ))
         .unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.contains("token_url") && msg.contains("new provider"),
-            "{msg}"
-        );
+        assert!(msg.contains("token_url") && msg.contains("new provider"), "{msg}");
     }
 
     #[test]
     fn invalid_names_are_refused() {
-        for name in [
-            "Acme",
-            "acme_corp",
-            "",
-            "a23456789012345678901234567890123",
-            "ac me",
-        ] {
+        for name in ["Acme", "acme_corp", "", "a23456789012345678901234567890123", "ac me"] {
             let mut custom = BTreeMap::new();
             custom.insert(name.to_owned(), toml::Value::Table(toml::map::Map::new()));
             let err = ProviderRegistry::with_config(custom).unwrap_err();
-            assert!(
-                matches!(err, RegistryError::InvalidName { .. }),
-                "{name:?}: {err}"
-            );
+            assert!(matches!(err, RegistryError::InvalidName { .. }), "{name:?}: {err}");
         }
         assert!(is_valid_provider_name("a2345678901234567890123456789012"));
         assert!(is_valid_provider_name("my-idp-2"));
@@ -1116,26 +1003,14 @@ mod tests {
         let base = "[providers.acme]\ndisplay_name = \"Acme\"\n\
                     authorization_url = \"https://a.example/a\"\ntoken_url = \"https://a.example/t\"\n";
         for (extra, field) in [
-            (
-                "extra_authorize_params = { state = \"x\" }",
-                "extra_authorize_params",
-            ),
-            (
-                "extra_authorize_params = { scope = \"x\" }",
-                "extra_authorize_params",
-            ),
+            ("extra_authorize_params = { state = \"x\" }", "extra_authorize_params"),
+            ("extra_authorize_params = { scope = \"x\" }", "extra_authorize_params"),
             ("scopes = [\"a b\"]", "scopes"),
             ("scope_separator = \"\"", "scope_separator"),
             ("userinfo_body = \"{}\"", "userinfo_body"),
             ("account_id_field = \"\"", "account_id_field"),
-            (
-                "token_response_pointer = \"authed_user\"",
-                "token_response_pointer",
-            ),
-            (
-                "userinfo_headers = { Authorization = \"x\" }",
-                "userinfo_headers",
-            ),
+            ("token_response_pointer = \"authed_user\"", "token_response_pointer"),
+            ("userinfo_headers = { Authorization = \"x\" }", "userinfo_headers"),
             ("display_name = \" \"", "display_name"),
         ] {
             let src = if extra.starts_with("display_name") {
@@ -1144,43 +1019,28 @@ mod tests {
                 format!("{base}{extra}\n")
             };
             let err = ProviderRegistry::with_config(config(&src)).unwrap_err();
-            assert!(
-                matches!(&err, RegistryError::InvalidField { field: f, .. } if *f == field),
-                "{extra}: {err}"
-            );
+            assert!(matches!(&err, RegistryError::InvalidField { field: f, .. } if *f == field), "{extra}: {err}");
         }
     }
 
     #[test]
     fn read_account_handles_pointers_plain_fields_and_numbers() {
-        let mut p = builtin::all()
-            .into_iter()
-            .find(|p| p.name == "github")
-            .unwrap();
+        let mut p = builtin::all().into_iter().find(|p| p.name == "github").unwrap();
         // GitHub: plain fields, numeric id.
         let me = json!({"id": 583231, "login": "octocat"});
-        assert_eq!(
-            p.read_account(&me),
-            Some(("583231".into(), Some("octocat".into())))
-        );
+        assert_eq!(p.read_account(&me), Some(("583231".into(), Some("octocat".into()))));
 
         // Pointer form, string id.
         p.account_id_field = "/data/id".into();
         p.account_name_field = Some("/data/username".into());
         let v = json!({"data": {"id": "2244994945", "username": "XDevelopers"}});
-        assert_eq!(
-            p.read_account(&v),
-            Some(("2244994945".into(), Some("XDevelopers".into())))
-        );
+        assert_eq!(p.read_account(&v), Some(("2244994945".into(), Some("XDevelopers".into()))));
 
         // Pointer into an array, numeric id (Kick).
         p.account_id_field = "/data/0/user_id".into();
         p.account_name_field = Some("/data/0/name".into());
         let v = json!({"data": [{"user_id": 123456, "name": "Scorfly"}], "message": "OK"});
-        assert_eq!(
-            p.read_account(&v),
-            Some(("123456".into(), Some("Scorfly".into())))
-        );
+        assert_eq!(p.read_account(&v), Some(("123456".into(), Some("Scorfly".into()))));
 
         // Missing name is fine, missing / empty / non-scalar id is not.
         p.account_id_field = "id".into();
@@ -1192,40 +1052,17 @@ mod tests {
         assert_eq!(p.read_account(&json!({"id": true})), None);
         // A plain field name is not treated as a pointer (dots and slashes are literal).
         p.account_id_field = "user.id".into();
-        assert_eq!(
-            p.read_account(&json!({"user.id": "u1"})),
-            Some(("u1".into(), None))
-        );
+        assert_eq!(p.read_account(&json!({"user.id": "u1"})), Some(("u1".into(), None)));
     }
 
     #[test]
     fn builtin_accounts_read_from_documented_shapes() {
         let reg = ProviderRegistry::builtin();
         let cases = [
-            (
-                "google",
-                json!({"sub": "1099", "email": "a@example.com"}),
-                "1099",
-                "a@example.com",
-            ),
-            (
-                "twitch",
-                json!({"sub": "141981764", "preferred_username": "twitchdev"}),
-                "141981764",
-                "twitchdev",
-            ),
-            (
-                "kick",
-                json!({"data": [{"user_id": 721956, "name": "Scorfly"}]}),
-                "721956",
-                "Scorfly",
-            ),
-            (
-                "x",
-                json!({"data": {"id": "2244994945", "username": "XDevelopers"}}),
-                "2244994945",
-                "XDevelopers",
-            ),
+            ("google", json!({"sub": "1099", "email": "a@example.com"}), "1099", "a@example.com"),
+            ("twitch", json!({"sub": "141981764", "preferred_username": "twitchdev"}), "141981764", "twitchdev"),
+            ("kick", json!({"data": [{"user_id": 721956, "name": "Scorfly"}]}), "721956", "Scorfly"),
+            ("x", json!({"data": {"id": "2244994945", "username": "XDevelopers"}}), "2244994945", "XDevelopers"),
             (
                 "notion",
                 json!({"object": "user", "id": "bot", "bot": {"owner": {"type": "user", "user": {"id": "5389a034", "name": "christine"}}}}),
@@ -1238,32 +1075,13 @@ mod tests {
                 "dbid:AAH4",
                 "Franz Ferdinand",
             ),
-            (
-                "linear",
-                json!({"data": {"viewer": {"id": "u-1", "name": "Ada"}}}),
-                "u-1",
-                "Ada",
-            ),
-            (
-                "slack",
-                json!({"ok": true, "user": "grace", "user_id": "W12345678"}),
-                "W12345678",
-                "grace",
-            ),
-            (
-                "strava",
-                json!({"id": 134815, "username": "marianne_t"}),
-                "134815",
-                "marianne_t",
-            ),
+            ("linear", json!({"data": {"viewer": {"id": "u-1", "name": "Ada"}}}), "u-1", "Ada"),
+            ("slack", json!({"ok": true, "user": "grace", "user_id": "W12345678"}), "W12345678", "grace"),
+            ("strava", json!({"id": 134815, "username": "marianne_t"}), "134815", "marianne_t"),
         ];
         for (name, body, id, display) in cases {
             let p = reg.get(name).unwrap();
-            assert_eq!(
-                p.read_account(&body),
-                Some((id.to_owned(), Some(display.to_owned()))),
-                "{name}"
-            );
+            assert_eq!(p.read_account(&body), Some((id.to_owned(), Some(display.to_owned()))), "{name}");
         }
     }
 
@@ -1277,7 +1095,8 @@ mod tests {
             "team": {"id": "T9TK3CUKW"}
         });
         assert_eq!(slack.token_fields(&exchange)["access_token"], "xoxp-1");
-        let refresh = json!({"ok": true, "access_token": "xoxe.xoxp-2", "refresh_token": "xoxe-1-x", "expires_in": 43200});
+        let refresh =
+            json!({"ok": true, "access_token": "xoxe.xoxp-2", "refresh_token": "xoxe-1-x", "expires_in": 43200});
         assert_eq!(slack.token_fields(&refresh)["access_token"], "xoxe.xoxp-2");
         let github = reg.get("github").unwrap();
         assert_eq!(github.token_fields(&refresh)["access_token"], "xoxe.xoxp-2");
@@ -1287,17 +1106,11 @@ mod tests {
     fn scope_helpers() {
         let reg = ProviderRegistry::builtin();
         let strava = reg.get("strava").unwrap();
-        assert_eq!(
-            strava.scope_string(&["read".into(), "activity:read_all".into()]),
-            "read,activity:read_all"
-        );
+        assert_eq!(strava.scope_string(&["read".into(), "activity:read_all".into()]), "read,activity:read_all");
         let google = reg.get("google").unwrap();
         assert_eq!(google.scope_string(&google.scopes), "openid email profile");
         let github = reg.get("github").unwrap();
-        assert_eq!(
-            github.parse_granted_scopes("repo,gist read:user"),
-            vec!["repo", "gist", "read:user"]
-        );
+        assert_eq!(github.parse_granted_scopes("repo,gist read:user"), vec!["repo", "gist", "read:user"]);
     }
 
     #[test]

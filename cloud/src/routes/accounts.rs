@@ -1,8 +1,6 @@
 //! `/v1/auth/*`, `/v1/me`, `/v1/sessions`: thin handlers over `crate::accounts`.
 
-use crate::accounts::{
-    self, LoginRequest, RefreshRequest, RegisterRequest, Session, TokenPair, User,
-};
+use crate::accounts::{self, LoginRequest, RefreshRequest, RegisterRequest, Session, TokenPair, User};
 use crate::auth::{Principal, SESSION_COOKIE};
 use crate::error::Result;
 use crate::http::extract::{ClientMeta, Json, Path};
@@ -34,10 +32,7 @@ async fn register(
     meta: ClientMeta,
     Json(req): Json<RegisterRequest>,
 ) -> Result<(StatusCode, axum::Json<User>)> {
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(accounts::register(&state, req, &meta).await?),
-    ))
+    Ok((StatusCode::CREATED, axum::Json(accounts::register(&state, req, &meta).await?)))
 }
 
 /// Log in: an access JWT (15 minutes) and a rotating refresh token; browsers also get the
@@ -82,10 +77,7 @@ async fn logout(
 ) -> Result<(CookieJar, StatusCode)> {
     let session_id = principal.require_login()?;
     accounts::logout(&state, session_id).await?;
-    Ok((
-        jar.remove(Cookie::build(SESSION_COOKIE).path("/")),
-        StatusCode::NO_CONTENT,
-    ))
+    Ok((jar.remove(Cookie::build(SESSION_COOKIE).path("/")), StatusCode::NO_CONTENT))
 }
 
 /// The calling user.
@@ -96,14 +88,9 @@ async fn me(State(state): State<AppState>, principal: Principal) -> Result<axum:
 
 /// The caller's active logins.
 #[utoipa::path(get, path = "/v1/sessions", tag = "accounts", responses((status = 200, body = Vec<Session>), (status = 401, body = ErrorBody)))]
-async fn list_sessions(
-    State(state): State<AppState>,
-    principal: Principal,
-) -> Result<axum::Json<Vec<Session>>> {
+async fn list_sessions(State(state): State<AppState>, principal: Principal) -> Result<axum::Json<Vec<Session>>> {
     let current = principal.require_login()?;
-    Ok(axum::Json(
-        accounts::sessions(&state, &principal.user_id, Some(current)).await?,
-    ))
+    Ok(axum::Json(accounts::sessions(&state, &principal.user_id, Some(current)).await?))
 }
 
 /// Revoke one of the caller's logins.

@@ -2,6 +2,7 @@
 //! domain function and maps the result; nothing else.
 
 pub mod accounts;
+pub mod apps;
 pub mod ops;
 pub mod orgs;
 pub mod tokens;

@@ -10,9 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(healthz))
-        .routes(routes!(readyz))
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -32,11 +30,7 @@ async fn healthz() -> axum::Json<Health> {
 async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Health>> {
     state.store.ping().await.map_err(|e| {
         tracing::warn!(error = %e, "readiness check failed");
-        Error::client(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::ServiceUnavailable,
-            "database unreachable",
-        )
+        Error::client(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::ServiceUnavailable, "database unreachable")
     })?;
     Ok(axum::Json(Health { status: "ready" }))
 }

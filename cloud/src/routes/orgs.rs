@@ -37,10 +37,7 @@ async fn create_org(
     principal: Principal,
     Json(req): Json<CreateOrg>,
 ) -> Result<(StatusCode, axum::Json<Org>)> {
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(orgs::create(&state, &principal, req).await?),
-    ))
+    Ok((StatusCode::CREATED, axum::Json(orgs::create(&state, &principal, req).await?)))
 }
 
 /// The caller's orgs (`?public=true`: and every public org).
@@ -50,9 +47,7 @@ async fn list_orgs(
     principal: Principal,
     Query(query): Query<ListQuery>,
 ) -> Result<axum::Json<Vec<Org>>> {
-    Ok(axum::Json(
-        orgs::list(&state, &principal, query.public).await?,
-    ))
+    Ok(axum::Json(orgs::list(&state, &principal, query.public).await?))
 }
 
 /// One org by slug or id. A private org is 404 to non-members.
@@ -75,9 +70,7 @@ async fn update_org(
     Path(org): Path<String>,
     Json(req): Json<UpdateOrg>,
 ) -> Result<axum::Json<Org>> {
-    Ok(axum::Json(
-        orgs::update(&state, &principal, &org, req).await?,
-    ))
+    Ok(axum::Json(orgs::update(&state, &principal, &org, req).await?))
 }
 
 /// Join a public org as a member.
@@ -123,7 +116,5 @@ async fn set_role(
     Path((org, user_id)): Path<(String, String)>,
     Json(req): Json<SetRole>,
 ) -> Result<axum::Json<Member>> {
-    Ok(axum::Json(
-        orgs::set_role(&state, &principal, &org, &user_id, req).await?,
-    ))
+    Ok(axum::Json(orgs::set_role(&state, &principal, &org, &user_id, req).await?))
 }

@@ -13,9 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(create_token, list_tokens))
-        .routes(routes!(revoke_token))
+    OpenApiRouter::new().routes(routes!(create_token, list_tokens)).routes(routes!(revoke_token))
 }
 
 /// Create a PAT. The token appears in this answer only.
@@ -26,18 +24,12 @@ async fn create_token(
     principal: Principal,
     Json(req): Json<CreatePat>,
 ) -> Result<(StatusCode, NoStore<CreatedPat>)> {
-    Ok((
-        StatusCode::CREATED,
-        NoStore(pats::create(&state, &principal, req).await?),
-    ))
+    Ok((StatusCode::CREATED, NoStore(pats::create(&state, &principal, req).await?)))
 }
 
 /// The caller's PATs: prefix and scopes, never the token.
 #[utoipa::path(get, path = "/v1/tokens", tag = "tokens", responses((status = 200, body = Vec<PatInfo>)))]
-async fn list_tokens(
-    State(state): State<AppState>,
-    principal: Principal,
-) -> Result<axum::Json<Vec<PatInfo>>> {
+async fn list_tokens(State(state): State<AppState>, principal: Principal) -> Result<axum::Json<Vec<PatInfo>>> {
     Ok(axum::Json(pats::list(&state, &principal).await?))
 }
 

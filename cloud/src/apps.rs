@@ -1,0 +1,467 @@
+//! Managed OAuth apps and the connectors an org publishes with them.
+//!
+//! An org has at most one managed app per provider. Its client id and secret are sealed
+//! with the key ring, bound to the app's row; listings show only the last four characters
+//! of the client id. The secret never leaves this module except to a provider's token
+//! endpoint.
+
+use crate::audit;
+use crate::auth::Principal;
+use crate::crypto::Aad;
+use crate::error::{Error, Result};
+use crate::orgs::{self, Need};
+use crate::state::AppState;
+use crate::store::{new_id, now, rfc3339, unique_violation};
+use latchkey_shared::secret::SecretString;
+use latchkey_shared::{ErrorCode, Scope};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutApp {
+    #[schema(value_type = String)]
+    pub client_id: SecretString,
+    #[schema(value_type = String, format = Password)]
+    pub client_secret: SecretString,
+    /// Scopes to request; defaults to the provider's.
+    pub scopes: Option<Vec<String>>,
+}
+
+/// A managed app as admins see it: never the secret, only a hint of the client id.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ManagedApp {
+    pub id: String,
+    pub provider: String,
+    pub client_id_hint: String,
+    pub scopes: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutConnector {
+    pub provider: String,
+    pub scopes: Vec<String>,
+    /// Default true: the connection is only ever used through the consent of the member
+    /// who made it.
+    pub consent_only: Option<bool>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Connector {
+    pub id: String,
+    pub key: String,
+    pub provider: String,
+    pub provider_display_name: String,
+    pub scopes: Vec<String>,
+    pub consent_only: bool,
+    pub description: String,
+    /// Whether the org still has a managed app for this connector's provider.
+    pub app_configured: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// The sealed credentials of an app, for the consent and refresh code only.
+pub struct AppCredentials {
+    pub app_id: String,
+    pub client_id: SecretString,
+    pub client_secret: SecretString,
+    pub scopes: Vec<String>,
+}
+
+const CLIENT_ID: &str = "client_id";
+const CLIENT_SECRET: &str = "client_secret";
+
+fn aad<'a>(column: &'static str, app_id: &'a str) -> Aad<'a> {
+    Aad { table: "managed_apps", column, row_id: app_id }
+}
+
+pub async fn list_apps(state: &AppState, principal: &Principal, org_ref: &str) -> Result<Vec<ManagedApp>> {
+    principal.require(Scope::AppsRead)?;
+    let org = orgs::authorize(state, principal, org_ref, Need::Admin).await?;
+    let rows: Vec<AppRow> = sqlx::query_as(
+        "select id, provider, client_id_hint, scopes, created_at, updated_at from managed_apps \
+         where org_id = $1 order by provider",
+    )
+    .bind(&org.id)
+    .fetch_all(state.store.pool())
+    .await?;
+    Ok(rows.into_iter().map(AppRow::into_view).collect())
+}
+
+/// Creates or replaces the org's app for `provider`.
+pub async fn put_app(
+    state: &AppState,
+    principal: &Principal,
+    org_ref: &str,
+    provider: &str,
+    req: PutApp,
+) -> Result<ManagedApp> {
+    principal.require(Scope::AppsWrite)?;
+    let org = orgs::authorize(state, principal, org_ref, Need::Admin).await?;
+    let def = state.providers.get(provider).ok_or_else(|| unknown_provider(provider))?;
+    let client_id = req.client_id.expose().trim();
+    let client_secret = req.client_secret.expose();
+    if client_id.is_empty() || client_id.len() > 512 || client_id.chars().any(char::is_control) {
+        return Err(Error::bad_request("client_id: 1 to 512 printable characters"));
+    }
+    if client_secret.is_empty() || client_secret.len() > 4096 || client_secret.chars().any(char::is_control) {
+        return Err(Error::bad_request("client_secret: 1 to 4096 printable characters"));
+    }
+    let scopes = match req.scopes {
+        Some(s) => validate_scopes(s)?,
+        None => def.scopes.clone(),
+    };
+    let hint: String = {
+        let chars: Vec<char> = client_id.chars().collect();
+        chars[chars.len().saturating_sub(4)..].iter().collect()
+    };
+    let client_id = SecretString::new(client_id.to_owned());
+    // The row id is part of the associated data, so an existing app keeps its id.
+    let existing: Option<String> =
+        sqlx::query_scalar("select id from managed_apps where org_id = $1 and provider = $2")
+            .bind(&org.id)
+            .bind(provider)
+            .fetch_optional(state.store.pool())
+            .await?;
+    let now = now();
+    let id = match existing {
+        Some(id) => {
+            update_app(state, &id, &client_id, &req.client_secret, &hint, &scopes, now).await?;
+            id
+        }
+        None => {
+            let id = new_id();
+            let id_ct = state.keys.seal_str(aad(CLIENT_ID, &id), &client_id)?;
+            let secret_ct = state.keys.seal_str(aad(CLIENT_SECRET, &id), &req.client_secret)?;
+            let inserted = sqlx::query(
+                "insert into managed_apps (id, org_id, provider, client_id_ct, client_secret_ct, client_id_hint, \
+                 scopes, key_version, created_by, created_at, updated_at) \
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+            )
+            .bind(&id)
+            .bind(&org.id)
+            .bind(provider)
+            .bind(id_ct)
+            .bind(secret_ct)
+            .bind(&hint)
+            .bind(scopes.join(" "))
+            .bind(i64::from(state.keys.active_version()))
+            .bind(&principal.user_id)
+            .bind(now)
+            .execute(state.store.pool())
+            .await;
+            match inserted {
+                Ok(_) => id,
+                // Someone created it meanwhile: replace theirs, as a PUT does.
+                Err(e) if unique_violation(&e).is_some() => {
+                    let id: String =
+                        sqlx::query_scalar("select id from managed_apps where org_id = $1 and provider = $2")
+                            .bind(&org.id)
+                            .bind(provider)
+                            .fetch_one(state.store.pool())
+                            .await?;
+                    update_app(state, &id, &client_id, &req.client_secret, &hint, &scopes, now).await?;
+                    id
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    audit::record(
+        &state.store,
+        audit::Event {
+            org_id: Some(&org.id),
+            actor_id: Some(&principal.user_id),
+            pat_id: principal.pat_id(),
+            action: "app.put",
+            target: Some(provider),
+            outcome: "success",
+            detail: Some(serde_json::json!({ "app_id": id, "client_id_hint": hint, "scopes": scopes })),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let row: AppRow = sqlx::query_as(
+        "select id, provider, client_id_hint, scopes, created_at, updated_at from managed_apps where id = $1",
+    )
+    .bind(&id)
+    .fetch_one(state.store.pool())
+    .await?;
+    Ok(row.into_view())
+}
+
+async fn update_app(
+    state: &AppState,
+    id: &str,
+    client_id: &SecretString,
+    client_secret: &SecretString,
+    hint: &str,
+    scopes: &[String],
+    now: i64,
+) -> Result<()> {
+    let id_ct = state.keys.seal_str(aad(CLIENT_ID, id), client_id)?;
+    let secret_ct = state.keys.seal_str(aad(CLIENT_SECRET, id), client_secret)?;
+    sqlx::query(
+        "update managed_apps set client_id_ct = $1, client_secret_ct = $2, client_id_hint = $3, scopes = $4, \
+         key_version = $5, updated_at = $6 where id = $7",
+    )
+    .bind(id_ct)
+    .bind(secret_ct)
+    .bind(hint)
+    .bind(scopes.join(" "))
+    .bind(i64::from(state.keys.active_version()))
+    .bind(now)
+    .bind(id)
+    .execute(state.store.pool())
+    .await?;
+    Ok(())
+}
+
+pub async fn delete_app(state: &AppState, principal: &Principal, org_ref: &str, provider: &str) -> Result<()> {
+    principal.require(Scope::AppsWrite)?;
+    let org = orgs::authorize(state, principal, org_ref, Need::Admin).await?;
+    let done = sqlx::query("delete from managed_apps where org_id = $1 and provider = $2")
+        .bind(&org.id)
+        .bind(provider)
+        .execute(state.store.pool())
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::not_found("this org has no managed app for that provider"));
+    }
+    audit::record(
+        &state.store,
+        audit::Event {
+            org_id: Some(&org.id),
+            actor_id: Some(&principal.user_id),
+            pat_id: principal.pat_id(),
+            action: "app.delete",
+            target: Some(provider),
+            outcome: "success",
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// The app's decrypted credentials, for talking to the provider.
+pub async fn credentials(state: &AppState, org_id: &str, provider: &str) -> Result<Option<AppCredentials>> {
+    let row: Option<(String, Vec<u8>, Vec<u8>, String)> = sqlx::query_as(
+        "select id, client_id_ct, client_secret_ct, scopes from managed_apps where org_id = $1 and provider = $2",
+    )
+    .bind(org_id)
+    .bind(provider)
+    .fetch_optional(state.store.pool())
+    .await?;
+    let Some((app_id, id_ct, secret_ct, scopes)) = row else { return Ok(None) };
+    Ok(Some(AppCredentials {
+        client_id: state.keys.open_str(aad(CLIENT_ID, &app_id), &id_ct)?,
+        client_secret: state.keys.open_str(aad(CLIENT_SECRET, &app_id), &secret_ct)?,
+        scopes: scopes.split_whitespace().map(str::to_owned).collect(),
+        app_id,
+    }))
+}
+
+/// Members (and admins) read the org's connectors.
+pub async fn list_connectors(state: &AppState, principal: &Principal, org_ref: &str) -> Result<Vec<Connector>> {
+    principal.require(Scope::ConnectionsRead)?;
+    let org = orgs::authorize(state, principal, org_ref, Need::Member).await?;
+    list_connectors_unchecked(state, &org.id).await
+}
+
+pub async fn put_connector(
+    state: &AppState,
+    principal: &Principal,
+    org_ref: &str,
+    key: &str,
+    req: PutConnector,
+) -> Result<Connector> {
+    principal.require(Scope::AppsWrite)?;
+    let org = orgs::authorize(state, principal, org_ref, Need::Admin).await?;
+    validate_key(key)?;
+    if state.providers.get(&req.provider).is_none() {
+        return Err(unknown_provider(&req.provider));
+    }
+    let has_app: i64 = sqlx::query_scalar("select count(*) from managed_apps where org_id = $1 and provider = $2")
+        .bind(&org.id)
+        .bind(&req.provider)
+        .fetch_one(state.store.pool())
+        .await?;
+    if has_app == 0 {
+        return Err(Error::bad_request(format!(
+            "provider: this org has no managed app for `{0}`; configure one first with PUT /v1/orgs/{1}/apps/{0}",
+            req.provider, org.slug
+        )));
+    }
+    let scopes = validate_scopes(req.scopes)?;
+    let description = req.description.unwrap_or_default();
+    if description.chars().count() > 500 || description.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(Error::bad_request("description: at most 500 printable characters"));
+    }
+    let now = now();
+    sqlx::query(
+        "insert into connectors (id, org_id, key, provider, scopes, consent_only, description, created_by, created_at, updated_at) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
+         on conflict (org_id, key) do update set provider = excluded.provider, scopes = excluded.scopes, \
+         consent_only = excluded.consent_only, description = excluded.description, updated_at = excluded.updated_at",
+    )
+    .bind(new_id())
+    .bind(&org.id)
+    .bind(key)
+    .bind(&req.provider)
+    .bind(scopes.join(" "))
+    .bind(i64::from(req.consent_only.unwrap_or(true)))
+    .bind(&description)
+    .bind(&principal.user_id)
+    .bind(now)
+    .execute(state.store.pool())
+    .await?;
+    audit::record(
+        &state.store,
+        audit::Event {
+            org_id: Some(&org.id),
+            actor_id: Some(&principal.user_id),
+            pat_id: principal.pat_id(),
+            action: "connector.put",
+            target: Some(key),
+            outcome: "success",
+            detail: Some(serde_json::json!({ "provider": req.provider, "scopes": scopes })),
+            ..Default::default()
+        },
+    )
+    .await?;
+    list_connectors_unchecked(state, &org.id)
+        .await?
+        .into_iter()
+        .find(|c| c.key == key)
+        .ok_or_else(|| Error::not_found("no such connector"))
+}
+
+async fn list_connectors_unchecked(state: &AppState, org_id: &str) -> Result<Vec<Connector>> {
+    let rows: Vec<ConnectorRow> = sqlx::query_as(
+        "select c.id, c.key, c.provider, c.scopes, c.consent_only, c.description, c.created_at, c.updated_at, \
+         (select count(*) from managed_apps a where a.org_id = c.org_id and a.provider = c.provider) as apps \
+         from connectors c where c.org_id = $1 order by c.key",
+    )
+    .bind(org_id)
+    .fetch_all(state.store.pool())
+    .await?;
+    Ok(rows.into_iter().map(|r| r.into_view(state)).collect())
+}
+
+pub async fn delete_connector(state: &AppState, principal: &Principal, org_ref: &str, key: &str) -> Result<()> {
+    principal.require(Scope::AppsWrite)?;
+    let org = orgs::authorize(state, principal, org_ref, Need::Admin).await?;
+    let done = sqlx::query("delete from connectors where org_id = $1 and key = $2")
+        .bind(&org.id)
+        .bind(key)
+        .execute(state.store.pool())
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::not_found("no such connector"));
+    }
+    audit::record(
+        &state.store,
+        audit::Event {
+            org_id: Some(&org.id),
+            actor_id: Some(&principal.user_id),
+            pat_id: principal.pat_id(),
+            action: "connector.delete",
+            target: Some(key),
+            outcome: "success",
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+fn unknown_provider(name: &str) -> Error {
+    Error::client(
+        axum::http::StatusCode::BAD_REQUEST,
+        ErrorCode::InvalidRequest,
+        format!("provider: unknown provider `{name}`; GET /v1/providers lists them"),
+    )
+}
+
+fn validate_key(key: &str) -> Result<()> {
+    let ok = (1..=32).contains(&key.len())
+        && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::bad_request("key: 1 to 32 characters of a-z, 0-9, - and _"))
+    }
+}
+
+fn validate_scopes(scopes: Vec<String>) -> Result<Vec<String>> {
+    if scopes.len() > 100 {
+        return Err(Error::bad_request("scopes: at most 100"));
+    }
+    for s in &scopes {
+        if s.is_empty() || s.len() > 256 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Error::bad_request("scopes: each scope is 1 to 256 characters without spaces"));
+        }
+    }
+    Ok(scopes)
+}
+
+#[derive(sqlx::FromRow)]
+struct AppRow {
+    id: String,
+    provider: String,
+    client_id_hint: String,
+    scopes: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl AppRow {
+    fn into_view(self) -> ManagedApp {
+        ManagedApp {
+            id: self.id,
+            provider: self.provider,
+            client_id_hint: self.client_id_hint,
+            scopes: self.scopes.split_whitespace().map(str::to_owned).collect(),
+            created_at: rfc3339(self.created_at),
+            updated_at: rfc3339(self.updated_at),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ConnectorRow {
+    id: String,
+    key: String,
+    provider: String,
+    scopes: String,
+    consent_only: i64,
+    description: String,
+    created_at: i64,
+    updated_at: i64,
+    apps: i64,
+}
+
+impl ConnectorRow {
+    fn into_view(self, state: &AppState) -> Connector {
+        Connector {
+            provider_display_name: state
+                .providers
+                .get(&self.provider)
+                .map(|p| p.display_name.clone())
+                .unwrap_or_else(|| self.provider.clone()),
+            id: self.id,
+            key: self.key,
+            provider: self.provider,
+            scopes: self.scopes.split_whitespace().map(str::to_owned).collect(),
+            consent_only: self.consent_only != 0,
+            description: self.description,
+            app_configured: self.apps > 0,
+            created_at: rfc3339(self.created_at),
+            updated_at: rfc3339(self.updated_at),
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Providers, managed apps (admins) and connectors (admins write, members read).
+
+use crate::apps::{self, Connector, ManagedApp, PutApp, PutConnector};
+use crate::auth::Principal;
+use crate::error::Result;
+use crate::http::extract::{Json, Path};
+use crate::providers::{Pkce, TokenAuthMethod};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use latchkey_shared::ErrorBody;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_providers))
+        .routes(routes!(list_apps))
+        .routes(routes!(put_app, delete_app))
+        .routes(routes!(list_connectors))
+        .routes(routes!(put_connector, delete_connector))
+}
+
+/// A provider as listed: its public facts, never anything of an org's app.
+#[derive(Debug, Serialize, ToSchema)]
+struct Provider {
+    name: String,
+    display_name: String,
+    scopes: Vec<String>,
+    scope_separator: String,
+    #[schema(value_type = String)]
+    pkce: Pkce,
+    #[schema(value_type = String)]
+    token_auth_method: TokenAuthMethod,
+    authorization_url: String,
+    token_url: String,
+    revocation_url: Option<String>,
+    userinfo_url: Option<String>,
+    issuer: Option<String>,
+    extra_authorize_params: BTreeMap<String, String>,
+    rotates_refresh_tokens: bool,
+    docs_url: Option<String>,
+}
+
+/// Every provider: the built-in registry plus the operator's config-file providers.
+#[utoipa::path(get, path = "/v1/providers", tag = "apps", responses((status = 200, body = Vec<Provider>), (status = 401, body = ErrorBody)))]
+async fn list_providers(State(state): State<AppState>, _principal: Principal) -> axum::Json<Vec<Provider>> {
+    axum::Json(
+        state
+            .providers
+            .iter()
+            .map(|p| Provider {
+                name: p.name.clone(),
+                display_name: p.display_name.clone(),
+                scopes: p.scopes.clone(),
+                scope_separator: p.scope_separator.clone(),
+                pkce: p.pkce,
+                token_auth_method: p.token_auth_method,
+                authorization_url: p.authorization_url.clone(),
+                token_url: p.token_url.clone(),
+                revocation_url: p.revocation_url.clone(),
+                userinfo_url: p.userinfo_url.clone(),
+                issuer: p.issuer.clone(),
+                extra_authorize_params: p.extra_authorize_params.clone(),
+                rotates_refresh_tokens: p.rotates_refresh_tokens,
+                docs_url: p.docs_url.clone(),
+            })
+            .collect(),
+    )
+}
+
+/// The org's managed apps (admins): client id hint only, never the secret.
+#[utoipa::path(get, path = "/v1/orgs/{org}/apps", tag = "apps", params(("org" = String, Path)),
+    responses((status = 200, body = Vec<ManagedApp>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn list_apps(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(org): Path<String>,
+) -> Result<axum::Json<Vec<ManagedApp>>> {
+    Ok(axum::Json(apps::list_apps(&state, &principal, &org).await?))
+}
+
+/// Create or replace the org's managed app for a provider (admins).
+#[utoipa::path(put, path = "/v1/orgs/{org}/apps/{provider}", tag = "apps", params(("org" = String, Path), ("provider" = String, Path)),
+    request_body = PutApp,
+    responses((status = 200, body = ManagedApp), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn put_app(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((org, provider)): Path<(String, String)>,
+    Json(req): Json<PutApp>,
+) -> Result<axum::Json<ManagedApp>> {
+    Ok(axum::Json(apps::put_app(&state, &principal, &org, &provider, req).await?))
+}
+
+/// Delete the org's managed app for a provider (admins).
+#[utoipa::path(delete, path = "/v1/orgs/{org}/apps/{provider}", tag = "apps", params(("org" = String, Path), ("provider" = String, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_app(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((org, provider)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    apps::delete_app(&state, &principal, &org, &provider).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The org's connectors (members).
+#[utoipa::path(get, path = "/v1/orgs/{org}/connectors", tag = "apps", params(("org" = String, Path)),
+    responses((status = 200, body = Vec<Connector>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn list_connectors(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(org): Path<String>,
+) -> Result<axum::Json<Vec<Connector>>> {
+    Ok(axum::Json(apps::list_connectors(&state, &principal, &org).await?))
+}
+
+/// Create or replace a connector (admins). Its provider needs a managed app in the org.
+#[utoipa::path(put, path = "/v1/orgs/{org}/connectors/{key}", tag = "apps", params(("org" = String, Path), ("key" = String, Path)),
+    request_body = PutConnector,
+    responses((status = 200, body = Connector), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn put_connector(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((org, key)): Path<(String, String)>,
+    Json(req): Json<PutConnector>,
+) -> Result<axum::Json<Connector>> {
+    Ok(axum::Json(apps::put_connector(&state, &principal, &org, &key, req).await?))
+}
+
+/// Delete a connector (admins).
+#[utoipa::path(delete, path = "/v1/orgs/{org}/connectors/{key}", tag = "apps", params(("org" = String, Path), ("key" = String, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_connector(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((org, key)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    apps::delete_connector(&state, &principal, &org, &key).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
