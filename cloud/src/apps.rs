@@ -225,6 +225,16 @@ async fn update_app(
 pub async fn delete_app(state: &AppState, principal: &Principal, org_ref: &str, provider: &str) -> Result<()> {
     principal.require(Scope::AppsWrite)?;
     let org = orgs::authorize(state, principal, org_ref, Need::Admin).await?;
+    // Every connection made with the app is disconnected first (revoked at the provider
+    // while the app's credentials still exist).
+    let app_id: Option<String> = sqlx::query_scalar("select id from managed_apps where org_id = $1 and provider = $2")
+        .bind(&org.id)
+        .bind(provider)
+        .fetch_optional(state.store.pool())
+        .await?;
+    if let Some(app_id) = &app_id {
+        crate::connections::disconnect_all(state, crate::connections::Which::App(app_id), &principal.user_id).await?;
+    }
     let done = sqlx::query("delete from managed_apps where org_id = $1 and provider = $2")
         .bind(&org.id)
         .bind(provider)

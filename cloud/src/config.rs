@@ -28,7 +28,7 @@ pub struct MasterKeyEntry {
     pub version: u32,
     /// Base64 of 32 bytes.
     #[serde(default)]
-    pub key: Option<String>,
+    pub key: Option<SecretString>,
     /// Or a file holding it.
     #[serde(default)]
     pub key_file: Option<PathBuf>,
@@ -45,7 +45,7 @@ pub struct Config {
     pub database_url: Option<String>,
     pub database_max_connections: u32,
     /// Base64 master key, or `version:base64,version:base64` with the active one first.
-    pub master_key: Option<String>,
+    pub master_key: Option<SecretString>,
     pub master_key_file: Option<PathBuf>,
     /// The key ring, when it is kept in this file: `[[master_keys]]` entries.
     #[serde(default)]
@@ -56,6 +56,23 @@ pub struct Config {
     pub dev: bool,
     #[serde(deserialize_with = "flag")]
     pub sandbox: bool,
+    /// Serve the sandbox even when the public URL is not loopback.
+    #[serde(deserialize_with = "flag")]
+    pub sandbox_force: bool,
+    /// Timeout of every call to a provider, in seconds.
+    pub provider_timeout_secs: u64,
+    /// A token expiring within this many seconds is refreshed before it is handed out.
+    pub refresh_window_secs: i64,
+    /// How long a request waits for another task's or replica's refresh, in seconds.
+    pub refresh_wait_secs: u64,
+    /// The background refresher looks for expiring tokens this often, in seconds.
+    pub refresher_interval_secs: u64,
+    /// …and renews those expiring within this many seconds.
+    pub refresher_lead_secs: i64,
+    /// …with at most this many refreshes at once per replica.
+    pub refresher_concurrency: usize,
+    /// Audit events the connection-token endpoint may queue before it refuses with 503.
+    pub audit_queue: usize,
     pub log_format: LogFormat,
     /// Connection-token requests per minute per PAT; 0 disables the limit.
     pub token_rate_limit: u32,
@@ -87,6 +104,14 @@ impl Default for Config {
             active_key_version: None,
             dev: false,
             sandbox: false,
+            sandbox_force: false,
+            provider_timeout_secs: 10,
+            refresh_window_secs: 60,
+            refresh_wait_secs: 15,
+            refresher_interval_secs: 15,
+            refresher_lead_secs: 300,
+            refresher_concurrency: 4,
+            audit_queue: 10_000,
             log_format: LogFormat::Human,
             token_rate_limit: 600,
             login_failures_per_account: 10,
@@ -194,7 +219,7 @@ impl Config {
         let mut keys: Vec<(u32, SecretString)> = Vec::new();
         for entry in &self.master_keys {
             let key = match (&entry.key, &entry.key_file) {
-                (Some(k), None) => SecretString::new(k.clone()),
+                (Some(k), None) => k.clone(),
                 (None, Some(path)) => read_key_file(path)?,
                 _ => {
                     return Err(ConfigError::Invalid(format!(
@@ -206,7 +231,7 @@ impl Config {
             keys.push((entry.version, key));
         }
         if let Some(spec) = &self.master_key {
-            keys.extend(parse_key_spec(spec)?);
+            keys.extend(parse_key_spec(spec.expose())?);
         }
         if let Some(path) = &self.master_key_file {
             keys.push((1, read_key_file(path)?));
@@ -223,9 +248,11 @@ impl Config {
         let active = match (self.active_key_version, &self.master_key) {
             (Some(v), _) => v,
             // In `v2:…,v1:…` the first one is active.
-            (None, Some(spec)) if spec.contains(':') => {
-                keys.iter().find(|(v, _)| spec.trim().starts_with(&format!("{v}:"))).map(|(v, _)| *v).unwrap_or(1)
-            }
+            (None, Some(spec)) if spec.expose().contains(':') => keys
+                .iter()
+                .find(|(v, _)| spec.expose().trim().starts_with(&format!("{v}:")))
+                .map(|(v, _)| *v)
+                .unwrap_or(1),
             _ => keys.iter().map(|(v, _)| *v).max().unwrap_or(1),
         };
         Ok((KeyRing::new(active, &keys)?, source))
@@ -240,7 +267,7 @@ pub enum KeySource {
     DevFile,
 }
 
-const ENV_KEYS: [&str; 16] = [
+const ENV_KEYS: [&str; 24] = [
     "LISTEN",
     "PUBLIC_URL",
     "DATA_DIR",
@@ -250,6 +277,14 @@ const ENV_KEYS: [&str; 16] = [
     "ACTIVE_KEY_VERSION",
     "DEV",
     "SANDBOX",
+    "SANDBOX_FORCE",
+    "PROVIDER_TIMEOUT_SECS",
+    "REFRESH_WINDOW_SECS",
+    "REFRESH_WAIT_SECS",
+    "REFRESHER_INTERVAL_SECS",
+    "REFRESHER_LEAD_SECS",
+    "REFRESHER_CONCURRENCY",
+    "AUDIT_QUEUE",
     "LOG_FORMAT",
     "TOKEN_RATE_LIMIT",
     "LOGIN_FAILURES_PER_ACCOUNT",

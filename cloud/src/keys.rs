@@ -17,10 +17,17 @@ pub struct SealedTable {
 }
 
 /// Every sealed column in the schema.
-pub const SEALED: &[SealedTable] = &[SealedTable {
-    table: "managed_apps",
-    columns: &[("client_id_ct", "client_id"), ("client_secret_ct", "client_secret")],
-}];
+pub const SEALED: &[SealedTable] = &[
+    SealedTable {
+        table: "managed_apps",
+        columns: &[("client_id_ct", "client_id"), ("client_secret_ct", "client_secret")],
+    },
+    SealedTable {
+        table: "connections",
+        columns: &[("access_token_ct", "access_token"), ("refresh_token_ct", "refresh_token")],
+    },
+    SealedTable { table: "consent_states", columns: &[("pkce_verifier_ct", "pkce_verifier")] },
+];
 
 const CHECK_PLAINTEXT: &[u8] = b"latchkey master key check v1";
 const BATCH: i64 = 100;
@@ -136,10 +143,14 @@ pub async fn rotate(store: &Store, keys: &KeyRing) -> anyhow::Result<Report> {
                 let mut resealed = Vec::with_capacity(n);
                 let mut failed = None;
                 for (i, (_, aad_col)) in t.columns.iter().enumerate() {
-                    let ct: Vec<u8> = row.try_get(i + 2)?;
+                    let ct: Option<Vec<u8>> = row.try_get(i + 2)?;
+                    let Some(ct) = ct else {
+                        resealed.push(None);
+                        continue;
+                    };
                     let aad = Aad { table: t.table, column: aad_col, row_id: &id };
                     match keys.open(aad, &ct).and_then(|plain| keys.seal(aad, &plain)) {
-                        Ok(new_ct) => resealed.push(new_ct),
+                        Ok(new_ct) => resealed.push(Some(new_ct)),
                         Err(e) => {
                             failed = Some(e.to_string());
                             break;
@@ -178,7 +189,8 @@ pub async fn verify(store: &Store, keys: &KeyRing) -> anyhow::Result<Report> {
             use sqlx::Row;
             let id: String = row.try_get(0)?;
             for (i, (_, aad_col)) in t.columns.iter().enumerate() {
-                let ct: Vec<u8> = row.try_get(i + 1)?;
+                let ct: Option<Vec<u8>> = row.try_get(i + 1)?;
+                let Some(ct) = ct else { continue };
                 if let Err(e) = keys.open(Aad { table: t.table, column: aad_col, row_id: &id }, &ct) {
                     report.failures.push(e.to_string());
                 }

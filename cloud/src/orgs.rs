@@ -293,6 +293,13 @@ pub async fn remove_member(state: &AppState, principal: &Principal, org_ref: &st
     if target_role == Role::Owner {
         ensure_another_owner(state, &org.id).await?;
     }
+    // Leaving an org ends the member's connections there.
+    crate::connections::disconnect_all(
+        state,
+        crate::connections::Which::Member { org_id: &org.id, user_id },
+        &principal.user_id,
+    )
+    .await?;
     sqlx::query("delete from memberships where org_id = $1 and user_id = $2")
         .bind(&org.id)
         .bind(user_id)

@@ -40,10 +40,33 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     if config.dev {
         tracing::warn!("DEV MODE is on: plain-http cookies are allowed and secrets are only as safe as this machine");
     }
-    let providers = config.provider_registry()?;
+    let mut providers = config.provider_registry()?;
+    let sandbox = sandbox_for(&config);
+    if let Some(sandbox) = &sandbox {
+        providers.add(sandbox.provider_def());
+    }
     let store = open_store(&config).await?;
     crate::keys::verify_ring_against_store(&store, &keys).await?;
-    Ok(AppState::new(store, config, keys, providers))
+    Ok(AppState::new(store, config, keys, providers, sandbox))
+}
+
+/// The sandbox provider when asked for; refused (with a warning) on a public URL that is
+/// not loopback, unless forced, since anyone could then mint "provider" tokens.
+fn sandbox_for(config: &Config) -> Option<crate::sandbox::Sandbox> {
+    if !config.sandbox {
+        return None;
+    }
+    let public = config.public_url();
+    let host = url::Url::parse(&public).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+    let loopback = host == "localhost"
+        || host.ends_with(".localhost")
+        || host.trim_matches(|c| c == '[' || c == ']').parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if !loopback && !config.sandbox_force {
+        tracing::warn!(public_url = %public, "NOT serving the sandbox provider: the public URL is not loopback (set sandbox_force to override)");
+        return None;
+    }
+    tracing::warn!(base = %format!("{public}/sandbox"), "serving the SANDBOX OAuth provider: for demos and tests only");
+    Some(crate::sandbox::Sandbox::new(format!("{public}/sandbox")))
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests.
@@ -55,11 +78,17 @@ pub async fn serve(
     let addr = listener.local_addr().context("reading the listen address")?;
     tracing::info!(listen = %addr, public_url = %state.public_url, "latchkey-cloud is serving");
     let store = state.store.clone();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let refresher = tokio::spawn(crate::refresh::background_refresher(state.clone(), stop_rx));
     let app = crate::http::app(state);
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await
         .context("serving HTTP")?;
+    let _ = stop_tx.send(true);
+    let _ = refresher.await;
+    // Give the audit writer its last batch window before the pool closes.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     store.close().await;
     tracing::info!("latchkey-cloud stopped");
     Ok(())

@@ -1,8 +1,12 @@
 //! Shared application state handed to every handler.
 
+use crate::audit::AuditWriter;
 use crate::config::Config;
 use crate::crypto::KeyRing;
+use crate::oauth::client::ProviderClient;
 use crate::providers::ProviderRegistry;
+use crate::refresh::Flights;
+use crate::sandbox::Sandbox;
 use crate::store::Store;
 use std::sync::Arc;
 
@@ -16,14 +20,44 @@ pub struct Inner {
     pub config: Config,
     pub keys: KeyRing,
     pub providers: ProviderRegistry,
+    /// Outgoing calls to providers, with timeouts.
+    pub provider_client: ProviderClient,
+    /// The sandbox provider, when this process serves it.
+    pub sandbox: Option<Sandbox>,
+    /// In-process single flight of refreshes.
+    pub flights: Flights,
+    /// Names this process in refresh leases.
+    pub instance_id: String,
+    /// Batching writer of hot-path audit events.
+    pub audit: AuditWriter,
     /// `config.public_url()`, computed once.
     pub public_url: String,
 }
 
 impl AppState {
-    pub fn new(store: Store, config: Config, keys: KeyRing, providers: ProviderRegistry) -> Self {
+    /// Must run inside a Tokio runtime: it starts the audit writer.
+    pub fn new(
+        store: Store,
+        config: Config,
+        keys: KeyRing,
+        providers: ProviderRegistry,
+        sandbox: Option<Sandbox>,
+    ) -> Self {
         let public_url = config.public_url();
-        Self(Arc::new(Inner { store, config, keys, providers, public_url }))
+        let provider_client = ProviderClient::new(std::time::Duration::from_secs(config.provider_timeout_secs));
+        let (audit, _writer) = AuditWriter::start(store.clone(), config.audit_queue);
+        Self(Arc::new(Inner {
+            store,
+            config,
+            keys,
+            providers,
+            provider_client,
+            sandbox,
+            flights: Flights::default(),
+            instance_id: uuid::Uuid::new_v4().to_string(),
+            audit,
+            public_url,
+        }))
     }
 }
 

@@ -27,6 +27,13 @@ pub enum ErrorCode {
     ProviderUnavailable,
     ServiceUnavailable,
     ServerError,
+    // OAuth token-endpoint codes (RFC 6749 5.2, RFC 8628 3.5).
+    AuthorizationPending,
+    SlowDown,
+    AccessDenied,
+    ExpiredToken,
+    UnsupportedGrantType,
+    InvalidClient,
 }
 
 impl ErrorCode {
@@ -53,6 +60,12 @@ impl ErrorCode {
             Self::ProviderUnavailable => "provider_unavailable",
             Self::ServiceUnavailable => "service_unavailable",
             Self::ServerError => "server_error",
+            Self::AuthorizationPending => "authorization_pending",
+            Self::SlowDown => "slow_down",
+            Self::AccessDenied => "access_denied",
+            Self::ExpiredToken => "expired_token",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidClient => "invalid_client",
         }
     }
 }

@@ -5,8 +5,11 @@
 mod accounts;
 mod apps;
 mod bad_input;
+mod browser;
+mod consent;
 mod keys;
 mod openapi;
 mod orgs;
 mod pats;
 mod replicas;
+mod token;

@@ -439,3 +439,126 @@ pub struct User {
     pub access: String,
     pub refresh: String,
 }
+
+/// A browser as the cloud sees it: a cookie jar, and redirects followed by hand so every
+/// hop is visible.
+#[derive(Clone)]
+pub struct Browser {
+    pub client: reqwest::Client,
+}
+
+impl Default for Browser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Browser {
+    pub fn new() -> Self {
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        Browser { client }
+    }
+
+    /// Signs in through the login form, as a person would.
+    pub async fn login(&self, base: &str, user: &User) -> Reply {
+        Api::read(self.client.post(format!("{base}/login")).form(&[
+            ("email", user.email.as_str()),
+            ("password", user.password.as_str()),
+            ("next", "/"),
+        ]))
+        .await
+    }
+
+    pub async fn get(&self, url: &str) -> Reply {
+        Api::read(self.client.get(url)).await
+    }
+
+    /// Follows redirects (up to 10) and returns every hop's URL and the final reply.
+    pub async fn follow(&self, url: &str) -> (Vec<String>, Reply) {
+        let mut hops = vec![url.to_owned()];
+        let mut reply = self.get(url).await;
+        for _ in 0..10 {
+            if !reply.status.is_redirection() {
+                break;
+            }
+            let next = reply.header("location").expect("redirect without Location").to_owned();
+            let next = if next.starts_with('/') {
+                let base = url::Url::parse(hops.last().expect("hop")).expect("url");
+                base.join(&next).expect("join").to_string()
+            } else {
+                next
+            };
+            hops.push(next.clone());
+            reply = self.get(&next).await;
+        }
+        (hops, reply)
+    }
+}
+
+/// An org `acme` with a managed sandbox app and a `sandbox` connector, an admin and a
+/// member, against a cloud that serves the sandbox provider.
+pub struct SandboxOrg {
+    pub admin: User,
+    pub member: User,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+impl SandboxOrg {
+    pub async fn setup(api: &Api) -> Self {
+        let admin = api.user("admin").await;
+        let member = api.user("member").await;
+        api.org(&admin, "acme", "public").await;
+        api.send(Method::POST, "/v1/orgs/acme/join", Some(&member.access), None).await.ok(200);
+        let client_id = format!("sandbox-client-{}", uuid::Uuid::new_v4().simple());
+        let client_secret = format!("sandbox-secret-{}", uuid::Uuid::new_v4().simple());
+        // Register the app at the provider, as an admin would in its console.
+        api.post(
+            "/sandbox/admin/clients",
+            None,
+            json!({"client_id": client_id, "client_secret": client_secret, "redirect_uri": format!("{}/oauth/callback", api.base)}),
+        )
+        .await
+        .ok(201);
+        api.put(
+            "/v1/orgs/acme/apps/sandbox",
+            Some(&admin.access),
+            json!({"client_id": client_id, "client_secret": client_secret}),
+        )
+        .await
+        .ok(200);
+        api.put(
+            "/v1/orgs/acme/connectors/sandbox",
+            Some(&admin.access),
+            json!({"provider": "sandbox", "scopes": ["profile", "items:read"], "description": "Sandbox listening history"}),
+        )
+        .await
+        .ok(200);
+        SandboxOrg { admin, member, client_id, client_secret }
+    }
+
+    /// Sets sandbox faults (see `PUT /sandbox/admin/faults`).
+    pub async fn faults(api: &Api, faults: Value) {
+        let r = api.put("/sandbox/admin/faults", None, faults).await;
+        assert!(r.status.is_success(), "setting faults failed: {}", r.text);
+    }
+
+    pub async fn stats(api: &Api) -> Value {
+        api.get("/sandbox/admin/stats", None).await.ok(200)
+    }
+}
+
+/// Consents as `user` in a fresh browser with the sandbox approving at once; returns the
+/// browser and the callback page.
+pub async fn consent(api: &Api, user: &User, org: &str, key: &str) -> (Browser, Reply) {
+    let browser = Browser::new();
+    assert!(browser.login(&api.base, user).await.status.is_redirection());
+    SandboxOrg::faults(api, json!({"auto_approve": true})).await;
+    let (_, page) = browser.follow(&format!("{}/connect/{org}/{key}", api.base)).await;
+    (browser, page)
+}

@@ -32,6 +32,9 @@ pub const BODY_LIMIT: usize = 64 * 1024;
         (name = "orgs", description = "Orgs and memberships"),
         (name = "tokens", description = "Personal access tokens"),
         (name = "apps", description = "Providers, managed apps and connectors"),
+        (name = "connections", description = "Consent and the caller's own connections"),
+        (name = "audit", description = "The audit log"),
+        (name = "devices", description = "Device pairing (RFC 8628) and PAT revocation (RFC 7009)"),
         (name = "operations", description = "Health and readiness"),
     ),
     components(schemas(latchkey_shared::ErrorBody, latchkey_shared::ErrorCode, latchkey_shared::Scope))
@@ -46,6 +49,9 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::orgs::router())
         .merge(routes::tokens::router())
         .merge(routes::apps::router())
+        .merge(routes::connections::router())
+        .merge(routes::connection_token::router())
+        .merge(routes::devices::router())
         .split_for_parts()
 }
 
@@ -57,6 +63,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The whole application.
 pub fn app(state: AppState) -> Router {
     let (router, spec) = api();
+    let sandbox = state.sandbox.as_ref().map(crate::sandbox::Sandbox::router);
     let spec = Arc::new(spec);
     let request_id = HeaderName::from_static("x-request-id");
     router
@@ -67,11 +74,13 @@ pub fn app(state: AppState) -> Router {
                 async move { axum::Json(spec.as_ref().clone()) }
             }),
         )
+        .merge(crate::pages::router())
         .fallback(|| async { Error::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             Error::client(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed, "method not allowed here")
         })
         .with_state(state)
+        .merge(sandbox.unwrap_or_default())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,

@@ -693,6 +693,11 @@ impl ProviderRegistry {
         Ok(registry)
     }
 
+    /// Adds (or replaces) a provider the process defines itself, like the sandbox.
+    pub fn add(&mut self, def: ProviderDef) {
+        self.providers.insert(def.name.clone(), def);
+    }
+
     /// The provider called `name`.
     #[must_use]
     pub fn get(&self, name: &str) -> Option<&ProviderDef> {

@@ -3,6 +3,9 @@
 
 pub mod accounts;
 pub mod apps;
+pub mod connection_token;
+pub mod connections;
+pub mod devices;
 pub mod ops;
 pub mod orgs;
 pub mod tokens;

@@ -1,0 +1,311 @@
+//! Connections: a member's grant for one connector of one org. Owned by the member who
+//! consented (`user_id`); tokens sealed and bound to the row. Listing shows a member only
+//! their own; disconnecting revokes at the provider first, then forgets the tokens.
+
+use crate::apps;
+use crate::audit;
+use crate::auth::Principal;
+use crate::crypto::Aad;
+use crate::error::{Error, Result};
+use crate::oauth::client::TokenSet;
+use crate::orgs::{self, Need};
+use crate::state::AppState;
+use crate::store::{new_id, now, rfc3339};
+use latchkey_shared::secret::SecretString;
+use latchkey_shared::Scope;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+pub const ACCESS_TOKEN: &str = "access_token";
+pub const REFRESH_TOKEN: &str = "refresh_token";
+
+pub fn aad<'a>(column: &'static str, connection_id: &'a str) -> Aad<'a> {
+    Aad { table: "connections", column, row_id: connection_id }
+}
+
+/// A connection as its owner sees it: never a token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Connection {
+    pub id: String,
+    pub org: String,
+    pub connector_key: String,
+    pub provider: String,
+    /// `active`, `needs_reauth` or `revoked`.
+    pub status: String,
+    pub account_id: String,
+    pub account_name: Option<String>,
+    pub scopes: Vec<String>,
+    pub expires_at: Option<String>,
+    pub connected_at: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct ConnectionRow {
+    id: String,
+    slug: String,
+    connector_key: String,
+    provider: String,
+    status: String,
+    account_id: String,
+    account_name: Option<String>,
+    scopes: String,
+    expires_at: Option<i64>,
+    connected_at: i64,
+}
+
+impl From<ConnectionRow> for Connection {
+    fn from(r: ConnectionRow) -> Self {
+        Connection {
+            id: r.id,
+            org: r.slug,
+            connector_key: r.connector_key,
+            provider: r.provider,
+            status: r.status,
+            account_id: r.account_id,
+            account_name: r.account_name,
+            scopes: r.scopes.split_whitespace().map(str::to_owned).collect(),
+            expires_at: r.expires_at.map(rfc3339),
+            connected_at: rfc3339(r.connected_at),
+        }
+    }
+}
+
+const SELECT: &str = "select c.id, o.slug, c.connector_key, c.provider, c.status, c.account_id, c.account_name, \
+                      c.scopes, c.expires_at, c.connected_at from connections c join orgs o on o.id = c.org_id";
+
+/// The caller's connections, in every org (or one org).
+pub async fn list(state: &AppState, principal: &Principal, org_ref: Option<&str>) -> Result<Vec<Connection>> {
+    principal.require(Scope::ConnectionsRead)?;
+    let rows: Vec<ConnectionRow> = match org_ref {
+        Some(org_ref) => {
+            let org = orgs::authorize(state, principal, org_ref, Need::Member).await?;
+            sqlx::query_as(&format!("{SELECT} where c.user_id = $1 and c.org_id = $2 order by c.connector_key"))
+                .bind(&principal.user_id)
+                .bind(&org.id)
+                .fetch_all(state.store.pool())
+                .await?
+        }
+        None => {
+            sqlx::query_as(&format!("{SELECT} where c.user_id = $1 order by o.slug, c.connector_key"))
+                .bind(&principal.user_id)
+                .fetch_all(state.store.pool())
+                .await?
+        }
+    };
+    Ok(rows.into_iter().map(Connection::from).collect())
+}
+
+/// The caller's connection for one connector.
+pub async fn get(state: &AppState, principal: &Principal, org_ref: &str, key: &str) -> Result<Connection> {
+    principal.require(Scope::ConnectionsRead)?;
+    let org = orgs::authorize(state, principal, org_ref, Need::Member).await?;
+    let row: Option<ConnectionRow> =
+        sqlx::query_as(&format!("{SELECT} where c.user_id = $1 and c.org_id = $2 and c.connector_key = $3"))
+            .bind(&principal.user_id)
+            .bind(&org.id)
+            .bind(key)
+            .fetch_optional(state.store.pool())
+            .await?;
+    row.map(Connection::from).ok_or_else(|| Error::not_found("you have no connection for this connector"))
+}
+
+/// What a new grant is stored with.
+pub struct NewGrant<'a> {
+    pub org_id: &'a str,
+    pub connector_key: &'a str,
+    pub user_id: &'a str,
+    pub provider: &'a str,
+    pub app_id: &'a str,
+    pub account_id: &'a str,
+    pub account_name: Option<&'a str>,
+    pub scopes: &'a [String],
+    pub consent_only: bool,
+    pub tokens: &'a TokenSet,
+}
+
+/// Stores a consented grant; reconnecting replaces the tokens of the same connection.
+pub async fn store_grant(state: &AppState, grant: NewGrant<'_>) -> Result<String> {
+    let existing: Option<String> =
+        sqlx::query_scalar("select id from connections where org_id = $1 and connector_key = $2 and user_id = $3")
+            .bind(grant.org_id)
+            .bind(grant.connector_key)
+            .bind(grant.user_id)
+            .fetch_optional(state.store.pool())
+            .await?;
+    let now = now();
+    let expires_at = grant.tokens.expires_in.map(|s| now + s);
+    let scopes = grant.scopes.join(" ");
+    let id = existing.clone().unwrap_or_else(new_id);
+    let access_ct = state.keys.seal_str(aad(ACCESS_TOKEN, &id), &grant.tokens.access_token)?;
+    let refresh_ct = match &grant.tokens.refresh_token {
+        Some(rt) => Some(state.keys.seal_str(aad(REFRESH_TOKEN, &id), rt)?),
+        None => None,
+    };
+    let version = i64::from(state.keys.active_version());
+    if existing.is_some() {
+        sqlx::query(
+            "update connections set provider = $1, app_id = $2, account_id = $3, account_name = $4, scopes = $5, \
+             status = 'active', consent_only = $6, access_token_ct = $7, refresh_token_ct = $8, token_type = $9, \
+             expires_at = $10, key_version = $11, failure_count = 0, last_error = null, next_attempt_at = null, \
+             refresh_lock_owner = null, refresh_lock_until = null, last_refreshed_at = $12, connected_at = $12, \
+             updated_at = $12 where id = $13",
+        )
+        .bind(grant.provider)
+        .bind(grant.app_id)
+        .bind(grant.account_id)
+        .bind(grant.account_name)
+        .bind(&scopes)
+        .bind(i64::from(grant.consent_only))
+        .bind(access_ct)
+        .bind(refresh_ct)
+        .bind(&grant.tokens.token_type)
+        .bind(expires_at)
+        .bind(version)
+        .bind(now)
+        .bind(&id)
+        .execute(state.store.pool())
+        .await?;
+    } else {
+        sqlx::query(
+            "insert into connections (id, org_id, connector_key, user_id, provider, app_id, account_id, account_name, \
+             scopes, status, consent_only, access_token_ct, refresh_token_ct, token_type, expires_at, key_version, \
+             last_refreshed_at, connected_at, created_at, updated_at) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'active', $10, $11, $12, $13, $14, $15, $16, $16, $16, $16)",
+        )
+        .bind(&id)
+        .bind(grant.org_id)
+        .bind(grant.connector_key)
+        .bind(grant.user_id)
+        .bind(grant.provider)
+        .bind(grant.app_id)
+        .bind(grant.account_id)
+        .bind(grant.account_name)
+        .bind(&scopes)
+        .bind(i64::from(grant.consent_only))
+        .bind(access_ct)
+        .bind(refresh_ct)
+        .bind(&grant.tokens.token_type)
+        .bind(expires_at)
+        .bind(version)
+        .bind(now)
+        .execute(state.store.pool())
+        .await?;
+    }
+    Ok(id)
+}
+
+/// Disconnects the caller's own connection.
+pub async fn disconnect_own(state: &AppState, principal: &Principal, org_ref: &str, key: &str) -> Result<()> {
+    principal.require(Scope::ConnectionsDelete)?;
+    let org = orgs::authorize(state, principal, org_ref, Need::Member).await?;
+    let ids: Vec<String> =
+        sqlx::query_scalar("select id from connections where user_id = $1 and org_id = $2 and connector_key = $3")
+            .bind(&principal.user_id)
+            .bind(&org.id)
+            .bind(key)
+            .fetch_all(state.store.pool())
+            .await?;
+    if ids.is_empty() {
+        return Err(Error::not_found("you have no connection for this connector"));
+    }
+    for id in ids {
+        disconnect(state, &id, Some(&principal.user_id), principal.pat_id(), "connection.disconnect").await?;
+    }
+    Ok(())
+}
+
+/// Which connections to disconnect in bulk.
+pub enum Which<'a> {
+    /// Every connection made with a managed app (the app is being deleted).
+    App(&'a str),
+    /// A member's connections in an org (they left or were removed).
+    Member { org_id: &'a str, user_id: &'a str },
+}
+
+pub async fn disconnect_all(state: &AppState, which: Which<'_>, actor: &str) -> Result<()> {
+    let ids: Vec<String> = match which {
+        Which::App(app_id) => {
+            sqlx::query_scalar("select id from connections where app_id = $1")
+                .bind(app_id)
+                .fetch_all(state.store.pool())
+                .await?
+        }
+        Which::Member { org_id, user_id } => {
+            sqlx::query_scalar("select id from connections where org_id = $1 and user_id = $2")
+                .bind(org_id)
+                .bind(user_id)
+                .fetch_all(state.store.pool())
+                .await?
+        }
+    };
+    for id in ids {
+        disconnect(state, &id, Some(actor), None, "connection.disconnect_cascade").await?;
+    }
+    Ok(())
+}
+
+/// Revokes at the provider where it can (a failure is recorded, not fatal), then deletes
+/// the connection and its tokens.
+async fn disconnect(state: &AppState, id: &str, actor: Option<&str>, pat_id: Option<&str>, action: &str) -> Result<()> {
+    let row: Option<(String, String, String, String, Vec<u8>, Option<Vec<u8>>)> = sqlx::query_as(
+        "select org_id, provider, connector_key, user_id, access_token_ct, refresh_token_ct from connections where id = $1",
+    )
+    .bind(id)
+    .fetch_optional(state.store.pool())
+    .await?;
+    let Some((org_id, provider, connector_key, owner, access_ct, refresh_ct)) = row else { return Ok(()) };
+    let outcome = revoke_at_provider(state, id, &org_id, &provider, &access_ct, refresh_ct.as_deref()).await;
+    sqlx::query("delete from connections where id = $1").bind(id).execute(state.store.pool()).await?;
+    let (result, detail) = match &outcome {
+        Ok(true) => ("success", serde_json::json!({ "connector": connector_key, "revoked_at_provider": true })),
+        Ok(false) => (
+            "success",
+            serde_json::json!({ "connector": connector_key, "revoked_at_provider": false, "reason": "provider has no revocation endpoint" }),
+        ),
+        Err(e) => (
+            "revocation_failed",
+            serde_json::json!({ "connector": connector_key, "revoked_at_provider": false, "error": e }),
+        ),
+    };
+    if let Err(e) = &outcome {
+        tracing::warn!(connection = %id, error = %e, "revocation at the provider failed; disconnected locally");
+    }
+    audit::record(
+        &state.store,
+        audit::Event {
+            org_id: Some(&org_id),
+            actor_id: actor.or(Some(&owner)),
+            pat_id,
+            action,
+            target: Some(id),
+            outcome: result,
+            detail: Some(detail),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+async fn revoke_at_provider(
+    state: &AppState,
+    id: &str,
+    org_id: &str,
+    provider: &str,
+    access_ct: &[u8],
+    refresh_ct: Option<&[u8]>,
+) -> std::result::Result<bool, String> {
+    let def = state.providers.get(provider).ok_or("provider no longer configured")?;
+    if def.revocation_url.is_none() {
+        return Ok(false);
+    }
+    let creds = apps::credentials(state, org_id, provider)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the managed app is gone")?;
+    // Revoking the refresh token ends the whole grant; without one, the access token.
+    let (token, hint): (SecretString, &str) = match refresh_ct {
+        Some(ct) => (state.keys.open_str(aad(REFRESH_TOKEN, id), ct).map_err(|e| e.to_string())?, "refresh_token"),
+        None => (state.keys.open_str(aad(ACCESS_TOKEN, id), access_ct).map_err(|e| e.to_string())?, "access_token"),
+    };
+    state.provider_client.revoke(def, &creds, &token, hint).await
+}

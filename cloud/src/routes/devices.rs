@@ -1,0 +1,136 @@
+//! Device pairing endpoints (RFC 8628) and the RFC 7009 revocation endpoint for PATs.
+
+use crate::auth::Principal;
+use crate::devices::{self, Device, DeviceAuthorization, DeviceToken, UserCode, DEVICE_GRANT};
+use crate::error::Result;
+use crate::http::extract::{ClientMeta, Json, Path};
+use crate::http::NoStore;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Form;
+use latchkey_shared::ErrorBody;
+use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(device_authorization))
+        .routes(routes!(token))
+        .routes(routes!(revoke))
+        .routes(routes!(approve))
+        .routes(routes!(deny))
+        .routes(routes!(list_devices))
+        .routes(routes!(revoke_device))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+struct DeviceAuthorizationRequest {
+    client_id: Option<String>,
+    #[allow(dead_code)]
+    scope: Option<String>,
+}
+
+/// Start pairing a device: a device code for the agent, a user code for the member.
+#[utoipa::path(post, path = "/oauth/device_authorization", tag = "devices",
+    request_body(content = DeviceAuthorizationRequest, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, body = DeviceAuthorization), (status = 400, body = ErrorBody)))]
+async fn device_authorization(
+    State(state): State<AppState>,
+    meta: ClientMeta,
+    form: std::result::Result<Form<DeviceAuthorizationRequest>, axum::extract::rejection::FormRejection>,
+) -> Result<NoStore<DeviceAuthorization>> {
+    let client_id = form.ok().and_then(|Form(f)| f.client_id).unwrap_or_default();
+    Ok(NoStore(devices::start(&state, &client_id, &meta).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+struct TokenRequest {
+    grant_type: Option<String>,
+    device_code: Option<String>,
+    client_id: Option<String>,
+}
+
+/// The token endpoint; only the device-code grant.
+#[utoipa::path(post, path = "/oauth/token", tag = "devices",
+    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, body = DeviceToken),
+              (status = 400, body = ErrorBody, description = "authorization_pending, slow_down, access_denied, expired_token, invalid_grant")))]
+async fn token(
+    State(state): State<AppState>,
+    form: std::result::Result<Form<TokenRequest>, axum::extract::rejection::FormRejection>,
+) -> Result<NoStore<DeviceToken>> {
+    let Ok(Form(req)) = form else {
+        return Err(crate::error::Error::bad_request("expected an application/x-www-form-urlencoded body"));
+    };
+    if req.grant_type.as_deref() != Some(DEVICE_GRANT) {
+        return Err(devices::oauth_error("unsupported_grant_type", "only the device_code grant is supported here"));
+    }
+    let device_code = req.device_code.unwrap_or_default();
+    Ok(NoStore(devices::poll(&state, &device_code, req.client_id.as_deref().unwrap_or_default()).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+struct RevokeRequest {
+    token: Option<String>,
+    #[allow(dead_code)]
+    token_type_hint: Option<String>,
+}
+
+/// RFC 7009: revoke a PAT by presenting it (an agent logging out). Always 200.
+#[utoipa::path(post, path = "/oauth/revoke", tag = "devices",
+    request_body(content = RevokeRequest, content_type = "application/x-www-form-urlencoded"), responses((status = 200)))]
+async fn revoke(
+    State(state): State<AppState>,
+    form: std::result::Result<Form<RevokeRequest>, axum::extract::rejection::FormRejection>,
+) -> Result<StatusCode> {
+    if let Ok(Form(RevokeRequest { token: Some(token), .. })) = form {
+        devices::revoke_token(&state, &token).await?;
+    }
+    Ok(StatusCode::OK)
+}
+
+/// Approve a device's user code (the `/device` page calls this).
+#[utoipa::path(post, path = "/v1/devices/approve", tag = "devices", request_body = UserCode,
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn approve(
+    State(state): State<AppState>,
+    principal: Principal,
+    meta: ClientMeta,
+    Json(req): Json<UserCode>,
+) -> Result<StatusCode> {
+    devices::decide(&state, &principal, &meta, req, true).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deny a device's user code.
+#[utoipa::path(post, path = "/v1/devices/deny", tag = "devices", request_body = UserCode,
+    responses((status = 204), (status = 400, body = ErrorBody)))]
+async fn deny(
+    State(state): State<AppState>,
+    principal: Principal,
+    meta: ClientMeta,
+    Json(req): Json<UserCode>,
+) -> Result<StatusCode> {
+    devices::decide(&state, &principal, &meta, req, false).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The caller's paired devices.
+#[utoipa::path(get, path = "/v1/devices", tag = "devices", responses((status = 200, body = Vec<Device>)))]
+async fn list_devices(State(state): State<AppState>, principal: Principal) -> Result<axum::Json<Vec<Device>>> {
+    Ok(axum::Json(devices::list(&state, &principal).await?))
+}
+
+/// Unpair a device: its PAT is revoked at once.
+#[utoipa::path(delete, path = "/v1/devices/{id}", tag = "devices", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn revoke_device(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    devices::revoke(&state, &principal, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

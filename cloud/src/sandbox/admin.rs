@@ -1,0 +1,214 @@
+//! Test hooks (no authentication — mount the sandbox only when explicitly enabled):
+//! `GET /sandbox/admin/stats`, `GET|PUT /sandbox/admin/faults`, `POST /sandbox/admin/reset`,
+//! and the RFC 8414 metadata document.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{json, Value};
+
+use super::wire::{no_store_json, OAuthError};
+use super::{grant_id, Sandbox, SCOPES};
+
+/// Longest accepted `token_delay_ms` (five minutes).
+pub const MAX_TOKEN_DELAY_MS: u64 = 300_000;
+/// Longest accepted `access_token_ttl_secs` (one year).
+pub const MAX_ACCESS_TOKEN_TTL_SECS: u64 = 31_536_000;
+
+/// The fault switches of the token endpoint (and `auto_approve` of the authorize
+/// endpoint). `token_status` and `token_delay_ms` apply to every token request;
+/// `token_429_retry_after`, `refresh_invalid_grant` and `refresh_invalid_grant_in_200`
+/// only to `refresh_token` grants. When several are set, `token_status` wins, then 429,
+/// then `refresh_invalid_grant`, then `refresh_invalid_grant_in_200`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Faults {
+    /// Wait this long before answering a token request.
+    pub token_delay_ms: u64,
+    /// Answer token requests with this status (400–599) and an OAuth error body.
+    pub token_status: Option<u16>,
+    /// Answer refreshes with 429 and this `Retry-After`.
+    pub token_429_retry_after: Option<u64>,
+    /// Answer refreshes with 400 `invalid_grant` (the grant itself is left intact).
+    pub refresh_invalid_grant: bool,
+    /// Answer refreshes with HTTP 200 and `{"error": "invalid_grant"}`, as GitHub does.
+    pub refresh_invalid_grant_in_200: bool,
+    /// Lifetime of new access tokens (0: expired at once).
+    pub access_token_ttl_secs: u64,
+    /// Rotate refresh tokens on every refresh (a reused one revokes the grant).
+    pub rotate_refresh_tokens: bool,
+    /// Skip the consent page and approve at once.
+    pub auto_approve: bool,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            token_delay_ms: 0,
+            token_status: None,
+            token_429_retry_after: None,
+            refresh_invalid_grant: false,
+            refresh_invalid_grant_in_200: false,
+            access_token_ttl_secs: 3600,
+            rotate_refresh_tokens: true,
+            auto_approve: false,
+        }
+    }
+}
+
+/// A `PUT /sandbox/admin/faults` body: missing fields keep their value; `null` clears the
+/// optional ones.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultsPatch {
+    token_delay_ms: Option<u64>,
+    #[serde(default, deserialize_with = "nullable")]
+    token_status: Option<Option<u16>>,
+    #[serde(default, deserialize_with = "nullable")]
+    token_429_retry_after: Option<Option<u64>>,
+    refresh_invalid_grant: Option<bool>,
+    refresh_invalid_grant_in_200: Option<bool>,
+    access_token_ttl_secs: Option<u64>,
+    rotate_refresh_tokens: Option<bool>,
+    auto_approve: Option<bool>,
+}
+
+/// Distinguishes a field given as `null` (`Some(None)`) from a missing one (`None`).
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+impl FaultsPatch {
+    fn apply(self, faults: &mut Faults) -> Result<(), String> {
+        if let Some(Some(status)) = self.token_status {
+            if !(400..=599).contains(&status) {
+                return Err(format!("token_status must be from 400 to 599, not {status}"));
+            }
+        }
+        if self.token_delay_ms.is_some_and(|d| d > MAX_TOKEN_DELAY_MS) {
+            return Err(format!("token_delay_ms must be at most {MAX_TOKEN_DELAY_MS}"));
+        }
+        if self.access_token_ttl_secs.is_some_and(|t| t > MAX_ACCESS_TOKEN_TTL_SECS) {
+            return Err(format!("access_token_ttl_secs must be at most {MAX_ACCESS_TOKEN_TTL_SECS}"));
+        }
+        let mut next = faults.clone();
+        if let Some(v) = self.token_delay_ms {
+            next.token_delay_ms = v;
+        }
+        if let Some(v) = self.token_status {
+            next.token_status = v;
+        }
+        if let Some(v) = self.token_429_retry_after {
+            next.token_429_retry_after = v;
+        }
+        if let Some(v) = self.refresh_invalid_grant {
+            next.refresh_invalid_grant = v;
+        }
+        if let Some(v) = self.refresh_invalid_grant_in_200 {
+            next.refresh_invalid_grant_in_200 = v;
+        }
+        if let Some(v) = self.access_token_ttl_secs {
+            next.access_token_ttl_secs = v;
+        }
+        if let Some(v) = self.rotate_refresh_tokens {
+            next.rotate_refresh_tokens = v;
+        }
+        if let Some(v) = self.auto_approve {
+            next.auto_approve = v;
+        }
+        *faults = next;
+        Ok(())
+    }
+}
+
+fn faults_json(faults: &Faults) -> Response {
+    no_store_json(StatusCode::OK, serde_json::to_value(faults).unwrap_or(Value::Null))
+}
+
+/// `GET /sandbox/admin/faults`: the current switches.
+pub(super) async fn get_faults(State(sb): State<Sandbox>) -> Response {
+    let faults = sb.lock().faults.clone();
+    faults_json(&faults)
+}
+
+/// `PUT /sandbox/admin/faults`: changes the given switches, answers the whole set.
+pub(super) async fn put_faults(State(sb): State<Sandbox>, body: Bytes) -> Response {
+    let patch: FaultsPatch = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => return OAuthError::invalid_request(format!("faults body: {e}")).into_response(),
+    };
+    let mut st = sb.lock();
+    match patch.apply(&mut st.faults) {
+        Ok(()) => faults_json(&st.faults),
+        Err(message) => OAuthError::invalid_request(message).into_response(),
+    }
+}
+
+/// `POST /sandbox/admin/reset`: every fault back to its default (grants, tokens and
+/// counters stay). Answers the faults.
+pub(super) async fn reset(State(sb): State<Sandbox>) -> Response {
+    let mut st = sb.lock();
+    st.faults = Faults::default();
+    faults_json(&st.faults)
+}
+
+/// `GET /sandbox/admin/stats`: grants with their token-request counters, revocations.
+///
+/// `token_requests` counts every token request that named the grant (by its refresh token
+/// or, for a reused code, its authorization code), failed ones included;
+/// `failed_token_requests` counts those answered with an error (injected faults included).
+/// `revocations` counts authenticated `/sandbox/revoke` requests, whatever the token.
+pub(super) async fn stats(State(sb): State<Sandbox>) -> Response {
+    let st = sb.lock();
+    let grants: Vec<Value> = st
+        .grants
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            json!({
+                "id": grant_id(i),
+                "user": g.user,
+                "client_id": g.client_id,
+                "scope": g.scope,
+                "token_requests": {
+                    "authorization_code": g.code_requests,
+                    "refresh_token": g.refresh_requests,
+                },
+                "failed_token_requests": g.failed_requests,
+                "revoked": g.revoked,
+            })
+        })
+        .collect();
+    no_store_json(
+        StatusCode::OK,
+        json!({
+            "grants": grants,
+            "revocations": st.revocations,
+            "token_requests_total": st.token_requests_total,
+            "items": st.items,
+        }),
+    )
+}
+
+/// `GET /sandbox/.well-known/oauth-authorization-server` (RFC 8414).
+pub(super) async fn metadata(State(sb): State<Sandbox>) -> Response {
+    let base = sb.base_url();
+    no_store_json(
+        StatusCode::OK,
+        json!({
+            "issuer": base,
+            "authorization_endpoint": format!("{base}/authorize"),
+            "token_endpoint": format!("{base}/token"),
+            "revocation_endpoint": format!("{base}/revoke"),
+            "userinfo_endpoint": format!("{base}/userinfo"),
+            "scopes_supported": SCOPES,
+            "response_types_supported": ["code"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "authorization_response_iss_parameter_supported": true,
+        }),
+    )
+}

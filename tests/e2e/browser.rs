@@ -1,0 +1,199 @@
+//! The org page in a real headless Chromium (Debian's chromium + chromedriver; `.ci/run`
+//! installs them): Connect opens the sandbox in a new tab, Approve lands on the callback
+//! page, and the card turns active through the callback page's broadcast — or, when the
+//! consent finishes in a browser that shares nothing with the page, through polling.
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use latchkey_e2e::{Backend, Cloud, SandboxOrg, TestDb};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct ChromeDriver {
+    child: Child,
+    port: u16,
+    _profiles: tempfile::TempDir,
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn chromedriver() -> ChromeDriver {
+    let exe = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+    assert!(
+        std::path::Path::new(&exe).exists(),
+        "{exe} is missing: install Debian's chromium and chromium-driver (`bash .ci/run` does), or set CHROMEDRIVER"
+    );
+    let port = latchkey_e2e::free_port();
+    let child = Command::new(exe)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ChromeDriver { child, port, _profiles: tempfile::tempdir().expect("profiles") }
+}
+
+impl ChromeDriver {
+    /// A fresh browser with its own empty profile.
+    async fn browser(&self) -> Client {
+        let profile = self._profiles.path().join(uuid::Uuid::new_v4().simple().to_string());
+        let binary = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let caps = serde_json::json!({
+            "goog:chromeOptions": {
+                "binary": binary,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--disable-popup-blocking", "--window-size=1100,800", format!("--user-data-dir={}", profile.display()),
+                ]
+            }
+        });
+        let caps = caps.as_object().cloned().unwrap_or_default();
+        ClientBuilder::rustls()
+            .expect("tls")
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .expect("a Chromium session")
+    }
+}
+
+async fn sign_in(browser: &Client, base: &str, user: &latchkey_e2e::User) {
+    browser.goto(&format!("{base}/login?next=/orgs/acme")).await.unwrap();
+    browser.find(Locator::Id("email")).await.unwrap().send_keys(&user.email).await.unwrap();
+    browser.find(Locator::Id("password")).await.unwrap().send_keys(&user.password).await.unwrap();
+    browser.find(Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
+    browser.wait().for_element(Locator::Id("connect-sandbox")).await.unwrap();
+}
+
+async fn text_of(browser: &Client, id: &str) -> String {
+    browser.find(Locator::Id(id)).await.unwrap().text().await.unwrap_or_default()
+}
+
+/// Waits (up to `secs`) for an element's text.
+async fn wait_for_text(browser: &Client, id: &str, expected: &str, secs: u64) -> bool {
+    for _ in 0..secs * 10 {
+        if text_of(browser, id).await == expected {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_on_the_org_page_turns_the_card_active_through_the_broadcast() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let cloud = Cloud::start_with(&db, |c| c.sandbox = true).await;
+    let api = cloud.api();
+    let org = SandboxOrg::setup(&api).await;
+    SandboxOrg::faults(&api, serde_json::json!({"auto_approve": false})).await;
+    let driver = chromedriver().await;
+    let browser = driver.browser().await;
+
+    sign_in(&browser, &api.base, &org.member).await;
+    assert_eq!(text_of(&browser, "status-sandbox").await, "Not connected");
+    let org_page = browser.window().await.unwrap();
+    browser.find(Locator::Id("connect-sandbox")).await.unwrap().click().await.unwrap();
+
+    // The provider opens in a new tab; approve there.
+    let mut tab = None;
+    for _ in 0..50 {
+        let windows = browser.windows().await.unwrap();
+        if let Some(w) = windows.into_iter().find(|w| *w != org_page) {
+            tab = Some(w);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser.switch_to_window(tab.expect("Connect opened a new tab")).await.unwrap();
+    browser.wait().for_element(Locator::Id("approve")).await.unwrap().click().await.unwrap();
+
+    // Back on the org page: the card turns active, and the notice shows the callback's
+    // message, which only a channel message (not polling) writes.
+    browser.switch_to_window(org_page).await.unwrap();
+    assert!(wait_for_text(&browser, "status-sandbox", "Active", 10).await, "the card did not turn active");
+    assert!(wait_for_text(&browser, "notice", "Connected.", 5).await, "no message reached the org page");
+    assert_eq!(text_of(&browser, "connect-sandbox").await, "Reconnect");
+    assert_eq!(text_of(&browser, "account-sandbox").await, "sandbox-user");
+    let shot = browser.screenshot().await.unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join("org-page-after-consent.png"), shot);
+
+    // The callback tab closed itself.
+    for _ in 0..30 {
+        if browser.windows().await.unwrap().len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(browser.windows().await.unwrap().len(), 1, "the callback tab did not close itself");
+
+    // Disconnect from the page.
+    browser.find(Locator::Id("disconnect-sandbox")).await.unwrap().click().await.unwrap();
+    assert!(wait_for_text(&browser, "status-sandbox", "Not connected", 5).await);
+    api.get("/v1/orgs/acme/connections/sandbox", Some(&org.member.access)).await.assert_error(404, "not_found");
+    browser.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_org_page_resolves_by_polling_when_no_message_can_reach_it() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let cloud = Cloud::start_with(&db, |c| c.sandbox = true).await;
+    let api = cloud.api();
+    let org = SandboxOrg::setup(&api).await;
+    SandboxOrg::faults(&api, serde_json::json!({"auto_approve": false})).await;
+    let driver = chromedriver().await;
+    let page_browser = driver.browser().await;
+
+    sign_in(&page_browser, &api.base, &org.member).await;
+    let org_page = page_browser.window().await.unwrap();
+    page_browser.find(Locator::Id("connect-sandbox")).await.unwrap().click().await.unwrap();
+    let mut provider_url = None;
+    for _ in 0..50 {
+        if let Some(w) = page_browser.windows().await.unwrap().into_iter().find(|w| *w != org_page) {
+            page_browser.switch_to_window(w).await.unwrap();
+            page_browser.wait().for_element(Locator::Id("approve")).await.unwrap();
+            provider_url = Some(page_browser.current_url().await.unwrap());
+            // Close the provider tab: the page that opened it is left with nobody to talk to.
+            page_browser.close_window().await.unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    page_browser.switch_to_window(org_page).await.unwrap();
+    let provider_url = provider_url.expect("Connect opened the provider");
+
+    // Finish the consent in a second browser that shares no tab, storage or channel with
+    // the org page — only the same login (its session cookie).
+    let cookie = page_browser.get_named_cookie("latchkey_session").await.unwrap();
+    let other = driver.browser().await;
+    other.goto(&format!("{}/healthz", api.base)).await.unwrap();
+    let mut copy = fantoccini::cookies::Cookie::new("latchkey_session", cookie.value().to_owned());
+    copy.set_path("/");
+    other.add_cookie(copy).await.unwrap();
+    other.goto(provider_url.as_str()).await.unwrap();
+    other.wait().for_element(Locator::Id("approve")).await.unwrap().click().await.unwrap();
+    other.wait().for_element(Locator::Id("result")).await.unwrap();
+    assert_eq!(text_of(&other, "result").await, "Connected");
+
+    // The org page learns it by polling alone: its notice never got a message.
+    assert!(
+        wait_for_text(&page_browser, "status-sandbox", "Active", 10).await,
+        "polling did not pick up the connection"
+    );
+    assert_eq!(text_of(&page_browser, "notice").await, "Waiting for the provider…");
+    other.close().await.unwrap();
+    page_browser.close().await.unwrap();
+}
