@@ -244,16 +244,36 @@ pub async fn disconnect_all(state: &AppState, which: Which<'_>, actor: &str) -> 
     Ok(())
 }
 
+#[derive(sqlx::FromRow)]
+struct DisconnectRow {
+    org_id: String,
+    provider: String,
+    connector_key: String,
+    user_id: String,
+    access_token_ct: Vec<u8>,
+    refresh_token_ct: Option<Vec<u8>>,
+}
+
 /// Revokes at the provider where it can (a failure is recorded, not fatal), then deletes
 /// the connection and its tokens.
 async fn disconnect(state: &AppState, id: &str, actor: Option<&str>, pat_id: Option<&str>, action: &str) -> Result<()> {
-    let row: Option<(String, String, String, String, Vec<u8>, Option<Vec<u8>>)> = sqlx::query_as(
+    let row: Option<DisconnectRow> = sqlx::query_as(
         "select org_id, provider, connector_key, user_id, access_token_ct, refresh_token_ct from connections where id = $1",
     )
     .bind(id)
     .fetch_optional(state.store.pool())
     .await?;
-    let Some((org_id, provider, connector_key, owner, access_ct, refresh_ct)) = row else { return Ok(()) };
+    let Some(DisconnectRow {
+        org_id,
+        provider,
+        connector_key,
+        user_id: owner,
+        access_token_ct: access_ct,
+        refresh_token_ct: refresh_ct,
+    }) = row
+    else {
+        return Ok(());
+    };
     let outcome = revoke_at_provider(state, id, &org_id, &provider, &access_ct, refresh_ct.as_deref()).await;
     sqlx::query("delete from connections where id = $1").bind(id).execute(state.store.pool()).await?;
     let (result, detail) = match &outcome {

@@ -263,9 +263,18 @@ pub async fn decide(
     .await
 }
 
+#[derive(sqlx::FromRow)]
+struct DeviceRow {
+    id: String,
+    name: String,
+    created_at: i64,
+    last_used_at: Option<i64>,
+    expires_at: Option<i64>,
+}
+
 pub async fn list(state: &AppState, principal: &Principal) -> Result<Vec<Device>> {
     principal.require(Scope::ConnectionsRead)?;
-    let rows: Vec<(String, String, i64, Option<i64>, Option<i64>)> = sqlx::query_as(
+    let rows: Vec<DeviceRow> = sqlx::query_as(
         "select id, name, created_at, last_used_at, expires_at from pats \
          where user_id = $1 and kind = 'device' and revoked_at is null order by created_at desc",
     )
@@ -274,12 +283,12 @@ pub async fn list(state: &AppState, principal: &Principal) -> Result<Vec<Device>
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, name, created, used, expires)| Device {
-            id,
-            name,
-            created_at: rfc3339(created),
-            last_used_at: used.map(rfc3339),
-            expires_at: expires.map(rfc3339),
+        .map(|r| Device {
+            id: r.id,
+            name: r.name,
+            created_at: rfc3339(r.created_at),
+            last_used_at: r.last_used_at.map(rfc3339),
+            expires_at: r.expires_at.map(rfc3339),
         })
         .collect())
 }

@@ -77,16 +77,18 @@ fn render(status: StatusCode, name: &str, ctx: minijinja::Value) -> Result<Respo
     Ok(response)
 }
 
-/// A page needs a browser login; otherwise it sends the browser to sign in and come back.
-fn browser_session(principal: MaybePrincipal, back_to: &str) -> std::result::Result<Principal, Response> {
-    match principal.0 {
-        Some(p @ Principal { via: Via::Session { .. }, .. }) => Ok(p),
-        _ => Err(Redirect::to(&format!(
-            "/login?next={}",
-            url::form_urlencoded::byte_serialize(back_to.as_bytes()).collect::<String>()
-        ))
-        .into_response()),
-    }
+/// A page needs a browser login.
+fn browser_session(principal: MaybePrincipal) -> Option<Principal> {
+    principal.0.filter(|p| matches!(p.via, Via::Session { .. }))
+}
+
+/// …otherwise it sends the browser to sign in and come back.
+fn to_login(back_to: &str) -> Response {
+    Redirect::to(&format!(
+        "/login?next={}",
+        url::form_urlencoded::byte_serialize(back_to.as_bytes()).collect::<String>()
+    ))
+    .into_response()
 }
 
 /// Only same-site relative paths: the login form must not become an open redirect.
@@ -102,10 +104,7 @@ fn safe_next(next: Option<&str>) -> String {
 }
 
 async fn home(State(state): State<AppState>, principal: MaybePrincipal) -> Result<Response> {
-    let principal = match browser_session(principal, "/") {
-        Ok(p) => p,
-        Err(redirect) => return Ok(redirect),
-    };
+    let Some(principal) = browser_session(principal) else { return Ok(to_login("/")) };
     let me = accounts::me(&state, &principal.user_id).await?;
     let orgs = orgs::list(&state, &principal, false).await?;
     render(StatusCode::OK, "home.html", context! { username => me.username, orgs => orgs })
@@ -185,10 +184,7 @@ async fn org_page(
     principal: MaybePrincipal,
     Path(org_ref): Path<String>,
 ) -> Result<Response> {
-    let principal = match browser_session(principal, &format!("/orgs/{org_ref}")) {
-        Ok(p) => p,
-        Err(redirect) => return Ok(redirect),
-    };
+    let Some(principal) = browser_session(principal) else { return Ok(to_login(&format!("/orgs/{org_ref}"))) };
     let org = orgs::authorize(&state, &principal, &org_ref, orgs::Need::Visible).await?;
     let me = accounts::me(&state, &principal.user_id).await?;
     if org.role.is_none() {
@@ -234,10 +230,7 @@ async fn connect(
     principal: MaybePrincipal,
     Path((org, key)): Path<(String, String)>,
 ) -> Result<Response> {
-    let principal = match browser_session(principal, &format!("/connect/{org}/{key}")) {
-        Ok(p) => p,
-        Err(redirect) => return Ok(redirect),
-    };
+    let Some(principal) = browser_session(principal) else { return Ok(to_login(&format!("/connect/{org}/{key}"))) };
     let url = consent::start(&state, &principal, &org, &key).await?;
     Ok(Redirect::to(&url).into_response())
 }
@@ -259,10 +252,7 @@ async fn device_page(
         }
         None => "/device".to_owned(),
     };
-    let principal = match browser_session(principal, &back) {
-        Ok(p) => p,
-        Err(redirect) => return Ok(redirect),
-    };
+    let Some(principal) = browser_session(principal) else { return Ok(to_login(&back)) };
     let me = accounts::me(&state, &principal.user_id).await?;
     let code: String =
         q.user_code.unwrap_or_default().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(16).collect();

@@ -46,6 +46,8 @@ async fn chromedriver() -> ChromeDriver {
 impl ChromeDriver {
     /// A fresh browser with its own empty profile.
     async fn browser(&self) -> Client {
+        // reqwest and fantoccini bring different rustls providers; pick one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let profile = self._profiles.path().join(uuid::Uuid::new_v4().simple().to_string());
         let binary = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         let caps = serde_json::json!({
@@ -180,8 +182,7 @@ async fn the_org_page_resolves_by_polling_when_no_message_can_reach_it() {
     let cookie = page_browser.get_named_cookie("latchkey_session").await.unwrap();
     let other = driver.browser().await;
     other.goto(&format!("{}/healthz", api.base)).await.unwrap();
-    let mut copy = fantoccini::cookies::Cookie::new("latchkey_session", cookie.value().to_owned());
-    copy.set_path("/");
+    let copy = cookie.clone().into_owned();
     other.add_cookie(copy).await.unwrap();
     other.goto(provider_url.as_str()).await.unwrap();
     other.wait().for_element(Locator::Id("approve")).await.unwrap().click().await.unwrap();

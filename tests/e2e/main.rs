@@ -12,4 +12,5 @@ mod openapi;
 mod orgs;
 mod pats;
 mod replicas;
+mod single_flight;
 mod token;

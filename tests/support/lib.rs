@@ -147,6 +147,13 @@ impl Cloud {
 
     /// Starts with a config adjusted by `tweak`.
     pub async fn start_with(db: &TestDb, tweak: impl FnOnce(&mut latchkey_cloud::config::Config)) -> Self {
+        // The cloud's logs, shown with a failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            ))
+            .with_test_writer()
+            .try_init();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let mut config = latchkey_cloud::config::Config {
@@ -235,7 +242,17 @@ impl CloudProcess {
 
     /// Starts a process; `Err` carries its log when it exits or never becomes ready.
     pub async fn try_spawn(db: &TestDb, extra_env: &[(&str, &str)]) -> Result<Self, String> {
-        let port = free_port();
+        Self::try_spawn_on(db, free_port(), extra_env).await
+    }
+
+    /// Starts a process on a given port (when the public URL must be known before).
+    pub async fn spawn_on(db: &TestDb, port: u16, extra_env: &[(&str, &str)]) -> Self {
+        Self::try_spawn_on(db, port, extra_env)
+            .await
+            .unwrap_or_else(|log| panic!("latchkey-cloud did not become ready; log:\n{log}"))
+    }
+
+    async fn try_spawn_on(db: &TestDb, port: u16, extra_env: &[(&str, &str)]) -> Result<Self, String> {
         let log = db.dir.path().join(format!("cloud-{port}.log"));
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut cmd = std::process::Command::new(binary("latchkey-cloud"));
@@ -288,6 +305,12 @@ impl CloudProcess {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// SIGKILL: the process dies mid-whatever, as a crashed replica does.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM and waits for a clean exit; returns the exit status code.

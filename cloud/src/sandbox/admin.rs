@@ -212,3 +212,44 @@ pub(super) async fn metadata(State(sb): State<Sandbox>) -> Response {
         }),
     )
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewClient {
+    client_id: String,
+    client_secret: String,
+    redirect_uri: String,
+}
+
+/// `POST /sandbox/admin/clients`: registers an OAuth client, as a developer console would.
+pub(super) async fn register_client(State(sb): State<Sandbox>, body: Bytes) -> Response {
+    let client: NewClient = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => return OAuthError::invalid_request(format!("body: {e}")).into_response(),
+    };
+    let valid = |s: &str| !s.is_empty() && s.len() <= 512 && !s.chars().any(char::is_control);
+    if !valid(&client.client_id) || !valid(&client.client_secret) || url::Url::parse(&client.redirect_uri).is_err() {
+        return OAuthError::invalid_request("client_id, client_secret and an absolute redirect_uri are required")
+            .into_response();
+    }
+    sb.register_client(&client.client_id, &client.client_secret, &client.redirect_uri);
+    no_store_json(StatusCode::CREATED, json!({ "client_id": client.client_id, "redirect_uri": client.redirect_uri }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ItemCount {
+    count: usize,
+}
+
+/// `PUT /sandbox/admin/items`: how many items the data API serves.
+pub(super) async fn set_items(State(sb): State<Sandbox>, body: Bytes) -> Response {
+    match serde_json::from_slice::<ItemCount>(&body) {
+        Ok(ItemCount { count }) if count <= super::MAX_ITEMS => {
+            sb.set_items(count);
+            no_store_json(StatusCode::OK, json!({ "items": count }))
+        }
+        Ok(_) => OAuthError::invalid_request(format!("count: at most {}", super::MAX_ITEMS)).into_response(),
+        Err(e) => OAuthError::invalid_request(format!("body: {e}")).into_response(),
+    }
+}

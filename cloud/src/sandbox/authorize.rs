@@ -34,7 +34,7 @@ enum Failure {
     /// Shown to the user: the client or redirect URI cannot be trusted.
     Page(String),
     /// Sent back to the client's redirect URI.
-    Redirect { redirect: Url, state: Option<String>, error: &'static str, description: String },
+    Redirect { redirect: Box<Url>, state: Option<String>, error: &'static str, description: String },
 }
 
 impl Failure {
@@ -42,7 +42,7 @@ impl Failure {
         match self {
             Failure::Page(message) => error_page(StatusCode::BAD_REQUEST, &message),
             Failure::Redirect { redirect, state, error, description } => redirect_to(
-                &redirect,
+                redirect.as_ref(),
                 &[("error", Some(error)), ("error_description", Some(&description)), ("state", state.as_deref())],
                 issuer,
             ),
@@ -78,7 +78,7 @@ fn validate(st: &SandboxState, p: &Params) -> Result<AuthzRequest, Failure> {
     };
     let state = p.get("state").map(str::to_owned);
     let fail = |error: &'static str, description: String| Failure::Redirect {
-        redirect: redirect.clone(),
+        redirect: Box::new(redirect.clone()),
         state: state.clone(),
         error,
         description,
@@ -146,7 +146,7 @@ pub(super) async fn authorize_get(State(sb): State<Sandbox>, RawQuery(query): Ra
     if st.faults.auto_approve {
         let Some(user) = valid_username(req.login_hint.as_deref().unwrap_or(DEFAULT_USER)) else {
             return Failure::Redirect {
-                redirect: req.redirect,
+                redirect: Box::new(req.redirect),
                 state: req.state,
                 error: "invalid_request",
                 description: "login_hint is not a valid sandbox username".into(),
@@ -179,14 +179,14 @@ pub(super) async fn authorize_post(State(sb): State<Sandbox>, body: Bytes) -> Re
             approve(&mut st, req, user, sb.base_url())
         }
         Some("deny") => Failure::Redirect {
-            redirect: req.redirect,
+            redirect: Box::new(req.redirect),
             state: req.state,
             error: "access_denied",
             description: "the user denied the request".into(),
         }
         .into_response(sb.base_url()),
         _ => Failure::Redirect {
-            redirect: req.redirect,
+            redirect: Box::new(req.redirect),
             state: req.state,
             error: "invalid_request",
             description: "decision must be approve or deny".into(),

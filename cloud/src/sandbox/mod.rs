@@ -43,6 +43,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -117,6 +118,11 @@ impl Sandbox {
             .route("/sandbox/admin/stats", get(admin::stats))
             .route("/sandbox/admin/faults", get(admin::get_faults).put(admin::put_faults))
             .route("/sandbox/admin/reset", post(admin::reset))
+            .route("/sandbox/admin/clients", post(admin::register_client))
+            .route("/sandbox/admin/items", axum::routing::put(admin::set_items))
+            .method_not_allowed_fallback(|| async {
+                wire::OAuthError::new(StatusCode::METHOD_NOT_ALLOWED, "invalid_request", "method not allowed here")
+            })
             .with_state(self.clone())
     }
 

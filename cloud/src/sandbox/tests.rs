@@ -27,7 +27,7 @@ struct Reply {
 
 impl Reply {
     fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body).map_err(|e| format!("not JSON ({e}): {}", self.text())).unwrap()
     }
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -787,6 +787,8 @@ async fn garbage_input_never_500s() {
             assert!(reply.status.is_client_error(), "{uri}: {}", reply.status);
         }
     }
+    let reply = send(&app, Request::delete("/sandbox/token").body(Body::empty()).unwrap()).await;
+    assert_eq!((reply.status, reply.oauth_error().as_str()), (StatusCode::METHOD_NOT_ALLOWED, "invalid_request"));
     let reply = get(&app, "/sandbox/authorize?%ff%00=%zz&client_id=%ff").await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     let reply = get_bearer(&app, "/sandbox/api/items?cursor=%ff", "x").await;
