@@ -25,7 +25,8 @@ Settings (environment wins over the config file; flags win over both):
 Every setting, with comments: `latchkey-cloud example-config`.
 
 Examples:
-  latchkey-cloud --dev                                  # try it: SQLite, generated key
+  latchkey-cloud demo                                   # try it: seeded demo with the sandbox
+  latchkey-cloud --dev                                  # an empty dev cloud: SQLite, generated key
   DATABASE_URL=postgres://… LATCHKEY_MASTER_KEY=… latchkey-cloud serve
   latchkey-cloud migrate                                # run migrations and exit";
 
@@ -73,6 +74,14 @@ enum Command {
     Keys(KeysCommand),
     /// Print a commented example config file.
     ExampleConfig,
+    /// Try Latchkey: dev mode + sandbox provider + a fresh SQLite with seeded demo data.
+    ///
+    /// Example: latchkey-cloud demo   (then follow what it prints)
+    Demo {
+        /// Sandbox data items per user.
+        #[arg(long, default_value_t = 300)]
+        items: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,7 +123,16 @@ pub async fn main() -> std::process::ExitCode {
         }
         _ => {}
     }
-    let config = match Config::load(cli.config.as_deref(), &cli.overrides()) {
+    let mut overrides = cli.overrides();
+    // The demo starts from nothing: a fresh data directory unless one is given.
+    if matches!(cli.command, Some(Command::Demo { .. }))
+        && overrides.data_dir.is_none()
+        && std::env::var_os("LATCHKEY_DATA_DIR").is_none()
+    {
+        let dir = std::env::temp_dir().join(format!("latchkey-demo-{}", uuid::Uuid::new_v4().simple()));
+        overrides.data_dir = Some(dir);
+    }
+    let config = match Config::load(cli.config.as_deref(), &overrides) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("latchkey-cloud: {e}");
@@ -127,6 +145,7 @@ pub async fn main() -> std::process::ExitCode {
         Some(Command::Migrate) => {
             server::open_store(&config).await.map(|_| tracing::info!("migrations are up to date"))
         }
+        Some(Command::Demo { items }) => crate::demo::run(config, items).await,
         Some(Command::Keys(KeysCommand::Rotate)) => run_keys(config, true).await,
         Some(Command::Keys(KeysCommand::Verify)) => run_keys(config, false).await,
         Some(Command::Keys(KeysCommand::Generate)) | Some(Command::ExampleConfig) => Ok(()),

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod connections;
 pub mod crypto;
+pub mod demo;
 pub mod devices;
 pub mod error;
 pub mod http;

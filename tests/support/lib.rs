@@ -201,7 +201,9 @@ impl Drop for Cloud {
 /// Path of a workspace binary built next to this test binary.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+    // Test binaries live in target/<profile>/deps, programs in target/<profile>.
+    let dir = exe.parent().expect("exe dir");
+    let dir = if dir.ends_with("deps") { dir.parent().expect("target dir") } else { dir };
     let path = dir.join(name);
     assert!(
         path.exists(),
