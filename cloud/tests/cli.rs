@@ -119,3 +119,41 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[test]
+fn a_provider_with_a_plain_http_public_url_is_refused_at_start() {
+    let dir = tempfile_dir();
+    let config = dir.join("latchkey.toml");
+    std::fs::write(
+        &config,
+        "[providers.acme]\ndisplay_name = \"Acme\"\nauthorization_url = \"http://acme.example/authorize\"\ntoken_url = \"https://acme.example/token\"\n",
+    )
+    .unwrap();
+    let out = cloud()
+        .args(["--dev", "--config"])
+        .arg(&config)
+        .arg("migrate")
+        .env("LATCHKEY_DATA_DIR", &dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("acme") && err.contains("authorization_url"), "{err}");
+    assert!(err.contains("loopback") || err.contains("https"), "{err}");
+
+    // Loopback http is fine in the operator's file, and a built-in's URLs can be overridden.
+    std::fs::write(
+        &config,
+        "[providers.acme]\ndisplay_name = \"Acme\"\nauthorization_url = \"http://127.0.0.1:9/authorize\"\ntoken_url = \"http://127.0.0.1:9/token\"\n\n\
+         [providers.github]\ntoken_url = \"http://127.0.0.1:9/login/oauth/access_token\"\n",
+    )
+    .unwrap();
+    let out = cloud()
+        .args(["--dev", "--config"])
+        .arg(&config)
+        .arg("migrate")
+        .env("LATCHKEY_DATA_DIR", &dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

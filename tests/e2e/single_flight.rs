@@ -217,3 +217,78 @@ async fn one_refresh_across_three_replicas_on_postgres_and_a_dead_lease_expires(
     assert_eq!((failed, revoked), (0, false), "no invalid_grant, the grant intact");
     drop(c);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn background_refreshers_on_two_replicas_renew_once_before_expiry() {
+    if skip_postgres() {
+        return;
+    }
+    let provider_db = TestDb::new(Backend::Sqlite).await;
+    let provider = CloudProcess::spawn(&provider_db, &[("LATCHKEY_SANDBOX", "1")]).await;
+    let sandbox = provider.api();
+    let db = TestDb::new(Backend::Postgres).await;
+    let config_file = sandbox_provider_config(db.dir.path(), &provider.base);
+    let providers: std::collections::BTreeMap<String, toml::Value> = {
+        let text = std::fs::read_to_string(&config_file).unwrap();
+        let table: toml::Table = text.parse().unwrap();
+        table["providers"].as_table().unwrap().clone().into_iter().collect()
+    };
+    let listener_port = latchkey_e2e::free_port();
+    let public = format!("http://127.0.0.1:{listener_port}");
+    let tweak = |c: &mut latchkey_cloud::config::Config| {
+        c.providers = providers.clone();
+        c.public_url = Some(public.clone());
+        c.refresher_interval_secs = 1;
+        c.refresher_lead_secs = 300;
+    };
+    let a = latchkey_e2e::Cloud::start_on(&db, listener_port, tweak).await;
+    let b = latchkey_e2e::Cloud::start_with(&db, tweak).await;
+    let api = a.api();
+    let admin = api.user("admin").await;
+    let member = api.user("member").await;
+    api.org(&admin, "acme", "public").await;
+    api.send(reqwest::Method::POST, "/v1/orgs/acme/join", Some(&member.access), None).await.ok(200);
+    sandbox
+        .post("/sandbox/admin/clients", None, json!({"client_id": "bg", "client_secret": "bg-secret", "redirect_uri": format!("{public}/oauth/callback")}))
+        .await
+        .ok(201);
+    api.put(
+        "/v1/orgs/acme/apps/sandbox",
+        Some(&admin.access),
+        json!({"client_id": "bg", "client_secret": "bg-secret"}),
+    )
+    .await
+    .ok(200);
+    api.put(
+        "/v1/orgs/acme/connectors/sandbox",
+        Some(&admin.access),
+        json!({"provider": "sandbox", "scopes": ["profile"]}),
+    )
+    .await
+    .ok(200);
+    SandboxOrg::faults(&sandbox, json!({"auto_approve": true, "rotate_refresh_tokens": true})).await;
+    let browser = Browser::new();
+    browser.login(&api.base, &member).await;
+    let (_, page) = browser.follow(&format!("{}/connect/acme/sandbox", api.base)).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+
+    // Two minutes left: both replicas' refreshers see it as due; one renews it.
+    let raw = db.raw().await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    sqlx::query("update connections set expires_at = $1").bind(now + 120).execute(&raw).await.unwrap();
+    let mut renewed = false;
+    for _ in 0..80 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let exp: i64 = sqlx::query_scalar("select expires_at from connections").fetch_one(&raw).await.unwrap();
+        if exp > now + 1000 {
+            renewed = true;
+            break;
+        }
+    }
+    assert!(renewed, "no background refresh happened");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (refresh_count, failed, revoked) = refreshes(&SandboxOrg::stats(&sandbox).await);
+    assert_eq!((refresh_count, failed, revoked), (1, 0, false), "the two refreshers duplicated work");
+    raw.close().await;
+    drop((a, b));
+}

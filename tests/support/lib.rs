@@ -147,6 +147,11 @@ impl Cloud {
 
     /// Starts with a config adjusted by `tweak`.
     pub async fn start_with(db: &TestDb, tweak: impl FnOnce(&mut latchkey_cloud::config::Config)) -> Self {
+        Self::start_on(db, 0, tweak).await
+    }
+
+    /// Starts on a given port (0: any), for when the public URL must be known first.
+    pub async fn start_on(db: &TestDb, port: u16, tweak: impl FnOnce(&mut latchkey_cloud::config::Config)) -> Self {
         // The cloud's logs, shown with a failing test's output.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(
@@ -154,7 +159,7 @@ impl Cloud {
             ))
             .with_test_writer()
             .try_init();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let mut config = latchkey_cloud::config::Config {
             listen: addr,
