@@ -62,15 +62,16 @@ struct PatRow {
     created_at: i64,
 }
 
-#[derive(sqlx::FromRow)]
-struct PatAuthRow {
-    id: String,
-    user_id: String,
-    scopes: String,
-    org_id: Option<String>,
-    expires_at: Option<i64>,
-    revoked_at: Option<i64>,
-    last_used_at: Option<i64>,
+/// The columns that decide whether a presented PAT is good.
+#[derive(Debug, sqlx::FromRow)]
+pub struct PatAuthRow {
+    pub id: String,
+    pub user_id: String,
+    pub scopes: String,
+    pub org_id: Option<String>,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub last_used_at: Option<i64>,
 }
 
 pub async fn create(state: &AppState, principal: &Principal, req: CreatePat) -> Result<CreatedPat> {
@@ -219,6 +220,12 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal> {
     .bind(pat.hash())
     .fetch_optional(state.store.pool())
     .await?;
+    principal_from_row(state, row).await
+}
+
+/// Judges a looked-up PAT row: unknown, revoked or expired → 401; keeps `last_used_at`.
+/// Shared with the connection-token endpoint, which fetches the row in its own query.
+pub async fn principal_from_row(state: &AppState, row: Option<PatAuthRow>) -> Result<Principal> {
     let PatAuthRow { id: pat_id, user_id, scopes, org_id, expires_at, revoked_at, last_used_at } =
         row.ok_or_else(|| Error::unauthenticated("unknown personal access token"))?;
     let now = now();

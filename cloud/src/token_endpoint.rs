@@ -26,9 +26,16 @@ pub struct Trace {
 
 #[derive(sqlx::FromRow)]
 struct Lookup {
-    org_id: String,
-    slug: String,
-    visibility: String,
+    pat_id: String,
+    user_id: String,
+    scopes: String,
+    pat_org_id: Option<String>,
+    pat_expires_at: Option<i64>,
+    revoked_at: Option<i64>,
+    last_used_at: Option<i64>,
+    org_id: Option<String>,
+    slug: Option<String>,
+    visibility: Option<String>,
     role: Option<String>,
     connection_id: Option<String>,
     status: Option<String>,
@@ -65,39 +72,68 @@ pub async fn answer(
     if !token.starts_with(latchkey_shared::pat::PREFIX) {
         return Err(Error::unauthenticated("only personal access tokens may fetch connection tokens"));
     }
-    let principal = crate::pats::authenticate(state, token).await?;
-    trace.user_id = Some(principal.user_id.clone());
-    trace.pat_id = principal.pat_id().map(str::to_owned);
-    // 2. The scope, before any look-up.
-    principal.require(Scope::ConnectionsToken)?;
-    // 3. The body.
-    let req: ConnectionTokenRequest =
-        serde_json::from_slice(body).map_err(|e| Error::bad_request(format!("body: {e}")))?;
-    if req.org.is_empty() || req.connector_key.is_empty() {
-        return Err(Error::bad_request("org and connector_key must not be empty"));
-    }
+    let pat = latchkey_shared::Pat::parse(token).map_err(|e| Error::unauthenticated(e.to_string()))?;
+    // The body is read now but judged after the PAT and its scope, in the contract's order.
+    let req = serde_json::from_slice::<ConnectionTokenRequest>(body)
+        .map_err(|e| Error::bad_request(format!("body: {e}")))
+        .and_then(|r| {
+            if r.org.is_empty() || r.connector_key.is_empty() {
+                Err(Error::bad_request("org and connector_key must not be empty"))
+            } else {
+                Ok(r)
+            }
+        });
+    let req = match req {
+        Ok(req) => req,
+        Err(bad_body) => {
+            let principal = crate::pats::authenticate(state, token).await?;
+            trace.user_id = Some(principal.user_id.clone());
+            trace.pat_id = principal.pat_id().map(str::to_owned);
+            principal.require(Scope::ConnectionsToken)?;
+            return Err(bad_body);
+        }
+    };
     trace.connector_key = Some(req.connector_key.clone());
-    // 4–6. The org, the membership and the caller's own connection, in one look-up.
+    // 1–6 in one round trip: the PAT, the org, the membership and the caller's own
+    // connection.
     let row: Option<Lookup> = sqlx::query_as(
-        "select o.id as org_id, o.slug, o.visibility, m.role, c.id as connection_id, c.status, c.consent_only, \
-         c.provider, c.access_token_ct, c.refresh_token_ct, c.token_type, c.expires_at, c.failure_count, \
-         c.next_attempt_at from orgs o \
-         left join memberships m on m.org_id = o.id and m.user_id = $2 \
-         left join connections c on c.org_id = o.id and c.user_id = $2 and c.connector_key = $3 \
-         where o.id = $1 or o.slug = $1",
+        "select p.id as pat_id, p.user_id, p.scopes, p.org_id as pat_org_id, p.expires_at as pat_expires_at, \
+         p.revoked_at, p.last_used_at, o.id as org_id, o.slug, o.visibility, m.role, c.id as connection_id, c.status, \
+         c.consent_only, c.provider, c.access_token_ct, c.refresh_token_ct, c.token_type, c.expires_at, \
+         c.failure_count, c.next_attempt_at from pats p \
+         left join orgs o on (o.id = $2 or o.slug = $2) \
+         left join memberships m on m.org_id = o.id and m.user_id = p.user_id \
+         left join connections c on c.org_id = o.id and c.user_id = p.user_id and c.connector_key = $3 \
+         where p.token_hash = $1",
     )
+    .bind(pat.hash())
     .bind(&req.org)
-    .bind(&principal.user_id)
     .bind(&req.connector_key)
     .fetch_optional(state.store.pool())
     .await?;
+    let pat_row = row.as_ref().map(|r| crate::pats::PatAuthRow {
+        id: r.pat_id.clone(),
+        user_id: r.user_id.clone(),
+        scopes: r.scopes.clone(),
+        org_id: r.pat_org_id.clone(),
+        expires_at: r.pat_expires_at,
+        revoked_at: r.revoked_at,
+        last_used_at: r.last_used_at,
+    });
+    let principal = crate::pats::principal_from_row(state, pat_row).await?;
+    trace.user_id = Some(principal.user_id.clone());
+    trace.pat_id = principal.pat_id().map(str::to_owned);
+    // 2. The scope, before anything about the org or connection is used.
+    principal.require(Scope::ConnectionsToken)?;
+    // 4–6.
     let Some(row) = row else { return Err(Error::not_found("no such org")) };
-    trace.org_id = Some(row.org_id.clone());
-    let public = row.visibility == "public";
+    let Some(org_id) = row.org_id else { return Err(Error::not_found("no such org")) };
+    trace.org_id = Some(org_id.clone());
+    let public = row.visibility.as_deref() == Some("public");
     if !public && row.role.is_none() {
         return Err(Error::not_found("no such org"));
     }
-    let bound_elsewhere = matches!(&principal.via, Via::Pat { org_id: Some(bound), .. } if *bound != row.org_id);
+    let bound_elsewhere = matches!(&principal.via, Via::Pat { org_id: Some(bound), .. } if *bound != org_id);
     if bound_elsewhere {
         return Err(not_a_member("this token is bound to another org"));
     }
@@ -113,13 +149,13 @@ pub async fn answer(
         return Err(not_found());
     }
     // 7. A dead grant.
-    let connect_url = format!("{}/connect/{}/{}", state.public_url, row.slug, req.connector_key);
+    let connect_url = format!("{}/connect/{}/{}", state.public_url, row.slug.unwrap_or_default(), req.connector_key);
     if status == "needs_reauth" {
         return Err(reauth(connect_url));
     }
     let token_row = TokenRow {
         id: connection_id,
-        org_id: row.org_id.clone(),
+        org_id,
         provider,
         status,
         access_token_ct: access_ct,
