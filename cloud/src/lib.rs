@@ -15,6 +15,7 @@ pub mod devices;
 pub mod error;
 pub mod http;
 pub mod keys;
+pub mod metrics;
 pub mod oauth;
 pub mod orgs;
 pub mod pages;

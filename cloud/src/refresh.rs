@@ -284,6 +284,7 @@ pub fn backoff(failures: i64) -> Duration {
 }
 
 async fn record(state: &AppState, row: &TokenRow, outcome: &str, reason: Option<&str>) {
+    crate::metrics::Metrics::count(&state.metrics.refreshes, outcome);
     let event = audit::Event {
         org_id: Some(&row.org_id),
         action: "connection.refresh",

@@ -30,6 +30,7 @@ pub struct Inner {
     pub instance_id: String,
     /// Batching writer of hot-path audit events.
     pub audit: AuditWriter,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// `config.public_url()`, computed once.
     pub public_url: String,
 }
@@ -56,6 +57,7 @@ impl AppState {
             flights: Flights::default(),
             instance_id: uuid::Uuid::new_v4().to_string(),
             audit,
+            metrics: Arc::new(crate::metrics::Metrics::default()),
             public_url,
         }))
     }

@@ -43,6 +43,11 @@ async fn every_row_of_the_contract(backend: Backend) {
         Api::read(api.client.get(format!("{}/sandbox/api/items?limit=5", api.base)).bearer_auth(access)).await.ok(200);
     assert_eq!(items["items"].as_array().unwrap().len(), 5);
     assert!(!ok.text.contains(&org.client_secret) && !ok.text.contains("refresh"));
+    // Counted in the metrics, by outcome and by route template (never a token or an id).
+    let metrics = api.get("/metrics", None).await;
+    assert!(metrics.text.contains("latchkey_connection_token_answers_total{outcome=\"issued\"} 1"), "{}", metrics.text);
+    assert!(metrics.text.contains("route=\"/oauth/connection-token\""));
+    assert!(!metrics.text.contains(access));
     // By org id too.
     let org_id = api.get("/v1/orgs/acme", Some(&org.member.access)).await.ok(200)["id"].as_str().unwrap().to_owned();
     fetch(&api, Some(&pat), json!({"org": org_id, "connector_key": "sandbox"})).await.ok(200);

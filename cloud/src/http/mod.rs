@@ -64,6 +64,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn app(state: AppState) -> Router {
     let (router, spec) = api();
     let sandbox = state.sandbox.as_ref().map(crate::sandbox::Sandbox::router);
+    let metrics = Arc::clone(&state.metrics);
     let spec = Arc::new(spec);
     let request_id = HeaderName::from_static("x-request-id");
     router
@@ -75,6 +76,8 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .merge(crate::pages::router())
+        .route("/metrics", axum::routing::get(crate::metrics::serve).with_state(Arc::clone(&metrics)))
+        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&metrics), crate::metrics::track))
         .fallback(|| async { Error::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             Error::client(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed, "method not allowed here")

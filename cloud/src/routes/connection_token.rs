@@ -55,6 +55,7 @@ async fn connection_token(
         Err(Error::Client { code, .. }) => code.as_str(),
         Err(_) => "server_error",
     };
+    crate::metrics::Metrics::count(&state.metrics.token_answers, outcome);
     // No answer without its audit event: a full queue refuses the request instead.
     if state.audit.try_send(token_endpoint::event(trace, &meta, outcome)).is_err() {
         return Error::Client {
