@@ -6,6 +6,8 @@
 //! database. The synced data never goes to the cloud, and the PAT never goes anywhere but
 //! the configured cloud URL.
 #![forbid(unsafe_code)]
+// Tests may panic on a broken expectation; the code under test may not.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod browser;
 pub mod cli;
