@@ -113,7 +113,7 @@ fn print_next_steps(state: &AppState) {
          \x20 admin login:  {ADMIN_EMAIL} / {ADMIN_PASSWORD}\n\
          \n\
          Next, in another terminal:\n\
-         \x20 latchkey init --cloud {url} --org demo --connector sandbox\n\
+         \x20 latchkey init --cloud-url {url}   # then uncomment the sandbox connector, org = \"demo\"\n\
          \x20 latchkey login            # approve the code in the browser (sign in as the member)\n\
          \x20 latchkey connect sandbox  # consent on the sandbox page; the command waits\n\
          \x20 latchkey sync sandbox     # the data goes to your local database, not the cloud\n\
