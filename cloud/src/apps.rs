@@ -172,18 +172,13 @@ pub async fn put_app(
             }
         }
     };
-    audit::record(
-        &state.store,
-        audit::Event {
-            org_id: Some(&org.id),
-            actor_id: Some(&principal.user_id),
-            pat_id: principal.pat_id(),
-            action: "app.put",
-            target: Some(provider),
-            outcome: "success",
-            detail: Some(serde_json::json!({ "app_id": id, "client_id_hint": hint, "scopes": scopes })),
-            ..Default::default()
-        },
+    audit_change(
+        state,
+        principal,
+        &org.id,
+        "app.put",
+        provider,
+        Some(serde_json::json!({ "app_id": id, "client_id_hint": hint, "scopes": scopes })),
     )
     .await?;
     let row: AppRow = sqlx::query_as(
@@ -243,19 +238,7 @@ pub async fn delete_app(state: &AppState, principal: &Principal, org_ref: &str, 
     if done.rows_affected() == 0 {
         return Err(Error::not_found("this org has no managed app for that provider"));
     }
-    audit::record(
-        &state.store,
-        audit::Event {
-            org_id: Some(&org.id),
-            actor_id: Some(&principal.user_id),
-            pat_id: principal.pat_id(),
-            action: "app.delete",
-            target: Some(provider),
-            outcome: "success",
-            ..Default::default()
-        },
-    )
-    .await
+    audit_change(state, principal, &org.id, "app.delete", provider, None).await
 }
 
 /// The app's decrypted credentials, for talking to the provider.
@@ -330,18 +313,13 @@ pub async fn put_connector(
     .bind(now)
     .execute(state.store.pool())
     .await?;
-    audit::record(
-        &state.store,
-        audit::Event {
-            org_id: Some(&org.id),
-            actor_id: Some(&principal.user_id),
-            pat_id: principal.pat_id(),
-            action: "connector.put",
-            target: Some(key),
-            outcome: "success",
-            detail: Some(serde_json::json!({ "provider": req.provider, "scopes": scopes })),
-            ..Default::default()
-        },
+    audit_change(
+        state,
+        principal,
+        &org.id,
+        "connector.put",
+        key,
+        Some(serde_json::json!({ "provider": req.provider, "scopes": scopes })),
     )
     .await?;
     list_connectors_unchecked(state, &org.id)
@@ -374,15 +352,28 @@ pub async fn delete_connector(state: &AppState, principal: &Principal, org_ref: 
     if done.rows_affected() == 0 {
         return Err(Error::not_found("no such connector"));
     }
+    audit_change(state, principal, &org.id, "connector.delete", key, None).await
+}
+
+/// An admin's change to the org's apps or connectors, for the audit log (never a secret).
+async fn audit_change(
+    state: &AppState,
+    principal: &Principal,
+    org_id: &str,
+    action: &str,
+    target: &str,
+    detail: Option<serde_json::Value>,
+) -> Result<()> {
     audit::record(
         &state.store,
         audit::Event {
-            org_id: Some(&org.id),
+            org_id: Some(org_id),
             actor_id: Some(&principal.user_id),
             pat_id: principal.pat_id(),
-            action: "connector.delete",
-            target: Some(key),
+            action,
+            target: Some(target),
             outcome: "success",
+            detail,
             ..Default::default()
         },
     )
