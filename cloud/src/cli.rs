@@ -65,21 +65,34 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the API and pages (the default).
+    /// Serve the API and the pages (the default when no command is given).
+    #[command(after_long_help = "Examples:\n  \
+latchkey-cloud --dev                       # try it locally: SQLite, generated key\n  \
+LATCHKEY_MASTER_KEY=... DATABASE_URL=postgres://... latchkey-cloud serve")]
     Serve,
-    /// Run database migrations and exit.
+    /// Run the database migrations and exit (serve also runs them at start).
+    #[command(
+        after_long_help = "Example:\n  DATABASE_URL=postgres://... latchkey-cloud migrate   # e.g. a deploy's migration job"
+    )]
     Migrate,
-    /// Master keys.
+    /// Generate, rotate or verify the master keys that encrypt secrets at rest.
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// Print a commented example config file.
+    /// Print a commented config file with every setting.
+    #[command(after_long_help = "Example:\n  latchkey-cloud example-config > latchkey-cloud.toml")]
     ExampleConfig,
-    /// Try Latchkey: dev mode + sandbox provider + a fresh SQLite with seeded demo data.
-    ///
-    /// Example: latchkey-cloud demo   (then follow what it prints)
+    /// Try Latchkey: dev mode, the sandbox provider and a fresh database with demo data.
+    #[command(after_long_help = "\
+Seeds an admin and a member (their logins are printed), a public org `demo` with a
+managed sandbox app and a `sandbox` connector, and prints the agent commands to run
+next. The data dir is a fresh temporary directory unless --data-dir is given.
+
+Examples:
+  latchkey-cloud demo
+  latchkey-cloud demo --listen 127.0.0.1:9090 --items 1000")]
     Demo {
-        /// Sandbox data items per user.
-        #[arg(long, default_value_t = 300)]
+        /// How many items the sandbox's data API serves each user.
+        #[arg(long, default_value_t = 300, value_name = "N")]
         items: usize,
     },
 }
@@ -87,11 +100,18 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
     /// Print a new random master key (base64 of 32 bytes).
+    #[command(after_long_help = "Example:\n  export LATCHKEY_MASTER_KEY=\"$(latchkey-cloud keys generate)\"")]
     Generate,
-    /// Re-encrypt every sealed value under the active key, online, in batches; then report
-    /// what is left under older versions so they can be retired.
+    /// Re-encrypt every secret under the active key, online; report what older keys still hold.
+    #[command(after_long_help = "\
+Put the new key first in the ring, keep the old ones after it, run this, and retire an
+old version once nothing is left under it.
+
+Example:
+  LATCHKEY_MASTER_KEY=\"2:$(latchkey-cloud keys generate),1:$OLD_KEY\" latchkey-cloud keys rotate")]
     Rotate,
-    /// Decrypt every sealed value with the configured key ring and report failures.
+    /// Decrypt every secret with the configured key ring and report any that fail.
+    #[command(after_long_help = "Example:\n  latchkey-cloud keys verify   # exits 1 when a secret does not decrypt")]
     Verify,
 }
 
@@ -204,4 +224,30 @@ fn init_tracing(format: LogFormat) {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every command's help is one line in the list, with an example in its long help.
+    #[test]
+    fn every_command_reads_well() {
+        Cli::command().debug_assert();
+        fn walk(cmd: &clap::Command, path: &str) {
+            for sub in cmd.get_subcommands() {
+                let path = format!("{path} {}", sub.get_name());
+                let about = sub.get_about().map(ToString::to_string).unwrap_or_default();
+                assert!(!about.is_empty() && !about.contains('\n') && about.len() <= 100, "{path}: one-line help");
+                if sub.has_subcommands() {
+                    walk(sub, &path);
+                } else {
+                    let long = sub.get_after_long_help().map(ToString::to_string).unwrap_or_default();
+                    assert!(long.contains("latchkey-cloud"), "{path}: an example in the long help");
+                }
+            }
+        }
+        walk(&Cli::command(), "latchkey-cloud");
+    }
 }

@@ -30,12 +30,13 @@ pub async fn run(mut config: Config, items: usize) -> anyhow::Result<()> {
         );
     }
     let listen = config.listen;
+    let data_dir = config.data_dir.clone();
     let state = server::build_state(config).await?;
     seed(&state, items).await.context("seeding the demo")?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e} (use --listen)"))?;
-    print_next_steps(&state);
+    print_next_steps(&state, &data_dir);
     server::serve(state, listener, server::shutdown_signal()).await
 }
 
@@ -102,23 +103,27 @@ async fn seed(state: &AppState, items: usize) -> crate::error::Result<()> {
     Ok(())
 }
 
-fn print_next_steps(state: &AppState) {
+fn print_next_steps(state: &AppState, data_dir: &std::path::Path) {
     let url = &state.public_url;
+    let data_dir = data_dir.display();
+    // The same commands as the README's quickstart; its test checks that they agree.
     println!(
         "\n\
-         Latchkey demo is running at {url}\n\
+         Latchkey demo is running at {url}   (Ctrl-C stops it)\n\
+         \x20 data dir (SQLite, dev key): {data_dir}\n\
          \n\
          Seeded: a public org `demo` with a managed sandbox app and a `sandbox` connector.\n\
          \x20 member login: {MEMBER_EMAIL} / {MEMBER_PASSWORD}\n\
          \x20 admin login:  {ADMIN_EMAIL} / {ADMIN_PASSWORD}\n\
          \n\
-         Next, in another terminal:\n\
-         \x20 latchkey init --cloud-url {url}   # then uncomment the sandbox connector, org = \"demo\"\n\
-         \x20 latchkey login            # approve the code in the browser (sign in as the member)\n\
-         \x20 latchkey connect sandbox  # consent on the sandbox page; the command waits\n\
-         \x20 latchkey sync sandbox     # the data goes to your local database, not the cloud\n\
-         \x20 latchkey events\n\
+         Next, in another terminal (with `latchkey` on your PATH):\n\
+         \x20 latchkey init --cloud-url {url} --org demo --connector sandbox\n\
+         \x20 latchkey login            # approve the code on {url}/device, signed in as the member\n\
+         \x20 latchkey connect sandbox  # approve on the sandbox provider's page; the command waits\n\
+         \x20 latchkey sync sandbox     # the data goes to the agent's local database, not the cloud\n\
+         \x20 latchkey events --limit 5\n\
+         \x20 latchkey status\n\
          \n\
-         The org page: {url}/orgs/demo   (Ctrl-C stops the demo)\n"
+         The org page: {url}/orgs/demo\n"
     );
 }

@@ -11,24 +11,27 @@ use crate::error::{Error, Result};
 use crate::pat_store::{self, PatSource, PatStore};
 use crate::progress::Progress;
 use crate::shutdown::Shutdown;
+use crate::starter::{Starter, StarterKind};
 use crate::store::{EventFilter, Store};
 use crate::sync::{self, Outcome, SyncContext, SyncOptions};
 use crate::token_client::TokenClient;
 use clap::{Parser, Subcommand};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const EXAMPLES: &str = "\
 Getting started:
-  latchkey init --cloud-url https://latchkey.example.com   # write a starter config
-  latchkey login                                           # pair this machine (device code)
-  latchkey connect music                                   # consent on the cloud's page
-  latchkey sync music                                      # sync it once
-  latchkey run                                             # keep syncing on each schedule
-  latchkey events --connector music --since 2024-01-01 --json | jq .payload
+  latchkey init --cloud-url https://latchkey.example.com --org acme --connector spotify
+  latchkey login                  # pair this machine: approve the code on the cloud's page
+  latchkey connect spotify        # consent at the provider, through the cloud's page
+  latchkey sync spotify           # sync it once
+  latchkey run                    # keep syncing every connector on its schedule
+  latchkey events --connector spotify --since 2024-01-01 --json | jq .payload
+
+Trying the demo cloud (`latchkey-cloud demo`): use --org demo --connector sandbox.
 
 Files:
   config  --config / LATCHKEY_CONFIG, default $XDG_CONFIG_HOME/latchkey/latchkey.toml
@@ -57,14 +60,25 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Write a commented starter config file.
-    #[command(
-        after_long_help = "Examples:\n  latchkey init\n  latchkey init --cloud-url https://latchkey.example.com\n  latchkey init --print > my.toml"
-    )]
+    /// Write a commented starter config file, optionally with connectors ready to sync.
+    #[command(after_long_help = "Examples:\n  \
+latchkey init --cloud-url https://latchkey.example.com\n  \
+latchkey init --cloud-url http://127.0.0.1:8080 --org demo --connector sandbox   # the demo cloud\n  \
+latchkey init --org acme --connector github --connector spotify\n  \
+latchkey init --print > my.toml")]
     Init {
-        /// The cloud URL to put in the file.
+        /// The cloud URL to put in the file [default: http://127.0.0.1:8080].
         #[arg(long, value_name = "URL")]
         cloud_url: Option<String>,
+        /// The cloud org (slug) whose connectors --connector adds.
+        #[arg(long, value_name = "ORG", requires = "connectors")]
+        org: Option<String>,
+        /// Add a ready-to-use [[connector]] named after its kind (repeatable); needs --org.
+        #[arg(long = "connector", value_name = "KIND", value_enum, requires = "org")]
+        connectors: Vec<StarterKind>,
+        /// Replace an existing config file.
+        #[arg(long, conflicts_with = "print")]
+        force: bool,
         /// Print the starter file instead of writing it.
         #[arg(long)]
         print: bool,
@@ -89,7 +103,7 @@ pub enum Command {
     Status,
 
     /// Open the cloud's consent page for a connector and wait until it is connected.
-    #[command(after_long_help = "Examples:\n  latchkey connect music\n  latchkey connect music --no-browser")]
+    #[command(after_long_help = "Examples:\n  latchkey connect spotify\n  latchkey connect spotify --no-browser")]
     Connect {
         /// The connector's `name` in the config.
         name: String,
@@ -100,7 +114,7 @@ pub enum Command {
 
     /// Sync one connector (or every connector) once.
     #[command(
-        after_long_help = "Examples:\n  latchkey sync           # every connector\n  latchkey sync music\n  latchkey sync music --full   # walk every page even when up to date"
+        after_long_help = "Examples:\n  latchkey sync           # every connector\n  latchkey sync spotify\n  latchkey sync spotify --full   # walk every page even when up to date"
     )]
     Sync {
         /// The connector's `name`; all connectors when left out.
@@ -116,7 +130,7 @@ pub enum Command {
 
     /// List synced events from the local database, newest first.
     #[command(
-        after_long_help = "Examples:\n  latchkey events --limit 20\n  latchkey events --connector music --since 2024-05-01 --until 2024-06-01\n  latchkey events --json | jq -r .external_id"
+        after_long_help = "Examples:\n  latchkey events --limit 20\n  latchkey events --connector spotify --since 2024-05-01 --until 2024-06-01\n  latchkey events --json | jq -r .external_id"
     )]
     Events {
         /// Only this connector's events.
@@ -138,7 +152,7 @@ pub enum Command {
 
     /// Print a fresh access token for a connector (for scripts, like `gh auth token`).
     #[command(
-        after_long_help = "Example:\n  curl -H \"Authorization: Bearer $(latchkey token music)\" https://api.spotify.com/v1/me"
+        after_long_help = "Example:\n  curl -H \"Authorization: Bearer $(latchkey token spotify)\" https://api.spotify.com/v1/me"
     )]
     Token {
         /// The connector's `name` in the config.
@@ -168,7 +182,10 @@ pub fn main(cli: Cli) -> ExitCode {
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let paths = Paths::resolve(cli.config, cli.data_dir)?;
     match cli.command {
-        Command::Init { cloud_url, print } => init(&paths, cloud_url.as_deref(), print),
+        Command::Init { cloud_url, org, connectors, force, print } => {
+            let starter = Starter { cloud_url: cloud_url.as_deref(), org: org.as_deref(), connectors: &connectors };
+            init(&paths, &starter, force, print)
+        }
         Command::Login { no_browser } => login(&paths, no_browser).await,
         Command::Logout => logout(&paths).await,
         Command::Status => status(&paths).await,
@@ -248,27 +265,29 @@ impl Agent {
     }
 }
 
-fn init(paths: &Paths, cloud_url: Option<&str>, print: bool) -> Result<ExitCode> {
-    let mut text = config::EXAMPLE.to_owned();
-    if let Some(url) = cloud_url {
-        let line = format!("cloud_url = \"{}\"", url.replace('\\', "\\\\").replace('"', "\\\""));
-        text = text.replacen("cloud_url = \"http://127.0.0.1:8080\"", &line, 1);
-        // Validate what we are about to write (no environment: `${…}` stays literal here).
-        Config::parse(&text, Path::new("--cloud-url"), &|_| None)?;
-    }
+fn init(paths: &Paths, starter: &Starter<'_>, force: bool, print: bool) -> Result<ExitCode> {
+    let text = starter.render()?;
     if print {
         print!("{text}");
         return Ok(ExitCode::SUCCESS);
     }
     let path = &paths.config;
-    if path.exists() {
+    if path.exists() && !force {
         return Err(Error::Usage(format!(
-            "{} already exists; edit it, or move it away and run `latchkey init` again",
+            "{} already exists; edit it, or run `latchkey init` again with --force to replace it",
             path.display()
         )));
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    if force {
+        // Replace, not truncate in place: a file that may hold a `pat` is never half-written.
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(path, e)),
+        }
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -281,7 +300,11 @@ fn init(paths: &Paths, cloud_url: Option<&str>, print: bool) -> Result<ExitCode>
     let mut file = options.open(path).map_err(|e| Error::io(path, e))?;
     file.write_all(text.as_bytes()).map_err(|e| Error::io(path, e))?;
     println!("Wrote {}.", path.display());
-    println!("Next: check cloud_url, add a [[connector]], then run `latchkey login`.");
+    if starter.connectors.is_empty() {
+        println!("Next: check cloud_url, add a [[connector]] (examples are in the file), then run `latchkey login`.");
+    } else {
+        println!("Next: `latchkey login` to pair this machine with the cloud.");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

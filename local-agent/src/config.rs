@@ -243,12 +243,18 @@ fn validate_connector(
     let optional = |key: &str, value: &Option<String>| value.as_deref().map(|v| text(key, v)).transpose();
 
     let org = text("org", &rc.org)?;
-    if org.trim().is_empty() {
-        return Err(at("org").problem("is empty", "write the cloud org's slug, like \"acme\""));
+    if !valid_name(&org) {
+        return Err(at("org").problem(
+            &format!("\"{org}\" is not an org slug or id"),
+            "write the cloud org's slug as its page shows it, like \"acme\"",
+        ));
     }
     let connector_key = text("connector_key", &rc.connector_key)?;
-    if connector_key.trim().is_empty() {
-        return Err(at("connector_key").problem("is empty", "write the org's connector key, like \"spotify\""));
+    if !valid_name(&connector_key) {
+        return Err(at("connector_key").problem(
+            &format!("\"{connector_key}\" is not a connector key"),
+            "write the org's connector key as its page shows it, like \"spotify\"",
+        ));
     }
     let schedule = match optional("schedule", &rc.schedule)? {
         None => schedule::DEFAULT,
@@ -558,7 +564,7 @@ mod tests {
             (connector("[[connector]]\nname = \"music\"\nkind = \"sandbox\"\norg = \"a\"\nconnector_key = \"b\""), vec!["#2 (\"music\"), key `name`", "already named \"music\""]),
             (format!("{base}[[connector]]\nname = \"my music\"\nkind = \"spotify\"\norg = \"a\"\nconnector_key = \"b\""), vec!["#1, key `name`", "not a usable name"]),
             (format!("{base}[[connector]]\nname = \"m\"\nkind = \"myspace\"\norg = \"a\"\nconnector_key = \"b\""), vec!["unknown variant `myspace`", "http-json"]),
-            (format!("{base}[[connector]]\nname = \"m\"\nkind = \"spotify\"\norg = \"${{EMPTY}}\"\nconnector_key = \"b\""), vec!["key `org`", "is empty"]),
+            (format!("{base}[[connector]]\nname = \"m\"\nkind = \"spotify\"\norg = \"${{EMPTY}}\"\nconnector_key = \"b\""), vec!["key `org`", "is not an org slug or id"]),
             (format!("{base}[[connector]]\nname = \"m\"\nkind = \"spotify\"\norg = \"a\""), vec!["missing field `connector_key`"]),
         ];
         for (text, wanted) in cases {

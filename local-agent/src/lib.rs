@@ -21,6 +21,7 @@ pub mod progress;
 pub mod retry;
 pub mod schedule;
 pub mod shutdown;
+pub mod starter;
 pub mod store;
 pub mod sync;
 pub mod token_client;

@@ -1,5 +1,6 @@
-//! How a sync shows its progress: a spinner with counts on a terminal, a plain line per
-//! second (and the first page at once) otherwise, or nothing (`latchkey run` logs one
+//! How a sync shows its progress: on a terminal, a bar once the provider says how many
+//! items there are (a spinner with counts until then, or when it never does); a plain line
+//! per second (and the first page at once) otherwise; or nothing (`latchkey run` logs one
 //! line per run instead). Progress goes to stderr; summaries go to stdout.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -12,6 +13,8 @@ pub struct Counts {
     pub pages: u64,
     pub fetched: u64,
     pub added: u64,
+    /// The stream's size, where the provider says.
+    pub total: Option<u64>,
 }
 
 /// Where progress goes.
@@ -41,7 +44,19 @@ impl Progress {
     /// After each committed page.
     pub fn page(&mut self, counts: Counts) {
         match self {
-            Progress::Bar(bar) => bar.set_message(message(counts)),
+            Progress::Bar(bar) => {
+                if let Some(total) = counts.total {
+                    if bar.length() != Some(total) {
+                        bar.set_style(bar_style());
+                        bar.set_length(total);
+                    }
+                    // An incremental sync stops early; the bar then shows how far it walked.
+                    bar.set_position(counts.fetched.min(total));
+                    bar.set_message(format!("{} new", counts.added));
+                } else {
+                    bar.set_message(message(counts));
+                }
+            }
             Progress::Lines { name, last } => {
                 if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
                     eprintln!("{name}: {}", message(counts));
@@ -60,6 +75,16 @@ impl Progress {
     }
 }
 
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix}: [{wide_bar}] {pos}/{len} items, {msg} [{elapsed}]")
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
 fn message(c: Counts) -> String {
-    format!("{} new, {} fetched, {} page{}", c.added, c.fetched, c.pages, if c.pages == 1 { "" } else { "s" })
+    let fetched = match c.total {
+        Some(total) => format!("{} of {total}", c.fetched),
+        None => c.fetched.to_string(),
+    };
+    format!("{} new, {fetched} fetched, {} page{}", c.added, c.pages, if c.pages == 1 { "" } else { "s" })
 }

@@ -158,6 +158,7 @@ impl Walk<'_> {
             counts.pages += 1;
             counts.fetched += page.items.len() as u64;
             counts.added += added;
+            counts.total = page.total.or(counts.total);
             progress.page(*counts);
 
             if next.is_none() {

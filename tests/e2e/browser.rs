@@ -3,72 +3,10 @@
 //! page, and the card turns active through the callback page's broadcast — or, when the
 //! consent finishes in a browser that shares nothing with the page, through polling.
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
+use latchkey_e2e::chrome::chromedriver;
 use latchkey_e2e::{Backend, Cloud, SandboxOrg, TestDb};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-struct ChromeDriver {
-    child: Child,
-    port: u16,
-    _profiles: tempfile::TempDir,
-}
-
-impl Drop for ChromeDriver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn chromedriver() -> ChromeDriver {
-    let exe = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
-    assert!(
-        std::path::Path::new(&exe).exists(),
-        "{exe} is missing: install Debian's chromium and chromium-driver (`bash .ci/run` does), or set CHROMEDRIVER"
-    );
-    let port = latchkey_e2e::free_port();
-    let child = Command::new(exe)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromedriver");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    ChromeDriver { child, port, _profiles: tempfile::tempdir().expect("profiles") }
-}
-
-impl ChromeDriver {
-    /// A fresh browser with its own empty profile.
-    async fn browser(&self) -> Client {
-        // reqwest and fantoccini bring different rustls providers; pick one.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let profile = self._profiles.path().join(uuid::Uuid::new_v4().simple().to_string());
-        let binary = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-        let caps = serde_json::json!({
-            "goog:chromeOptions": {
-                "binary": binary,
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    "--disable-popup-blocking", "--window-size=1100,800", format!("--user-data-dir={}", profile.display()),
-                ]
-            }
-        });
-        let caps = caps.as_object().cloned().unwrap_or_default();
-        ClientBuilder::rustls()
-            .expect("tls")
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", self.port))
-            .await
-            .expect("a Chromium session")
-    }
-}
 
 async fn sign_in(browser: &Client, base: &str, user: &latchkey_e2e::User) {
     browser.goto(&format!("{base}/login?next=/orgs/acme")).await.unwrap();

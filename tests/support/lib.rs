@@ -7,6 +7,8 @@
 //! developer machine, and is ignored when `CI` is set.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod chrome;
+
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::net::SocketAddr;

@@ -57,7 +57,7 @@ pub(super) async fn userinfo(State(sb): State<Sandbox>, headers: HeaderMap) -> R
 }
 
 /// `GET /sandbox/api/items?cursor&limit`: one page of the user's listening history,
-/// newest first, `{"items": [...], "next_cursor": "..." | null}`. Needs `items:read`.
+/// newest first, `{"items": [...], "next_cursor": "..." | null, "total": n}`. Needs `items:read`.
 pub(super) async fn items(State(sb): State<Sandbox>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     match items_page(&sb, &headers, query.as_deref().unwrap_or("")) {
         Ok(body) => body,
@@ -98,5 +98,8 @@ fn items_page(sb: &Sandbox, headers: &HeaderMap, query: &str) -> Result<Response
     };
     let seed = items::user_seed(&subject_for(&caller.user));
     let (page, next) = items::page(seed, count, start, limit);
-    Ok(no_store_json(StatusCode::OK, json!({"items": page, "next_cursor": next.map(items::encode_cursor)})))
+    Ok(no_store_json(
+        StatusCode::OK,
+        json!({"items": page, "next_cursor": next.map(items::encode_cursor), "total": count}),
+    ))
 }

@@ -122,7 +122,7 @@ impl Connector for Github {
             }
             None => None,
         };
-        Ok(Page { items, next_cursor: next })
+        Ok(Page { items, next_cursor: next, total: None })
     }
 
     fn caught_up(&self, cursor: Option<&str>) -> CaughtUp {

@@ -95,7 +95,7 @@ impl HttpJson {
             }
             Some(Next::Cursor(value)) => (self.with_cursor(&value) != *current).then(|| format!("cursor {value}")),
         };
-        Ok(Page { items, next_cursor })
+        Ok(Page { items, next_cursor, total: None })
     }
 }
 

@@ -43,6 +43,8 @@ pub struct Event {
 pub struct Page {
     pub items: Vec<Event>,
     pub next_cursor: Option<String>,
+    /// How many items the whole stream holds, where the API says (for the progress bar).
+    pub total: Option<u64>,
 }
 
 /// What a sync does when a page brought nothing new (and an earlier sync finished).

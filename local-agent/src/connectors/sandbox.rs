@@ -24,6 +24,8 @@ struct RawPage<'a> {
     items: Vec<&'a RawValue>,
     #[serde(default)]
     next_cursor: Option<String>,
+    #[serde(default)]
+    total: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -84,7 +86,7 @@ pub fn parse_page(body: &[u8]) -> Result<Page, String> {
             payload: raw.get().to_owned(),
         });
     }
-    Ok(Page { items, next_cursor: page.next_cursor.filter(|c| !c.is_empty()) })
+    Ok(Page { items, next_cursor: page.next_cursor.filter(|c| !c.is_empty()), total: page.total })
 }
 
 #[cfg(test)]

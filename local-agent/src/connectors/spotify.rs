@@ -95,7 +95,7 @@ pub fn parse_page(body: &[u8]) -> Result<Page, String> {
         before
     });
     let next_cursor = if page.next.is_some() && !items.is_empty() { before } else { None };
-    Ok(Page { items, next_cursor })
+    Ok(Page { items, next_cursor, total: None })
 }
 
 #[cfg(test)]
