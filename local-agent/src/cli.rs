@@ -610,14 +610,9 @@ async fn events(paths: &Paths, filter: &EventFilter, json: bool) -> Result<ExitC
                 };
                 serde_json::to_writer(&mut out, &line).map_err(std::io::Error::from).and_then(|()| out.write_all(b"\n"))
             } else {
-                let payload: String = e.payload.chars().take(100).collect();
-                writeln!(
-                    out,
-                    "{}  {}  {}  {payload}",
-                    e.occurred_at.as_deref().unwrap_or("-"),
-                    e.connector,
-                    e.external_id
-                )
+                let when = e.occurred_at.as_deref().map_or_else(|| "-".to_owned(), short_time);
+                let text = crate::event_text::summary(&e.payload, &e.external_id);
+                writeln!(out, "{when}  {}  {}  {text}", e.connector, e.external_id)
             };
             written.map_err(|source| Error::io("stdout", source))
         })
@@ -644,6 +639,12 @@ async fn token(paths: &Paths, name: &str) -> Result<ExitCode> {
     let token = tokens.fresh(c).await?;
     println!("{}", token.expose());
     Ok(ExitCode::SUCCESS)
+}
+
+/// `2023-01-03T01:52:41.000Z` as `2023-01-03 01:52:41Z`: still UTC, easier on the eye.
+fn short_time(stored: &str) -> String {
+    let whole_seconds = stored.strip_suffix(".000Z").map(|t| format!("{t}Z"));
+    whole_seconds.as_deref().unwrap_or(stored).replacen('T', " ", 1)
 }
 
 /// `--since`/`--until`: RFC 3339, or `YYYY-MM-DD` meaning midnight UTC.
@@ -685,6 +686,12 @@ mod tests {
         let e = parse_time("--until", "last tuesday").err().unwrap_or_else(|| panic!("an error"));
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("--until"));
+    }
+
+    #[test]
+    fn times_read_well() {
+        assert_eq!(short_time("2023-01-03T01:52:41.000Z"), "2023-01-03 01:52:41Z");
+        assert_eq!(short_time("2023-01-03T01:52:41.250Z"), "2023-01-03 01:52:41.250Z");
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod cloud;
 pub mod config;
 pub mod connectors;
 pub mod error;
+pub mod event_text;
 pub mod pairing;
 pub mod pat_store;
 pub mod progress;

@@ -226,7 +226,7 @@ async fn sign_in(browser: &Browser, demo: &Demo, next: &str) {
 }
 
 /// `latchkey login`: read the code, then do what the device page does.
-async fn login(mut run: Running, browser: &Browser, demo: &Demo, t: &mut Transcript) -> (bool, String) {
+async fn login(mut run: Running, browser: &Browser, demo: &Demo) -> (bool, String, Option<String>) {
     let code = run.wait_for("a user code", |text| text.lines().find_map(user_code)).await;
     // The URL the agent opens in a browser: the one that fills the code in.
     let page = run.wait_for("the device page's URL", |l| url_with(l, "/device?user_code=")).await;
@@ -247,12 +247,12 @@ async fn login(mut run: Running, browser: &Browser, demo: &Demo, t: &mut Transcr
     )
     .await;
     assert!(approved.status.is_success(), "approving {code}: {} {}", approved.status, approved.text);
-    t.note(&format!("browser: signed in as {} on /device, approved {code}", demo.email));
-    run.finish().await
+    let (ok, output) = run.finish().await;
+    (ok, output, Some(format!("in the browser: signed in as {} on the device page, approved {code}", demo.email)))
 }
 
 /// `latchkey connect`: open its URL, approve on the provider's page, land on the callback.
-async fn connect(mut run: Running, browser: &Browser, demo: &Demo, t: &mut Transcript) -> (bool, String) {
+async fn connect(mut run: Running, browser: &Browser, demo: &Demo) -> (bool, String, Option<String>) {
     let start = run.wait_for("the consent URL", |l| url_with(l, "/connect/")).await;
     let (hops, consent_page) = browser.follow(&start).await;
     assert_eq!(consent_page.status, 200, "the provider's consent page after {hops:?}: {}", consent_page.text);
@@ -266,8 +266,12 @@ async fn connect(mut run: Running, browser: &Browser, demo: &Demo, t: &mut Trans
     let (_, callback) = browser.follow(back).await;
     assert_eq!(callback.status, 200, "{}", callback.text);
     assert!(!callback.text.contains("access_token"), "the callback page never carries a token");
-    t.note(&format!("browser: opened {start}, approved on the sandbox's page, back on the callback page"));
-    run.finish().await
+    let (ok, output) = run.finish().await;
+    (
+        ok,
+        output,
+        Some(format!("in the browser: opened {start}, approved on the sandbox's page, landed on the callback page")),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -314,23 +318,36 @@ async fn the_readme_quickstart_works_as_written() {
     // Steps 2 and 3, in the second terminal; each command also appears in the demo's own
     // list of next steps, so the two cannot drift apart.
     let browser = Browser::new();
+    let mut outputs = Vec::new();
     for line in agent_block.iter().chain(&sync_block) {
         let line = line.replace(README_CLOUD, &demo.base);
         assert!(demo.printed.contains(&line), "the demo's next steps do not include `{line}`:\n{}", demo.printed);
         t.command("terminal 2", &line);
         let run = Running::spawn(machine.shell(&line));
         let words: Vec<&str> = line.split_whitespace().collect();
-        let (ok, output) = match words.get(..2) {
-            Some(["latchkey", "login"]) => login(run, &browser, &demo, &mut t).await,
-            Some(["latchkey", "connect"]) => connect(run, &browser, &demo, &mut t).await,
-            _ => run.finish().await,
+        let (ok, output, browsed) = match words.get(..2) {
+            Some(["latchkey", "login"]) => login(run, &browser, &demo).await,
+            Some(["latchkey", "connect"]) => connect(run, &browser, &demo).await,
+            _ => {
+                let (ok, output) = run.finish().await;
+                (ok, output, None)
+            }
         };
         t.output(&output);
+        if let Some(browsed) = browsed {
+            t.note(&browsed);
+        }
         if !ok {
             t.save();
             panic!("`{line}` failed:\n{output}");
         }
+        outputs.push((line, output));
     }
+    let said = |prefix: &str| -> String {
+        outputs.iter().filter(|(l, _)| l.starts_with(prefix)).map(|(_, o)| o.as_str()).collect::<Vec<_>>().join("\n")
+    };
+    assert!(said("latchkey sync").contains("300 new events"), "the sync reports what it stored");
+    assert!(said("latchkey events").lines().any(|l| l.contains("sandbox  trk_")), "events are listed");
 
     // What the README promises.
     let agent_db = machine.home().join(".local/share/latchkey/latchkey.db");
