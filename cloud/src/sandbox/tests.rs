@@ -644,6 +644,7 @@ async fn items_paginate_to_the_end_without_duplicates() {
     let next = page["next_cursor"].as_str().unwrap();
     let page2 = get_bearer(&app, &format!("/sandbox/api/items?limit=10&cursor={next}"), &access).await.json();
     assert_eq!(page2["items"][0]["id"], "trk_001223");
+    assert_eq!(page2["total"], 1300, "the stream's size, for progress bars");
 
     // Bad limits and cursors.
     for q in ["limit=0", "limit=501", "limit=abc", "cursor=%%%", "cursor=bm90LWEtY3Vyc29y", "limit=5&limit=6"] {
@@ -658,7 +659,7 @@ async fn items_paginate_to_the_end_without_duplicates() {
     // Empty history.
     sb.set_items(0);
     let empty = get_bearer(&app, "/sandbox/api/items", &access).await.json();
-    assert_eq!(empty, json!({"items": [], "next_cursor": null}));
+    assert_eq!(empty, json!({"items": [], "next_cursor": null, "total": 0}));
 }
 
 #[tokio::test]
