@@ -281,24 +281,8 @@ fn init(paths: &Paths, starter: &Starter<'_>, force: bool, print: bool) -> Resul
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    if force {
-        // Replace, not truncate in place: a file that may hold a `pat` is never half-written.
-        match std::fs::remove_file(path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(path, e)),
-        }
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        // It may come to hold a `pat`.
-        options.mode(0o600);
-    }
-    let mut file = options.open(path).map_err(|e| Error::io(path, e))?;
-    file.write_all(text.as_bytes()).map_err(|e| Error::io(path, e))?;
+    // It may come to hold a `pat`: private from the start.
+    crate::private_file::write(path, &[text.as_bytes()])?;
     println!("Wrote {}.", path.display());
     if starter.connectors.is_empty() {
         println!("Next: check cloud_url, add a [[connector]] (examples are in the file), then run `latchkey login`.");

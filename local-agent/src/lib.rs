@@ -18,6 +18,7 @@ pub mod error;
 pub mod event_text;
 pub mod pairing;
 pub mod pat_store;
+pub mod private_file;
 pub mod progress;
 pub mod retry;
 pub mod schedule;

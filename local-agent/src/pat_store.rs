@@ -6,7 +6,6 @@
 use crate::error::{Error, Result};
 use latchkey_shared::secret::SecretString;
 use latchkey_shared::Pat;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The environment variable that overrides the stored PAT.
@@ -68,22 +67,7 @@ impl PatStore {
     pub fn save(&self, pat: &Pat) -> Result<()> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         create_private_dir(dir)?;
-        let tmp = self.path.with_extension("tmp");
-        let _ = std::fs::remove_file(&tmp);
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        file.write_all(pat.secret().expose().as_bytes())
-            .and_then(|()| file.write_all(b"\n"))
-            .and_then(|()| file.sync_all())
-            .map_err(|e| Error::io(&tmp, e))?;
-        drop(file);
-        std::fs::rename(&tmp, &self.path).map_err(|e| Error::io(&self.path, e))
+        crate::private_file::write(&self.path, &[pat.secret().expose().as_bytes(), b"\n"])
     }
 
     /// Deletes the stored PAT; `false` when there was none.

@@ -138,34 +138,13 @@ async fn one_refresh_across_three_replicas_on_postgres_and_a_dead_lease_expires(
     let api = a.api();
 
     // Admin, member, app (registered at the sandbox), connector; consent through replica A.
-    let admin = api.user("admin").await;
-    let member = api.user("member").await;
-    api.org(&admin, "acme", "public").await;
-    api.send(reqwest::Method::POST, "/v1/orgs/acme/join", Some(&member.access), None).await.ok(200);
-    sandbox
-        .post("/sandbox/admin/clients", None, json!({"client_id": "replicas", "client_secret": "replicas-secret", "redirect_uri": format!("{public}/oauth/callback")}))
-        .await
-        .ok(201);
-    api.put(
-        "/v1/orgs/acme/apps/sandbox",
-        Some(&admin.access),
-        json!({"client_id": "replicas", "client_secret": "replicas-secret"}),
-    )
-    .await
-    .ok(200);
-    api.put(
-        "/v1/orgs/acme/connectors/sandbox",
-        Some(&admin.access),
-        json!({"provider": "sandbox", "scopes": ["profile"]}),
-    )
-    .await
-    .ok(200);
+    let org = SandboxOrg::setup_at(&api, &sandbox, &public).await;
     SandboxOrg::faults(&sandbox, json!({"auto_approve": true, "rotate_refresh_tokens": true})).await;
     let browser = Browser::new();
-    assert!(browser.login(&api.base, &member).await.status.is_redirection());
+    assert!(browser.login(&api.base, &org.member).await.status.is_redirection());
     let (_, page) = browser.follow(&format!("{}/connect/acme/sandbox", api.base)).await;
     assert_eq!(page.status, 200, "{}\n{}", page.text, a.log_text());
-    let (_, pat) = api.pat(&member, &["connections:token"]).await;
+    let (_, pat) = api.pat(&org.member, &["connections:token"]).await;
 
     // 200 concurrent requests over three replicas: one refresh.
     SandboxOrg::faults(&sandbox, json!({"token_delay_ms": 300})).await;
@@ -244,31 +223,10 @@ async fn background_refreshers_on_two_replicas_renew_once_before_expiry() {
     let a = latchkey_e2e::Cloud::start_on(&db, listener_port, tweak).await;
     let b = latchkey_e2e::Cloud::start_with(&db, tweak).await;
     let api = a.api();
-    let admin = api.user("admin").await;
-    let member = api.user("member").await;
-    api.org(&admin, "acme", "public").await;
-    api.send(reqwest::Method::POST, "/v1/orgs/acme/join", Some(&member.access), None).await.ok(200);
-    sandbox
-        .post("/sandbox/admin/clients", None, json!({"client_id": "bg", "client_secret": "bg-secret", "redirect_uri": format!("{public}/oauth/callback")}))
-        .await
-        .ok(201);
-    api.put(
-        "/v1/orgs/acme/apps/sandbox",
-        Some(&admin.access),
-        json!({"client_id": "bg", "client_secret": "bg-secret"}),
-    )
-    .await
-    .ok(200);
-    api.put(
-        "/v1/orgs/acme/connectors/sandbox",
-        Some(&admin.access),
-        json!({"provider": "sandbox", "scopes": ["profile"]}),
-    )
-    .await
-    .ok(200);
+    let org = SandboxOrg::setup_at(&api, &sandbox, &public).await;
     SandboxOrg::faults(&sandbox, json!({"auto_approve": true, "rotate_refresh_tokens": true})).await;
     let browser = Browser::new();
-    browser.login(&api.base, &member).await;
+    browser.login(&api.base, &org.member).await;
     let (_, page) = browser.follow(&format!("{}/connect/acme/sandbox", api.base)).await;
     assert_eq!(page.status, 200, "{}", page.text);
 

@@ -542,7 +542,14 @@ pub struct SandboxOrg {
 }
 
 impl SandboxOrg {
+    /// Against a cloud that serves the sandbox itself.
     pub async fn setup(api: &Api) -> Self {
+        Self::setup_at(api, api, &api.base).await
+    }
+
+    /// Against a sandbox served by another process (`sandbox`), for clouds whose public
+    /// URL is `public` (replicas behind one URL).
+    pub async fn setup_at(api: &Api, sandbox: &Api, public: &str) -> Self {
         let admin = api.user("admin").await;
         let member = api.user("member").await;
         api.org(&admin, "acme", "public").await;
@@ -550,11 +557,12 @@ impl SandboxOrg {
         let client_id = format!("sandbox-client-{}", uuid::Uuid::new_v4().simple());
         let client_secret = format!("sandbox-secret-{}", uuid::Uuid::new_v4().simple());
         // Register the app at the provider, as an admin would in its console.
-        api.post(
-            "/sandbox/admin/clients",
-            None,
-            json!({"client_id": client_id, "client_secret": client_secret, "redirect_uri": format!("{}/oauth/callback", api.base)}),
-        )
+        sandbox
+            .post(
+                "/sandbox/admin/clients",
+                None,
+                json!({"client_id": client_id, "client_secret": client_secret, "redirect_uri": format!("{public}/oauth/callback")}),
+            )
         .await
         .ok(201);
         api.put(
