@@ -58,7 +58,8 @@ pub struct OwnedEvent {
 
 /// Writes hot-path audit events in batches from one task, so the connection-token
 /// endpoint never waits on an audit insert. Its queue is bounded: when it is full the
-/// endpoint refuses (503) rather than drop an event.
+/// endpoint waits for room (backpressure: answers slow down to what the audit log can
+/// write), and only after [`QUEUE_WAIT`] refuses (503) rather than drop an event.
 #[derive(Clone, Debug)]
 pub struct AuditWriter {
     tx: tokio::sync::mpsc::Sender<OwnedEvent>,
@@ -68,8 +69,16 @@ pub struct AuditWriter {
 #[derive(Debug)]
 pub struct QueueFull;
 
-const BATCH_MAX: usize = 256;
+/// Rows per statement. A fixed size keeps one prepared statement in each connection's
+/// cache (a statement per batch size would be prepared afresh again and again).
+const CHUNK: usize = 64;
+// Within SQLite's bind-parameter limit (32,766), with room to spare.
+const _: () = assert!(CHUNK * 11 < 32_766);
+/// Rows per transaction: how much of a backlog one write takes.
+const BATCH_MAX: usize = 1024;
 const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
+/// How long a request waits for room in a full queue before it is refused.
+pub const QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl AuditWriter {
     /// Starts the writer task; it ends (after writing what is queued) when every
@@ -79,13 +88,25 @@ impl AuditWriter {
         (AuditWriter { tx }, tokio::spawn(write_loop(store, rx)))
     }
 
-    pub fn try_send(&self, event: OwnedEvent) -> std::result::Result<(), QueueFull> {
-        self.tx.try_send(event).map_err(|_| QueueFull)
+    /// Queues `event`, waiting up to [`QUEUE_WAIT`] for room.
+    pub async fn send(&self, event: OwnedEvent) -> std::result::Result<(), QueueFull> {
+        use tokio::sync::mpsc::error::TrySendError;
+        match self.tx.try_send(event) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(event)) => match tokio::time::timeout(QUEUE_WAIT, self.tx.send(event)).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) | Err(_) => Err(QueueFull),
+            },
+            Err(TrySendError::Closed(_)) => Err(QueueFull),
+        }
     }
 }
 
 async fn write_loop(store: Store, mut rx: tokio::sync::mpsc::Receiver<OwnedEvent>) {
     let mut batch = Vec::with_capacity(BATCH_MAX);
+    // The writer keeps a connection of its own: waiting in the pool's queue behind every
+    // request in flight is what let the audit log fall behind under load.
+    let mut conn: Option<sqlx::pool::PoolConnection<sqlx::Any>> = None;
     while let Some(first) = rx.recv().await {
         batch.push(first);
         let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
@@ -96,62 +117,82 @@ async fn write_loop(store: Store, mut rx: tokio::sync::mpsc::Receiver<OwnedEvent
             }
         }
         for attempt in 0..3 {
-            match insert_batch(&store, &batch).await {
+            let written = match conn.as_mut() {
+                Some(c) => insert_batch(c, &batch).await,
+                None => match store.pool().acquire().await {
+                    Ok(c) => insert_batch(conn.insert(c), &batch).await,
+                    Err(e) => Err(e.into()),
+                },
+            };
+            match written {
                 Ok(()) => break,
-                Err(e) if attempt < 2 => {
-                    tracing::warn!(error = %e, "audit batch insert failed; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                Err(e) => {
+                    // A fresh connection next time, in case this one is broken.
+                    conn = None;
+                    if attempt < 2 {
+                        tracing::warn!(error = %e, "audit batch insert failed; retrying");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    } else {
+                        tracing::error!(error = %e, events = batch.len(), "audit events could not be written");
+                    }
                 }
-                Err(e) => tracing::error!(error = %e, events = batch.len(), "audit events could not be written"),
             }
         }
         batch.clear();
+        // Idle: give the connection back to the pool until the next event.
+        if rx.is_empty() {
+            conn = None;
+        }
     }
 }
 
-async fn insert_batch(store: &Store, batch: &[OwnedEvent]) -> Result<()> {
+/// Writes `batch` in one transaction, [`CHUNK`] rows per statement.
+async fn insert_batch(conn: &mut sqlx::AnyConnection, batch: &[OwnedEvent]) -> Result<()> {
+    use sqlx::Connection;
+    let mut tx = conn.begin().await?;
+    for chunk in batch.chunks(CHUNK) {
+        let mut q = sqlx::query(insert_sql(chunk.len()));
+        for e in chunk {
+            q = q
+                .bind(new_id())
+                .bind(e.org_id.as_deref())
+                .bind(e.actor_id.as_deref())
+                .bind(e.pat_id.as_deref())
+                .bind(e.action)
+                .bind(e.target.as_deref())
+                .bind(e.outcome.as_str())
+                .bind(e.ip.as_deref())
+                .bind(e.user_agent.as_deref())
+                .bind(e.detail.as_deref())
+                .bind(e.created_at);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The insert of `rows` events (1 to [`CHUNK`]), built once per size.
+fn insert_sql(rows: usize) -> &'static str {
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let all = SQL.get_or_init(|| (0..=CHUNK).map(build_insert_sql).collect());
+    all.get(rows).map_or("", String::as_str)
+}
+
+fn build_insert_sql(rows: usize) -> String {
     let mut sql = String::from(
         "insert into audit_events (id, org_id, actor_id, pat_id, action, target, outcome, ip, user_agent, detail, \
          created_at, updated_at) values ",
     );
-    for i in 0..batch.len() {
+    for i in 0..rows {
         let b = i * 11;
         if i > 0 {
             sql.push_str(", ");
         }
-        sql.push_str(&format!(
-            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-            b + 1,
-            b + 2,
-            b + 3,
-            b + 4,
-            b + 5,
-            b + 6,
-            b + 7,
-            b + 8,
-            b + 9,
-            b + 10,
-            b + 11,
-            b + 11
-        ));
+        let params: Vec<String> = (1..=11).map(|n| format!("${}", b + n)).collect();
+        sql.push_str(&format!("({}, ${})", params.join(", "), b + 11));
     }
-    let mut q = sqlx::query(&sql);
-    for e in batch {
-        q = q
-            .bind(new_id())
-            .bind(e.org_id.as_deref())
-            .bind(e.actor_id.as_deref())
-            .bind(e.pat_id.as_deref())
-            .bind(e.action)
-            .bind(e.target.as_deref())
-            .bind(e.outcome.as_str())
-            .bind(e.ip.as_deref())
-            .bind(e.user_agent.as_deref())
-            .bind(e.detail.as_deref())
-            .bind(e.created_at);
-    }
-    q.execute(store.pool()).await?;
-    Ok(())
+    sql
 }
 
 /// One audit event as the API shows it.
@@ -222,4 +263,16 @@ pub async fn list(store: &Store, by_actor: Option<&str>, by_org: Option<&str>, l
             created_at: crate::store::rfc3339(r.created_at),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_inserts_number_their_parameters_in_order() {
+        let two = build_insert_sql(2);
+        assert!(two.ends_with("values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11), ($12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $22)"), "{two}");
+        assert_eq!(insert_sql(CHUNK).matches('(').count(), CHUNK + 1);
+    }
 }

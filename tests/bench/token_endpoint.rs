@@ -13,6 +13,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use latchkey_e2e::{json, Backend, Browser, CloudProcess, SandboxOrg, TestDb};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 const CLIENTS: usize = 64;
@@ -21,7 +22,24 @@ struct Figures {
     rps: f64,
     p50: Duration,
     p99: Duration,
-    errors: usize,
+    /// Answers that were not a success, by status (0: no answer at all).
+    errors: BTreeMap<u16, usize>,
+    /// The first such answer's body, by status, to say why.
+    samples: BTreeMap<u16, String>,
+}
+
+impl Figures {
+    fn errors(&self) -> String {
+        if self.errors.is_empty() {
+            return "0".to_owned();
+        }
+        let each: Vec<String> = self
+            .errors
+            .iter()
+            .map(|(status, n)| format!("{n}×{status} {}", self.samples.get(status).map_or("", String::as_str)))
+            .collect();
+        each.join("; ")
+    }
 }
 
 async fn drive(url: &str, pat: Option<&str>, body: Option<serde_json::Value>, secs: u64) -> Figures {
@@ -32,7 +50,8 @@ async fn drive(url: &str, pat: Option<&str>, body: Option<serde_json::Value>, se
         let (client, url, pat, body) = (client.clone(), url.to_owned(), pat.map(str::to_owned), body.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(50_000);
-            let mut errors = 0;
+            let mut errors = BTreeMap::new();
+            let mut samples = BTreeMap::new();
             while Instant::now() < deadline {
                 let started = Instant::now();
                 let mut req = match &body {
@@ -47,22 +66,38 @@ async fn drive(url: &str, pat: Option<&str>, body: Option<serde_json::Value>, se
                         let _ = r.bytes().await;
                         lat.push(started.elapsed());
                     }
-                    _ => errors += 1,
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        *errors.entry(status).or_insert(0) += 1;
+                        if let std::collections::btree_map::Entry::Vacant(slot) = samples.entry(status) {
+                            slot.insert(r.text().await.unwrap_or_default());
+                        }
+                    }
+                    Err(e) => {
+                        *errors.entry(0).or_insert(0) += 1;
+                        samples.entry(0).or_insert_with(|| e.to_string());
+                    }
                 }
             }
-            (lat, errors)
+            (lat, errors, samples)
         }));
     }
     let mut all = Vec::new();
-    let mut errors = 0;
+    let mut errors = BTreeMap::new();
+    let mut samples = BTreeMap::new();
     for t in tasks {
-        let (lat, e) = t.await.unwrap();
+        let (lat, e, s) = t.await.unwrap();
         all.extend(lat);
-        errors += e;
+        for (status, n) in e {
+            *errors.entry(status).or_insert(0) += n;
+        }
+        for (status, body) in s {
+            samples.entry(status).or_insert(body);
+        }
     }
     all.sort();
     let pick = |q: f64| all.get(((all.len() as f64) * q) as usize).copied().unwrap_or_default();
-    Figures { rps: all.len() as f64 / secs as f64, p50: pick(0.50), p99: pick(0.99), errors }
+    Figures { rps: all.len() as f64 / secs as f64, p50: pick(0.50), p99: pick(0.99), errors, samples }
 }
 
 async fn run(backend: Backend, secs: u64) {
@@ -102,14 +137,14 @@ async fn run(backend: Backend, secs: u64) {
         token.rps,
         token.p50.as_secs_f64() * 1e3,
         token.p99.as_secs_f64() * 1e3,
-        token.errors
+        token.errors()
     );
     println!(
         "{name:<10}  static /healthz:  {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {}",
         stat.rps,
         stat.p50.as_secs_f64() * 1e3,
         stat.p99.as_secs_f64() * 1e3,
-        stat.errors
+        stat.errors()
     );
     println!("{name:<10}  ratio token/static: {:.2}", token.rps / stat.rps);
     // The audit writer kept up: one event per answered request.
@@ -128,6 +163,12 @@ async fn run(backend: Backend, secs: u64) {
 async fn main() {
     let secs = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
     println!("{CLIENTS} concurrent clients, {secs} s per route, server = release latchkey-cloud on this machine");
-    run(Backend::Sqlite, secs).await;
-    run(Backend::Postgres, secs).await;
+    // BENCH_BACKEND=sqlite|postgres runs one; both by default.
+    let only = std::env::var("BENCH_BACKEND").unwrap_or_default();
+    if only.is_empty() || only == "sqlite" {
+        run(Backend::Sqlite, secs).await;
+    }
+    if only.is_empty() || only == "postgres" {
+        run(Backend::Postgres, secs).await;
+    }
 }

@@ -56,8 +56,8 @@ async fn connection_token(
         Err(_) => "server_error",
     };
     crate::metrics::Metrics::count(&state.metrics.token_answers, outcome);
-    // No answer without its audit event: a full queue refuses the request instead.
-    if state.audit.try_send(token_endpoint::event(trace, &meta, outcome)).is_err() {
+    // No answer without its audit event: a queue that stays full refuses the request.
+    if state.audit.send(token_endpoint::event(trace, &meta, outcome)).await.is_err() {
         return Error::Client {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: ErrorCode::ServiceUnavailable,
