@@ -275,4 +275,47 @@ mod tests {
         assert!(two.ends_with("values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11), ($12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $22)"), "{two}");
         assert_eq!(insert_sql(CHUNK).matches('(').count(), CHUNK + 1);
     }
+
+    fn event(n: usize) -> OwnedEvent {
+        OwnedEvent {
+            org_id: None,
+            actor_id: None,
+            pat_id: None,
+            action: "connection.token",
+            target: Some(format!("t{n}")),
+            outcome: "issued".into(),
+            ip: None,
+            user_agent: None,
+            detail: None,
+            created_at: 0,
+        }
+    }
+
+    /// A queue of one, 500 concurrent senders: every one waits its turn, none is refused,
+    /// and every event reaches the database.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_slows_senders_down_instead_of_refusing_them() {
+        let dir = std::env::temp_dir().join(format!("latchkey-audit-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let url = format!("sqlite://{}?mode=rwc", dir.join("audit.db").display());
+        let store = Store::connect(&url, 4).await.unwrap_or_else(|e| panic!("{e}"));
+        store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+        let (writer, task) = AuditWriter::start(store.clone(), 1);
+        let mut senders = tokio::task::JoinSet::new();
+        for n in 0..500 {
+            let writer = writer.clone();
+            senders.spawn(async move { writer.send(event(n)).await.is_ok() });
+        }
+        let accepted = senders.join_all().await.into_iter().filter(|ok| *ok).count();
+        assert_eq!(accepted, 500);
+        drop(writer);
+        task.await.unwrap_or_else(|e| panic!("{e}"));
+        let written: i64 = sqlx::query_scalar("select count(*) from audit_events")
+            .fetch_one(store.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(written, 500);
+        store.pool().close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
