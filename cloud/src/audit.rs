@@ -266,6 +266,7 @@ pub async fn list(store: &Store, by_actor: Option<&str>, by_org: Option<&str>, l
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -296,10 +297,10 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_queue_slows_senders_down_instead_of_refusing_them() {
         let dir = std::env::temp_dir().join(format!("latchkey-audit-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(&dir).unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.join("audit.db").display());
-        let store = Store::connect(&url, 4).await.unwrap_or_else(|e| panic!("{e}"));
-        store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::connect(&url, 4).await.unwrap();
+        store.migrate().await.unwrap();
         let (writer, task) = AuditWriter::start(store.clone(), 1);
         let mut senders = tokio::task::JoinSet::new();
         for n in 0..500 {
@@ -309,11 +310,9 @@ mod tests {
         let accepted = senders.join_all().await.into_iter().filter(|ok| *ok).count();
         assert_eq!(accepted, 500);
         drop(writer);
-        task.await.unwrap_or_else(|e| panic!("{e}"));
-        let written: i64 = sqlx::query_scalar("select count(*) from audit_events")
-            .fetch_one(store.pool())
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        task.await.unwrap();
+        let written: i64 =
+            sqlx::query_scalar("select count(*) from audit_events").fetch_one(store.pool()).await.unwrap();
         assert_eq!(written, 500);
         store.pool().close().await;
         let _ = std::fs::remove_dir_all(&dir);
