@@ -71,10 +71,10 @@ latchkey init --print > my.toml")]
         #[arg(long, value_name = "URL")]
         cloud_url: Option<String>,
         /// The cloud org (slug) whose connectors --connector adds.
-        #[arg(long, value_name = "ORG", requires = "connectors")]
+        #[arg(long, value_name = "ORG")]
         org: Option<String>,
         /// Add a ready-to-use [[connector]] named after its kind (repeatable); needs --org.
-        #[arg(long = "connector", value_name = "KIND", value_enum, requires = "org")]
+        #[arg(long = "connector", value_name = "KIND", value_enum)]
         connectors: Vec<StarterKind>,
         /// Replace an existing config file.
         #[arg(long, conflicts_with = "print")]

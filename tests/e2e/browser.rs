@@ -4,16 +4,12 @@
 //! consent finishes in a browser that shares nothing with the page, through polling.
 
 use fantoccini::{Client, Locator};
-use latchkey_e2e::chrome::chromedriver;
+use latchkey_e2e::chrome::{self, chromedriver};
 use latchkey_e2e::{Backend, Cloud, SandboxOrg, TestDb};
 use std::time::Duration;
 
 async fn sign_in(browser: &Client, base: &str, user: &latchkey_e2e::User) {
-    browser.goto(&format!("{base}/login?next=/orgs/acme")).await.unwrap();
-    browser.find(Locator::Id("email")).await.unwrap().send_keys(&user.email).await.unwrap();
-    browser.find(Locator::Id("password")).await.unwrap().send_keys(&user.password).await.unwrap();
-    browser.find(Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
-    browser.wait().for_element(Locator::Id("connect-sandbox")).await.unwrap();
+    chrome::sign_in(browser, base, &user.email, &user.password, "/orgs/acme", "connect-sandbox").await;
 }
 
 async fn text_of(browser: &Client, id: &str) -> String {

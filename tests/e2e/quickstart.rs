@@ -216,12 +216,7 @@ fn unescape(text: &str) -> String {
 
 /// Signs in through the cloud's login form, as the member would on the page it sent them to.
 async fn sign_in(browser: &Browser, demo: &Demo, next: &str) {
-    let reply = Api::read(browser.client.post(format!("{}/login", demo.base)).form(&[
-        ("email", demo.email.as_str()),
-        ("password", demo.password.as_str()),
-        ("next", next),
-    ]))
-    .await;
+    let reply = browser.login_as(&demo.base, &demo.email, &demo.password, next).await;
     assert!(reply.status.is_redirection(), "signing in as the demo member: {} {}", reply.status, reply.text);
 }
 
@@ -406,11 +401,8 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 async fn screenshot_org_page(demo: &Demo) {
     let driver = chrome::chromedriver().await;
     let browser = driver.browser().await;
-    browser.goto(&format!("{}/login?next=/orgs/demo", demo.base)).await.unwrap();
-    browser.find(Locator::Id("email")).await.unwrap().send_keys(&demo.email).await.unwrap();
-    browser.find(Locator::Id("password")).await.unwrap().send_keys(&demo.password).await.unwrap();
-    browser.find(Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
-    let status = browser.wait().for_element(Locator::Id("status-sandbox")).await.unwrap();
+    chrome::sign_in(&browser, &demo.base, &demo.email, &demo.password, "/orgs/demo", "status-sandbox").await;
+    let status = browser.find(Locator::Id("status-sandbox")).await.unwrap();
     assert_eq!(status.text().await.unwrap(), "Active", "the org page shows the connection the agent made");
     let shot = browser.screenshot().await.unwrap();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");

@@ -1,7 +1,7 @@
 //! Headless Chromium through Debian's chromedriver for the page tests (`.ci/run`
 //! installs `chromium` and `chromium-driver`; `CHROMEDRIVER` / `CHROMIUM` point elsewhere).
 
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::{Client, ClientBuilder, Locator};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -67,4 +67,14 @@ impl ChromeDriver {
             .await
             .expect("a Chromium session")
     }
+}
+
+/// Signs in on the cloud's login page, typing as a person would, and waits for the page
+/// at `next` to show the element `ready`.
+pub async fn sign_in(browser: &Client, base: &str, email: &str, password: &str, next: &str, ready: &str) {
+    browser.goto(&format!("{base}/login?next={next}")).await.expect("the login page");
+    browser.find(Locator::Id("email")).await.expect("email field").send_keys(email).await.expect("type email");
+    browser.find(Locator::Id("password")).await.expect("password field").send_keys(password).await.expect("type");
+    browser.find(Locator::Id("sign-in")).await.expect("sign-in button").click().await.expect("click sign in");
+    browser.wait().for_element(Locator::Id(ready)).await.expect("the page after signing in");
 }

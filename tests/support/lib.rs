@@ -498,10 +498,15 @@ impl Browser {
 
     /// Signs in through the login form, as a person would.
     pub async fn login(&self, base: &str, user: &User) -> Reply {
+        self.login_as(base, &user.email, &user.password, "/").await
+    }
+
+    /// Signs in through the login form with these credentials, then goes to `next`.
+    pub async fn login_as(&self, base: &str, email: &str, password: &str, next: &str) -> Reply {
         Api::read(self.client.post(format!("{base}/login")).form(&[
-            ("email", user.email.as_str()),
-            ("password", user.password.as_str()),
-            ("next", "/"),
+            ("email", email),
+            ("password", password),
+            ("next", next),
         ]))
         .await
     }
