@@ -4,7 +4,9 @@
 //! Single flight has two layers: an async mutex per connection inside a process, and a
 //! lease in the connection's row (`refresh_lock_owner`, `refresh_lock_until`) across
 //! processes. The lease outlives the provider timeout, so a live holder always finishes
-//! first; a dead holder blocks the connection for at most the lease.
+//! first; a dead holder blocks the connection for at most the lease. The lease is only
+//! granted on the tokens the taker read (see `acquire_lease`), so nobody can spend a
+//! refresh token that another replica has just rotated.
 //!
 //! The grant is only ever replaced by what a provider returned; failures other than
 //! `invalid_grant` leave it untouched and back off with jitter.
@@ -135,10 +137,10 @@ pub async fn refresh_single_flight(state: &AppState, id: &str) -> Result<TokenRo
         {
             return Ok(row);
         }
-        if row.next_attempt_at.is_some_and(|t| t > now) {
+        if row.next_attempt_at.is_some_and(|t| t > now) || row.refresh_token_ct.is_none() {
             return Ok(row);
         }
-        if acquire_lease(state, id, now).await? {
+        if acquire_lease(state, &row, now).await? {
             return refresh_holding_lease(state, row).await;
         }
         if tokio::time::Instant::now() >= deadline {
@@ -156,17 +158,40 @@ async fn read(state: &AppState, id: &str) -> Result<TokenRow> {
         .ok_or_else(|| Error::not_found("no active connection for this connector"))
 }
 
-async fn acquire_lease(state: &AppState, id: &str, now: i64) -> Result<bool> {
+/// Takes the cross-replica lease on `row`'s connection: only while the lease is free *and*
+/// the row still holds the tokens `row` was read with, outside any backoff.
+///
+/// The second condition is what makes the lease safe. Without it, a replica that read the
+/// row a moment before another replica finished its refresh would find the lease just
+/// released, take it, and spend the old refresh token, which the provider had already
+/// rotated. A provider that detects reuse then revokes the whole grant. Tokens are
+/// sealed with a fresh random nonce each time, so unchanged ciphertext means unchanged
+/// tokens, and no version column is needed.
+async fn acquire_lease(state: &AppState, row: &TokenRow, now: i64) -> Result<bool> {
     let lease = i64::try_from(state.config.provider_timeout_secs).unwrap_or(10) * 2 + 5;
+    Ok(try_lease(state.store.pool(), &state.instance_id, row, now, lease).await?)
+}
+
+async fn try_lease(
+    pool: &sqlx::AnyPool,
+    owner: &str,
+    row: &TokenRow,
+    now: i64,
+    lease_secs: i64,
+) -> std::result::Result<bool, sqlx::Error> {
     let taken = sqlx::query(
         "update connections set refresh_lock_owner = $1, refresh_lock_until = $2 \
-         where id = $3 and (refresh_lock_until is null or refresh_lock_until < $4)",
+         where id = $3 and (refresh_lock_until is null or refresh_lock_until < $4) \
+         and status = 'active' and access_token_ct = $5 and refresh_token_ct = $6 \
+         and (next_attempt_at is null or next_attempt_at <= $4)",
     )
-    .bind(&state.instance_id)
-    .bind(now + lease)
-    .bind(id)
+    .bind(owner)
+    .bind(now + lease_secs)
+    .bind(&row.id)
     .bind(now)
-    .execute(state.store.pool())
+    .bind(&row.access_token_ct)
+    .bind(&row.refresh_token_ct)
+    .execute(pool)
     .await?;
     Ok(taken.rows_affected() == 1)
 }
@@ -345,8 +370,104 @@ async fn refresh_ahead(state: &AppState, id: &str) -> Result<()> {
     let due = row.status == "active"
         && row.expires_at.is_some_and(|e| e < now + state.config.refresher_lead_secs)
         && row.next_attempt_at.is_none_or(|t| t <= now);
-    if due && acquire_lease(state, id, now).await? {
+    if due && acquire_lease(state, &row, now).await? {
         refresh_holding_lease(state, row).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    const LEASE: i64 = 11;
+
+    /// A real SQLite with one expired connection whose tokens are `access`/`refresh`.
+    async fn store_with_connection() -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("latchkey-lease-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("lease.db").display());
+        let store = Store::connect(&url, 4).await.unwrap();
+        store.migrate().await.unwrap();
+        for sql in [
+            "insert into users (id, email, username, password_hash, created_at, updated_at) \
+             values ('u1', 'm@example.test', 'm', 'x', 0, 0)",
+            "insert into orgs (id, slug, name, visibility, created_at, updated_at) \
+             values ('o1', 'acme', 'Acme', 'public', 0, 0)",
+            "insert into managed_apps (id, org_id, provider, client_id_ct, client_secret_ct, client_id_hint, scopes, \
+             key_version, created_at, updated_at) values ('a1', 'o1', 'sandbox', x'00', x'00', 'c…', '', 1, 0, 0)",
+            "insert into connections (id, org_id, connector_key, user_id, provider, app_id, account_id, scopes, status, \
+             consent_only, access_token_ct, refresh_token_ct, token_type, expires_at, key_version, connected_at, \
+             created_at, updated_at) values ('c1', 'o1', 'sandbox', 'u1', 'sandbox', 'a1', 'acct', '', 'active', 0, \
+             x'a1', x'b1', 'bearer', 1, 1, 0, 0, 0)",
+        ] {
+            sqlx::query(sql).execute(store.pool()).await.unwrap();
+        }
+        (store, dir)
+    }
+
+    async fn row(store: &Store) -> TokenRow {
+        sqlx::query_as(TOKEN_ROW).bind("c1").fetch_one(store.pool()).await.unwrap()
+    }
+
+    /// What a replica's successful refresh leaves behind: new tokens, lease released.
+    async fn finish_refresh(store: &Store, access: &[u8], refresh: &[u8], now: i64) {
+        sqlx::query(
+            "update connections set access_token_ct = $1, refresh_token_ct = $2, expires_at = $3, \
+             refresh_lock_owner = null, refresh_lock_until = null where id = 'c1'",
+        )
+        .bind(access.to_vec())
+        .bind(refresh.to_vec())
+        .bind(now + 3600)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    }
+
+    /// The race CI caught across three replicas: X reads the row, Y refreshes and releases
+    /// the lease, then X tries the lease with what it read. X must not get it, or it would
+    /// spend the refresh token Y already rotated.
+    #[tokio::test]
+    async fn a_replica_holding_a_stale_read_cannot_take_the_lease_after_another_refreshed() {
+        let (store, dir) = store_with_connection().await;
+        let now = crate::store::now();
+        let stale = row(&store).await;
+
+        assert!(try_lease(store.pool(), "y", &stale, now, LEASE).await.unwrap(), "Y takes the free lease");
+        assert!(!try_lease(store.pool(), "x", &stale, now, LEASE).await.unwrap(), "X waits while Y holds it");
+        finish_refresh(&store, b"\xa2", b"\xb2", now).await;
+        assert!(
+            !try_lease(store.pool(), "x", &stale, now, LEASE).await.unwrap(),
+            "the lease is free again, but X's tokens are stale"
+        );
+
+        let fresh = row(&store).await;
+        assert_eq!(fresh.refresh_token_ct.as_deref(), Some(&b"\xb2"[..]));
+        assert!(try_lease(store.pool(), "x", &fresh, now, LEASE).await.unwrap(), "with a fresh read X may refresh");
+        store.pool().close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A dead holder's lease runs out; a connection in backoff is not refreshed early.
+    #[tokio::test]
+    async fn an_expired_lease_is_taken_over_but_backoff_is_respected() {
+        let (store, dir) = store_with_connection().await;
+        let now = crate::store::now();
+        let current = row(&store).await;
+        assert!(try_lease(store.pool(), "dead", &current, now - 2 * LEASE, LEASE).await.unwrap());
+        assert!(try_lease(store.pool(), "x", &current, now, LEASE).await.unwrap(), "the dead holder's lease expired");
+
+        sqlx::query("update connections set refresh_lock_until = null, next_attempt_at = $1 where id = 'c1'")
+            .bind(now + 30)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let backing_off = row(&store).await;
+        assert!(!try_lease(store.pool(), "y", &backing_off, now, LEASE).await.unwrap(), "in backoff");
+        assert!(try_lease(store.pool(), "y", &backing_off, now + 31, LEASE).await.unwrap(), "after backoff");
+        store.pool().close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

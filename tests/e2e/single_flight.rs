@@ -8,6 +8,8 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 
 const CONCURRENT: usize = 200;
+/// Bursts in the three-replica test.
+const ROUNDS: u64 = 10;
 
 async fn expire_all(db: &TestDb) {
     let raw = db.raw().await;
@@ -146,13 +148,17 @@ async fn one_refresh_across_three_replicas_on_postgres_and_a_dead_lease_expires(
     assert_eq!(page.status, 200, "{}\n{}", page.text, a.log_text());
     let (_, pat) = api.pat(&org.member, &["connections:token"]).await;
 
-    // 200 concurrent requests over three replicas: one refresh.
+    // 200 concurrent requests over three replicas: one refresh. Several rounds, because a
+    // race between replicas shows up only now and then (CI once caught a replica taking
+    // the just-released lease with a stale read and spending a rotated refresh token).
     SandboxOrg::faults(&sandbox, json!({"token_delay_ms": 300})).await;
-    expire_all(&db).await;
-    let tokens = burst(&[a.api(), b.api(), c.api()], &pat).await;
-    assert!(tokens.windows(2).all(|w| w[0] == w[1]));
-    let (refresh_count, failed, revoked) = refreshes(&SandboxOrg::stats(&sandbox).await);
-    assert_eq!((refresh_count, failed, revoked), (1, 0, false), "exactly one refresh, no invalid_grant");
+    for round in 1..=ROUNDS {
+        expire_all(&db).await;
+        let tokens = burst(&[a.api(), b.api(), c.api()], &pat).await;
+        assert!(tokens.windows(2).all(|w| w[0] == w[1]), "round {round}: one token for all");
+        let (refresh_count, failed, revoked) = refreshes(&SandboxOrg::stats(&sandbox).await);
+        assert_eq!((refresh_count, failed, revoked), (round, 0, false), "round {round}: one refresh, no invalid_grant");
+    }
 
     // A replica killed while it holds the refresh lease: the others wait out the lease
     // (2 × provider timeout + 5 s = 11 s here), then refresh once.
@@ -192,7 +198,7 @@ async fn one_refresh_across_three_replicas_on_postgres_and_a_dead_lease_expires(
     let (refresh_count, failed, revoked) = refreshes(&SandboxOrg::stats(&sandbox).await);
     // The dead replica's request reached the sandbox (and is counted) but died in its
     // delay, before the grant was touched; the survivor's one refresh then succeeded.
-    assert_eq!(refresh_count, 3);
+    assert_eq!(refresh_count, ROUNDS + 2);
     assert_eq!((failed, revoked), (0, false), "no invalid_grant, the grant intact");
     drop(c);
 }
