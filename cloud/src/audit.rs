@@ -296,11 +296,8 @@ mod tests {
     /// and every event reaches the database.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_queue_slows_senders_down_instead_of_refusing_them() {
-        let dir = std::env::temp_dir().join(format!("latchkey-audit-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.join("audit.db").display());
-        let store = Store::connect(&url, 4).await.unwrap();
-        store.migrate().await.unwrap();
+        let db = crate::test_db::TempSqlite::new().await;
+        let store = db.store.clone();
         let (writer, task) = AuditWriter::start(store.clone(), 1);
         let mut senders = tokio::task::JoinSet::new();
         for n in 0..500 {
@@ -314,7 +311,5 @@ mod tests {
         let written: i64 =
             sqlx::query_scalar("select count(*) from audit_events").fetch_one(store.pool()).await.unwrap();
         assert_eq!(written, 500);
-        store.pool().close().await;
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -107,66 +107,23 @@ pub struct Report {
 }
 
 /// Re-encrypts every sealed row not under the active key. Safe beside serving replicas:
-/// each row is rewritten only if it still has the version it was read with.
+/// each row is rewritten only if it still holds what was read (version and ciphertexts);
+/// a row changed meanwhile is left for the next run, which the report's `left` shows.
 pub async fn rotate(store: &Store, keys: &KeyRing) -> anyhow::Result<Report> {
     let active = i64::from(keys.active_version());
     let mut report = Report::default();
     for t in SEALED {
-        let cols: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
-        let select = format!(
-            "select id, key_version, {} from {} where key_version <> $1 and id > $2 order by id limit {BATCH}",
-            cols.join(", "),
-            t.table
-        );
-        let sets: Vec<String> = cols.iter().enumerate().map(|(i, c)| format!("{c} = ${}", i + 1)).collect();
-        let n = cols.len();
-        let update = format!(
-            "update {} set {}, key_version = ${}, updated_at = ${} where id = ${} and key_version = ${}",
-            t.table,
-            sets.join(", "),
-            n + 1,
-            n + 2,
-            n + 3,
-            n + 4
-        );
+        let resealer = Resealer::new(t);
         let mut cursor = String::new();
         loop {
-            let rows = sqlx::query(&select).bind(active).bind(&cursor).fetch_all(store.pool()).await?;
-            if rows.is_empty() {
-                break;
-            }
-            for row in &rows {
-                use sqlx::Row;
-                let id: String = row.try_get(0)?;
-                let version: i64 = row.try_get(1)?;
-                cursor.clone_from(&id);
-                let mut resealed = Vec::with_capacity(n);
-                let mut failed = None;
-                for (i, (_, aad_col)) in t.columns.iter().enumerate() {
-                    let ct: Option<Vec<u8>> = row.try_get(i + 2)?;
-                    let Some(ct) = ct else {
-                        resealed.push(None);
-                        continue;
-                    };
-                    let aad = Aad { table: t.table, column: aad_col, row_id: &id };
-                    match keys.open(aad, &ct).and_then(|plain| keys.seal(aad, &plain)) {
-                        Ok(new_ct) => resealed.push(Some(new_ct)),
-                        Err(e) => {
-                            failed = Some(e.to_string());
-                            break;
-                        }
-                    }
+            let rows = resealer.next_batch(store, active, &cursor).await?;
+            let Some(last) = rows.last() else { break };
+            cursor.clone_from(&last.id);
+            for row in rows {
+                match resealer.reseal(store, keys, row).await? {
+                    Ok(rewritten) => report.rewritten += rewritten,
+                    Err(failure) => report.failures.push(failure),
                 }
-                if let Some(e) = failed {
-                    report.failures.push(e);
-                    continue;
-                }
-                let mut q = sqlx::query(&update);
-                for ct in resealed {
-                    q = q.bind(ct);
-                }
-                let done = q.bind(active).bind(now()).bind(&id).bind(version).execute(store.pool()).await?;
-                report.rewritten += done.rows_affected();
             }
         }
     }
@@ -174,6 +131,95 @@ pub async fn rotate(store: &Store, keys: &KeyRing) -> anyhow::Result<Report> {
         report.left.insert(table, versions.iter().filter(|(v, _)| **v != active).map(|(_, c)| *c).sum());
     }
     Ok(report)
+}
+
+/// One row's sealed values as read.
+struct SealedRow {
+    id: String,
+    version: i64,
+    cts: Vec<Option<Vec<u8>>>,
+}
+
+/// Re-encryption of one table, with its SQL built once.
+struct Resealer {
+    table: &'static SealedTable,
+    select: String,
+    update: String,
+}
+
+impl Resealer {
+    fn new(table: &'static SealedTable) -> Self {
+        let cols: Vec<&str> = table.columns.iter().map(|(c, _)| *c).collect();
+        let n = cols.len();
+        let select = format!(
+            "select id, key_version, {} from {} where key_version <> $1 and id > $2 order by id limit {BATCH}",
+            cols.join(", "),
+            table.table
+        );
+        let sets: Vec<String> = cols.iter().enumerate().map(|(i, c)| format!("{c} = ${}", i + 1)).collect();
+        // Only over the very ciphertexts that were read: a replica that wrote the row
+        // meanwhile (a refresh's rotated token, an admin's new secret) may still run the
+        // old active key, so an unchanged key version alone does not prove an unchanged row.
+        let unchanged: Vec<String> = cols
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("({c} = ${k} or ({c} is null and ${k} is null))", k = n + 5 + i))
+            .collect();
+        let update = format!(
+            "update {} set {}, key_version = ${}, updated_at = ${} where id = ${} and key_version = ${} and {}",
+            table.table,
+            sets.join(", "),
+            n + 1,
+            n + 2,
+            n + 3,
+            n + 4,
+            unchanged.join(" and ")
+        );
+        Resealer { table, select, update }
+    }
+
+    async fn next_batch(&self, store: &Store, active: i64, after: &str) -> anyhow::Result<Vec<SealedRow>> {
+        use sqlx::Row;
+        let rows = sqlx::query(&self.select).bind(active).bind(after).fetch_all(store.pool()).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let cts = (0..self.table.columns.len()).map(|i| row.try_get(i + 2)).collect::<Result<_, _>>()?;
+            out.push(SealedRow { id: row.try_get(0)?, version: row.try_get(1)?, cts });
+        }
+        Ok(out)
+    }
+
+    /// Rewrites `row` under the active key if it still holds what was read: `Ok(Ok(1))`
+    /// when rewritten, `Ok(Ok(0))` when it changed meanwhile, `Ok(Err(why))` when a value
+    /// does not decrypt.
+    async fn reseal(
+        &self,
+        store: &Store,
+        keys: &KeyRing,
+        row: SealedRow,
+    ) -> anyhow::Result<std::result::Result<u64, String>> {
+        let mut resealed = Vec::with_capacity(row.cts.len());
+        for ((_, aad_col), ct) in self.table.columns.iter().zip(&row.cts) {
+            let Some(ct) = ct else {
+                resealed.push(None);
+                continue;
+            };
+            let aad = Aad { table: self.table.table, column: aad_col, row_id: &row.id };
+            match keys.open(aad, ct).and_then(|plain| keys.seal(aad, &plain)) {
+                Ok(new_ct) => resealed.push(Some(new_ct)),
+                Err(e) => return Ok(Err(e.to_string())),
+            }
+        }
+        let mut q = sqlx::query(&self.update);
+        for ct in resealed {
+            q = q.bind(ct);
+        }
+        q = q.bind(i64::from(keys.active_version())).bind(now()).bind(&row.id).bind(row.version);
+        for ct in row.cts {
+            q = q.bind(ct);
+        }
+        Ok(Ok(q.execute(store.pool()).await?.rows_affected()))
+    }
 }
 
 /// Opens every sealed value; lists the ones that fail.
@@ -198,4 +244,58 @@ pub async fn verify(store: &Store, keys: &KeyRing) -> anyhow::Result<Report> {
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::connections::{aad, ACCESS_TOKEN, REFRESH_TOKEN};
+    use crate::crypto::generate_master_key;
+    use crate::test_db::TempSqlite;
+
+    fn ring(active: u32, keys: &[(u32, &latchkey_shared::secret::SecretString)]) -> KeyRing {
+        let keys: Vec<_> = keys.iter().map(|(v, k)| (*v, (*k).clone())).collect();
+        KeyRing::new(active, &keys).unwrap()
+    }
+
+    async fn refresh_token(db: &TempSqlite, keys: &KeyRing) -> (i64, String) {
+        let (version, ct): (i64, Vec<u8>) =
+            sqlx::query_as("select key_version, refresh_token_ct from connections where id = 'c1'")
+                .fetch_one(db.store.pool())
+                .await
+                .unwrap();
+        (version, keys.open_str(aad(REFRESH_TOKEN, "c1"), &ct).unwrap().expose().clone())
+    }
+
+    /// `keys rotate` reads a row; a replica still on the old key refreshes it (same key
+    /// version, new rotated refresh token); the rotation's write must not put the old,
+    /// spent refresh token back.
+    #[tokio::test]
+    async fn rotation_never_overwrites_a_row_written_since_it_was_read() {
+        let (k1, k2) = (generate_master_key(), generate_master_key());
+        let (old_ring, new_ring) = (ring(1, &[(1, &k1)]), ring(2, &[(1, &k1), (2, &k2)]));
+        let seal = |column, value: &[u8]| old_ring.seal(aad(column, "c1"), value).unwrap();
+        let db = TempSqlite::new().await;
+        db.seed_connection(&seal(ACCESS_TOKEN, b"access-1"), &seal(REFRESH_TOKEN, b"refresh-1"), 1).await;
+        let connections = SEALED.iter().find(|t| t.table == "connections").unwrap();
+        let resealer = Resealer::new(connections);
+
+        let mut read = resealer.next_batch(&db.store, 2, "").await.unwrap();
+        assert_eq!(read.len(), 1);
+        sqlx::query("update connections set access_token_ct = $1, refresh_token_ct = $2 where id = 'c1'")
+            .bind(seal(ACCESS_TOKEN, b"access-2"))
+            .bind(seal(REFRESH_TOKEN, b"refresh-2"))
+            .execute(db.store.pool())
+            .await
+            .unwrap();
+        let rewritten = resealer.reseal(&db.store, &new_ring, read.remove(0)).await.unwrap().unwrap();
+        assert_eq!(rewritten, 0, "the row changed after it was read");
+        assert_eq!(refresh_token(&db, &new_ring).await, (1, "refresh-2".to_owned()));
+
+        // The next pass picks the row up again and moves it to the new key.
+        let again = resealer.next_batch(&db.store, 2, "").await.unwrap().remove(0);
+        assert_eq!(resealer.reseal(&db.store, &new_ring, again).await.unwrap().unwrap(), 1);
+        assert_eq!(refresh_token(&db, &new_ring).await, (2, "refresh-2".to_owned()));
+    }
 }

@@ -28,4 +28,6 @@ pub mod sandbox;
 pub mod server;
 pub mod state;
 pub mod store;
+#[cfg(test)]
+mod test_db;
 pub mod token_endpoint;

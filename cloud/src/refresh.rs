@@ -196,81 +196,130 @@ async fn try_lease(
     Ok(taken.rows_affected() == 1)
 }
 
-async fn release_lease(state: &AppState, id: &str) -> Result<()> {
-    sqlx::query("update connections set refresh_lock_owner = null, refresh_lock_until = null where id = $1 and refresh_lock_owner = $2")
-        .bind(id)
-        .bind(&state.instance_id)
-        .execute(state.store.pool())
-        .await?;
-    Ok(())
-}
-
 async fn refresh_holding_lease(state: &AppState, row: TokenRow) -> Result<TokenRow> {
     let result = call_provider(state, &row).await;
     let now = now();
-    match result {
+    let holder = LeaseHolder { pool: state.store.pool(), owner: &state.instance_id, id: &row.id };
+    let (outcome, reason, saved) = match result {
         Ok(tokens) => {
             // The provider has already consumed the old refresh token: save the new one
             // before anything else, in one statement with the new access token.
-            let access_ct = state.keys.seal_str(aad(ACCESS_TOKEN, &row.id), &tokens.access_token)?;
-            let refresh_ct = match &tokens.refresh_token {
-                Some(rt) => Some(state.keys.seal_str(aad(REFRESH_TOKEN, &row.id), rt)?),
-                None => row.refresh_token_ct.clone(),
+            let refreshed = Refreshed {
+                access_token_ct: state.keys.seal_str(aad(ACCESS_TOKEN, &row.id), &tokens.access_token)?,
+                refresh_token_ct: match &tokens.refresh_token {
+                    Some(rt) => Some(state.keys.seal_str(aad(REFRESH_TOKEN, &row.id), rt)?),
+                    None => row.refresh_token_ct.clone(),
+                },
+                token_type: tokens.token_type,
+                expires_at: tokens.expires_in.map(|s| now + s),
+                key_version: i64::from(state.keys.active_version()),
             };
-            let expires_at = tokens.expires_in.map(|s| now + s);
-            sqlx::query(
-                "update connections set access_token_ct = $1, refresh_token_ct = $2, token_type = $3, expires_at = $4, \
-                 key_version = $5, failure_count = 0, last_error = null, next_attempt_at = null, last_refreshed_at = $6, \
-                 refresh_lock_owner = null, refresh_lock_until = null, updated_at = $6 where id = $7",
-            )
-            .bind(access_ct)
-            .bind(refresh_ct)
-            .bind(&tokens.token_type)
-            .bind(expires_at)
-            .bind(i64::from(state.keys.active_version()))
-            .bind(now)
-            .bind(&row.id)
-            .execute(state.store.pool())
-            .await?;
-            record(state, &row, "success", None).await;
+            ("success", None, holder.save_refreshed(&refreshed, now).await?)
         }
         Err(RefreshFailure::Grant(reason)) => {
-            // Another replica may have rotated the grant meanwhile: then its result stands.
-            let current = read(state, &row.id).await?;
-            if current.refresh_token_ct != row.refresh_token_ct {
-                release_lease(state, &row.id).await?;
-                return Ok(current);
-            }
-            sqlx::query(
-                "update connections set status = 'needs_reauth', last_error = $1, failure_count = failure_count + 1, \
-                 refresh_lock_owner = null, refresh_lock_until = null, updated_at = $2 where id = $3",
-            )
-            .bind(&reason)
-            .bind(now)
-            .bind(&row.id)
-            .execute(state.store.pool())
-            .await?;
-            record(state, &row, "needs_reauth", Some(&reason)).await;
+            let saved = holder.mark_needs_reauth(&reason, now).await?;
+            ("needs_reauth", Some(reason), saved)
         }
         Err(RefreshFailure::Transient { reason, retry_after }) => {
             let failures = row.failure_count + 1;
             let delay = backoff(failures).max(retry_after.unwrap_or_default());
             let next = now + i64::try_from(delay.as_secs()).unwrap_or(1).max(1);
-            sqlx::query(
-                "update connections set failure_count = $1, last_error = $2, next_attempt_at = $3, \
-                 refresh_lock_owner = null, refresh_lock_until = null, updated_at = $4 where id = $5",
-            )
-            .bind(failures)
-            .bind(&reason)
-            .bind(next)
-            .bind(now)
-            .bind(&row.id)
-            .execute(state.store.pool())
-            .await?;
-            record(state, &row, "transient_failure", Some(&reason)).await;
+            let saved = holder.back_off(failures, &reason, next, now).await?;
+            ("transient_failure", Some(reason), saved)
         }
+    };
+    if saved {
+        record(state, &row, outcome, reason.as_deref()).await;
+    } else {
+        // A reconnect replaced the grant (or our lease ran out and another replica took
+        // it): what this refresh learnt is about a grant the row no longer holds.
+        tracing::warn!(connection = %row.id, outcome, "the connection changed during a refresh; its result was dropped");
+        record(state, &row, "superseded", reason.as_deref()).await;
     }
     read(state, &row.id).await
+}
+
+/// A provider's answer to a refresh, sealed for the row.
+struct Refreshed {
+    access_token_ct: Vec<u8>,
+    refresh_token_ct: Option<Vec<u8>>,
+    token_type: String,
+    expires_at: Option<i64>,
+    key_version: i64,
+}
+
+/// The writes after a provider call, which land only while `owner` still holds the
+/// lease on connection `id`. A reconnect clears the lease when it stores the new grant,
+/// so a refresh of the old grant that finishes later can neither overwrite the new tokens
+/// nor mark them for reauth or backoff. Key rotation leaves the lease alone, so it never
+/// makes a refresh lose the rotated refresh token the provider has just issued.
+struct LeaseHolder<'a> {
+    pool: &'a sqlx::AnyPool,
+    owner: &'a str,
+    id: &'a str,
+}
+
+type Update<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+impl<'a> LeaseHolder<'a> {
+    /// Runs `update`, whose last two parameters are the row id and the lease owner;
+    /// false when the lease was no longer ours.
+    async fn apply(&self, update: Update<'a>) -> std::result::Result<bool, sqlx::Error> {
+        let done = update.bind(self.id).bind(self.owner).execute(self.pool).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn save_refreshed(&self, t: &'a Refreshed, now: i64) -> std::result::Result<bool, sqlx::Error> {
+        self.apply(
+            sqlx::query(
+                "update connections set access_token_ct = $1, refresh_token_ct = $2, token_type = $3, \
+                 expires_at = $4, key_version = $5, failure_count = 0, last_error = null, next_attempt_at = null, \
+                 last_refreshed_at = $6, refresh_lock_owner = null, refresh_lock_until = null, updated_at = $6 \
+                 where id = $7 and refresh_lock_owner = $8",
+            )
+            .bind(&t.access_token_ct)
+            .bind(&t.refresh_token_ct)
+            .bind(&t.token_type)
+            .bind(t.expires_at)
+            .bind(t.key_version)
+            .bind(now),
+        )
+        .await
+    }
+
+    async fn mark_needs_reauth(&self, reason: &'a str, now: i64) -> std::result::Result<bool, sqlx::Error> {
+        self.apply(
+            sqlx::query(
+                "update connections set status = 'needs_reauth', last_error = $1, failure_count = failure_count + 1, \
+                 refresh_lock_owner = null, refresh_lock_until = null, updated_at = $2 \
+                 where id = $3 and refresh_lock_owner = $4",
+            )
+            .bind(reason)
+            .bind(now),
+        )
+        .await
+    }
+
+    async fn back_off(
+        &self,
+        failures: i64,
+        reason: &'a str,
+        next_attempt_at: i64,
+        now: i64,
+    ) -> std::result::Result<bool, sqlx::Error> {
+        self.apply(
+            sqlx::query(
+                "update connections set failure_count = $1, last_error = $2, next_attempt_at = $3, \
+                 refresh_lock_owner = null, refresh_lock_until = null, updated_at = $4 \
+                 where id = $5 and refresh_lock_owner = $6",
+            )
+            .bind(failures)
+            .bind(reason)
+            .bind(next_attempt_at)
+            .bind(now),
+        )
+        .await
+    }
 }
 
 enum RefreshFailure {
@@ -380,50 +429,28 @@ async fn refresh_ahead(state: &AppState, id: &str) -> Result<()> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::store::Store;
+    use crate::test_db::TempSqlite;
 
     const LEASE: i64 = 11;
 
-    /// A real SQLite with one expired connection whose tokens are `access`/`refresh`.
-    async fn store_with_connection() -> (Store, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("latchkey-lease-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.join("lease.db").display());
-        let store = Store::connect(&url, 4).await.unwrap();
-        store.migrate().await.unwrap();
-        for sql in [
-            "insert into users (id, email, username, password_hash, created_at, updated_at) \
-             values ('u1', 'm@example.test', 'm', 'x', 0, 0)",
-            "insert into orgs (id, slug, name, visibility, created_at, updated_at) \
-             values ('o1', 'acme', 'Acme', 'public', 0, 0)",
-            "insert into managed_apps (id, org_id, provider, client_id_ct, client_secret_ct, client_id_hint, scopes, \
-             key_version, created_at, updated_at) values ('a1', 'o1', 'sandbox', x'00', x'00', 'c…', '', 1, 0, 0)",
-            "insert into connections (id, org_id, connector_key, user_id, provider, app_id, account_id, scopes, status, \
-             consent_only, access_token_ct, refresh_token_ct, token_type, expires_at, key_version, connected_at, \
-             created_at, updated_at) values ('c1', 'o1', 'sandbox', 'u1', 'sandbox', 'a1', 'acct', '', 'active', 0, \
-             x'a1', x'b1', 'bearer', 1, 1, 0, 0, 0)",
-        ] {
-            sqlx::query(sql).execute(store.pool()).await.unwrap();
+    async fn db() -> TempSqlite {
+        let db = TempSqlite::new().await;
+        db.seed_connection(b"\xa1", b"\xb1", 1).await;
+        db
+    }
+
+    async fn row(db: &TempSqlite) -> TokenRow {
+        sqlx::query_as(TOKEN_ROW).bind("c1").fetch_one(db.store.pool()).await.unwrap()
+    }
+
+    fn refreshed(access: &[u8], refresh: &[u8], now: i64) -> Refreshed {
+        Refreshed {
+            access_token_ct: access.to_vec(),
+            refresh_token_ct: Some(refresh.to_vec()),
+            token_type: "bearer".into(),
+            expires_at: Some(now + 3600),
+            key_version: 1,
         }
-        (store, dir)
-    }
-
-    async fn row(store: &Store) -> TokenRow {
-        sqlx::query_as(TOKEN_ROW).bind("c1").fetch_one(store.pool()).await.unwrap()
-    }
-
-    /// What a replica's successful refresh leaves behind: new tokens, lease released.
-    async fn finish_refresh(store: &Store, access: &[u8], refresh: &[u8], now: i64) {
-        sqlx::query(
-            "update connections set access_token_ct = $1, refresh_token_ct = $2, expires_at = $3, \
-             refresh_lock_owner = null, refresh_lock_until = null where id = 'c1'",
-        )
-        .bind(access.to_vec())
-        .bind(refresh.to_vec())
-        .bind(now + 3600)
-        .execute(store.pool())
-        .await
-        .unwrap();
     }
 
     /// The race CI caught across three replicas: X reads the row, Y refreshes and releases
@@ -431,43 +458,87 @@ mod tests {
     /// spend the refresh token Y already rotated.
     #[tokio::test]
     async fn a_replica_holding_a_stale_read_cannot_take_the_lease_after_another_refreshed() {
-        let (store, dir) = store_with_connection().await;
+        let db = db().await;
+        let pool = db.store.pool();
         let now = crate::store::now();
-        let stale = row(&store).await;
+        let stale = row(&db).await;
 
-        assert!(try_lease(store.pool(), "y", &stale, now, LEASE).await.unwrap(), "Y takes the free lease");
-        assert!(!try_lease(store.pool(), "x", &stale, now, LEASE).await.unwrap(), "X waits while Y holds it");
-        finish_refresh(&store, b"\xa2", b"\xb2", now).await;
+        assert!(try_lease(pool, "y", &stale, now, LEASE).await.unwrap(), "Y takes the free lease");
+        assert!(!try_lease(pool, "x", &stale, now, LEASE).await.unwrap(), "X waits while Y holds it");
+        let y = LeaseHolder { pool, owner: "y", id: "c1" };
+        assert!(y.save_refreshed(&refreshed(b"\xa2", b"\xb2", now), now).await.unwrap());
         assert!(
-            !try_lease(store.pool(), "x", &stale, now, LEASE).await.unwrap(),
-            "the lease is free again, but X's tokens are stale"
+            !try_lease(pool, "x", &stale, now, LEASE).await.unwrap(),
+            "the lease is free again, but X's read is stale"
         );
 
-        let fresh = row(&store).await;
+        let fresh = row(&db).await;
         assert_eq!(fresh.refresh_token_ct.as_deref(), Some(&b"\xb2"[..]));
-        assert!(try_lease(store.pool(), "x", &fresh, now, LEASE).await.unwrap(), "with a fresh read X may refresh");
-        store.pool().close().await;
-        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(fresh.expires_at, Some(now + 3600));
+        assert!(try_lease(pool, "x", &fresh, now, LEASE).await.unwrap(), "with a fresh read X may refresh");
     }
 
     /// A dead holder's lease runs out; a connection in backoff is not refreshed early.
     #[tokio::test]
     async fn an_expired_lease_is_taken_over_but_backoff_is_respected() {
-        let (store, dir) = store_with_connection().await;
+        let db = db().await;
+        let pool = db.store.pool();
         let now = crate::store::now();
-        let current = row(&store).await;
-        assert!(try_lease(store.pool(), "dead", &current, now - 2 * LEASE, LEASE).await.unwrap());
-        assert!(try_lease(store.pool(), "x", &current, now, LEASE).await.unwrap(), "the dead holder's lease expired");
+        let current = row(&db).await;
+        assert!(try_lease(pool, "dead", &current, now - 2 * LEASE, LEASE).await.unwrap());
+        assert!(try_lease(pool, "x", &current, now, LEASE).await.unwrap(), "the dead holder's lease expired");
 
-        sqlx::query("update connections set refresh_lock_until = null, next_attempt_at = $1 where id = 'c1'")
-            .bind(now + 30)
-            .execute(store.pool())
-            .await
-            .unwrap();
-        let backing_off = row(&store).await;
-        assert!(!try_lease(store.pool(), "y", &backing_off, now, LEASE).await.unwrap(), "in backoff");
-        assert!(try_lease(store.pool(), "y", &backing_off, now + 31, LEASE).await.unwrap(), "after backoff");
-        store.pool().close().await;
-        let _ = std::fs::remove_dir_all(&dir);
+        let x = LeaseHolder { pool, owner: "x", id: "c1" };
+        assert!(x.back_off(1, "HTTP 503", now + 30, now).await.unwrap());
+        let backing_off = row(&db).await;
+        assert!(!try_lease(pool, "y", &backing_off, now, LEASE).await.unwrap(), "in backoff");
+        assert!(try_lease(pool, "y", &backing_off, now + 31, LEASE).await.unwrap(), "after backoff");
+    }
+
+    /// The member reconnects while a refresh of the old grant is at the provider. Whatever
+    /// that refresh then learns must not touch the new grant.
+    #[tokio::test]
+    async fn a_refresh_finishing_after_a_reconnect_leaves_the_new_grant_alone() {
+        let db = db().await;
+        let state = db.state();
+        let pool = db.store.pool();
+        let now = crate::store::now();
+        let old = row(&db).await;
+        assert!(try_lease(pool, &state.instance_id, &old, now, LEASE).await.unwrap());
+
+        let tokens = crate::oauth::client::TokenSet {
+            access_token: SecretString::from("new-grant-access".to_owned()),
+            refresh_token: Some(SecretString::from("new-grant-refresh".to_owned())),
+            token_type: "bearer".into(),
+            expires_in: Some(3600),
+            scope: None,
+        };
+        let grant = crate::connections::NewGrant {
+            org_id: "o1",
+            connector_key: "sandbox",
+            user_id: "u1",
+            provider: "sandbox",
+            app_id: "a1",
+            account_id: "acct",
+            account_name: None,
+            scopes: &[],
+            consent_only: false,
+            tokens: &tokens,
+        };
+        assert_eq!(crate::connections::store_grant(&state, grant).await.unwrap(), "c1");
+        let reconnected = row(&db).await;
+
+        let old_refresh = LeaseHolder { pool, owner: &state.instance_id, id: "c1" };
+        assert!(!old_refresh.save_refreshed(&refreshed(b"\xa2", b"\xb2", now), now).await.unwrap());
+        assert!(!old_refresh.mark_needs_reauth("invalid_grant", now).await.unwrap());
+        assert!(!old_refresh.back_off(1, "HTTP 503", now + 30, now).await.unwrap());
+
+        let after = row(&db).await;
+        assert_eq!(after.status, "active");
+        assert_eq!(after.access_token_ct, reconnected.access_token_ct);
+        assert_eq!(after.refresh_token_ct, reconnected.refresh_token_ct);
+        assert_eq!((after.failure_count, after.next_attempt_at), (0, None));
+        let access = state.keys.open_str(aad(ACCESS_TOKEN, "c1"), &after.access_token_ct).unwrap();
+        assert_eq!(access.expose(), "new-grant-access");
     }
 }
