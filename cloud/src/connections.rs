@@ -10,9 +10,9 @@ use crate::error::{Error, Result};
 use crate::oauth::client::TokenSet;
 use crate::orgs::{self, Need};
 use crate::state::AppState;
-use crate::store::{new_id, now, rfc3339};
+use crate::store::{new_id, now, rfc3339, unique_violation};
 use latchkey_shared::secret::SecretString;
-use latchkey_shared::Scope;
+use latchkey_shared::{ErrorCode, Scope};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -125,54 +125,85 @@ pub struct NewGrant<'a> {
 
 /// Stores a consented grant; reconnecting replaces the tokens of the same connection.
 pub async fn store_grant(state: &AppState, grant: NewGrant<'_>) -> Result<String> {
-    let existing: Option<String> =
-        sqlx::query_scalar("select id from connections where org_id = $1 and connector_key = $2 and user_id = $3")
-            .bind(grant.org_id)
-            .bind(grant.connector_key)
-            .bind(grant.user_id)
-            .fetch_optional(state.store.pool())
-            .await?;
+    // A second round when another consent for the same member and connector inserted the
+    // row first (two tabs): it then finds that row, and the later grant replaces the
+    // earlier one, as a reconnect does.
+    for _ in 0..2 {
+        if let Some(id) = existing_connection(state, &grant).await? {
+            update_grant(state, &id, &grant).await?;
+            return Ok(id);
+        }
+        let id = new_id();
+        match insert_grant(state, &id, &grant).await {
+            Ok(()) => return Ok(id),
+            Err(Error::Db(e)) if unique_violation(&e).is_some() => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::conflict(ErrorCode::Conflict, "the connection changed while it was being stored; connect again"))
+}
+
+async fn existing_connection(state: &AppState, grant: &NewGrant<'_>) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar("select id from connections where org_id = $1 and connector_key = $2 and user_id = $3")
+        .bind(grant.org_id)
+        .bind(grant.connector_key)
+        .bind(grant.user_id)
+        .fetch_optional(state.store.pool())
+        .await?)
+}
+
+/// The grant's tokens sealed for connection `id` (the row id is in the associated data).
+struct SealedTokens {
+    access: Vec<u8>,
+    refresh: Option<Vec<u8>>,
+}
+
+fn seal_tokens(state: &AppState, id: &str, tokens: &TokenSet) -> Result<SealedTokens> {
+    Ok(SealedTokens {
+        access: state.keys.seal_str(aad(ACCESS_TOKEN, id), &tokens.access_token)?,
+        refresh: match &tokens.refresh_token {
+            Some(rt) => Some(state.keys.seal_str(aad(REFRESH_TOKEN, id), rt)?),
+            None => None,
+        },
+    })
+}
+
+/// Replaces the tokens (and account) of connection `id`, and clears its lease so an
+/// in-flight refresh of the old grant cannot write over the new one.
+async fn update_grant(state: &AppState, id: &str, grant: &NewGrant<'_>) -> Result<()> {
+    write_grant(
+        state,
+        "update connections set provider = $5, app_id = $6, account_id = $7, account_name = $8, scopes = $9, \
+         status = 'active', consent_only = $10, access_token_ct = $11, refresh_token_ct = $12, token_type = $13, \
+         expires_at = $14, key_version = $15, failure_count = 0, last_error = null, next_attempt_at = null, \
+         refresh_lock_owner = null, refresh_lock_until = null, last_refreshed_at = $16, connected_at = $16, \
+         updated_at = $16 where id = $1 and org_id = $2 and connector_key = $3 and user_id = $4",
+        id,
+        grant,
+    )
+    .await
+}
+
+async fn insert_grant(state: &AppState, id: &str, grant: &NewGrant<'_>) -> Result<()> {
+    write_grant(
+        state,
+        "insert into connections (id, org_id, connector_key, user_id, provider, app_id, account_id, account_name, \
+         scopes, status, consent_only, access_token_ct, refresh_token_ct, token_type, expires_at, key_version, \
+         last_refreshed_at, connected_at, created_at, updated_at) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'active', $10, $11, $12, $13, $14, $15, $16, $16, $16, $16)",
+        id,
+        grant,
+    )
+    .await
+}
+
+/// Runs `sql` with the grant's fields as parameters $1 to $16, in the order of the
+/// insert's columns.
+async fn write_grant(state: &AppState, sql: &str, id: &str, grant: &NewGrant<'_>) -> Result<()> {
     let now = now();
-    let expires_at = grant.tokens.expires_in.map(|s| now + s);
-    let scopes = grant.scopes.join(" ");
-    let id = existing.clone().unwrap_or_else(new_id);
-    let access_ct = state.keys.seal_str(aad(ACCESS_TOKEN, &id), &grant.tokens.access_token)?;
-    let refresh_ct = match &grant.tokens.refresh_token {
-        Some(rt) => Some(state.keys.seal_str(aad(REFRESH_TOKEN, &id), rt)?),
-        None => None,
-    };
-    let version = i64::from(state.keys.active_version());
-    if existing.is_some() {
-        sqlx::query(
-            "update connections set provider = $1, app_id = $2, account_id = $3, account_name = $4, scopes = $5, \
-             status = 'active', consent_only = $6, access_token_ct = $7, refresh_token_ct = $8, token_type = $9, \
-             expires_at = $10, key_version = $11, failure_count = 0, last_error = null, next_attempt_at = null, \
-             refresh_lock_owner = null, refresh_lock_until = null, last_refreshed_at = $12, connected_at = $12, \
-             updated_at = $12 where id = $13",
-        )
-        .bind(grant.provider)
-        .bind(grant.app_id)
-        .bind(grant.account_id)
-        .bind(grant.account_name)
-        .bind(&scopes)
-        .bind(i64::from(grant.consent_only))
-        .bind(access_ct)
-        .bind(refresh_ct)
-        .bind(&grant.tokens.token_type)
-        .bind(expires_at)
-        .bind(version)
-        .bind(now)
-        .bind(&id)
-        .execute(state.store.pool())
-        .await?;
-    } else {
-        sqlx::query(
-            "insert into connections (id, org_id, connector_key, user_id, provider, app_id, account_id, account_name, \
-             scopes, status, consent_only, access_token_ct, refresh_token_ct, token_type, expires_at, key_version, \
-             last_refreshed_at, connected_at, created_at, updated_at) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'active', $10, $11, $12, $13, $14, $15, $16, $16, $16, $16)",
-        )
-        .bind(&id)
+    let sealed = seal_tokens(state, id, grant.tokens)?;
+    sqlx::query(sql)
+        .bind(id)
         .bind(grant.org_id)
         .bind(grant.connector_key)
         .bind(grant.user_id)
@@ -180,18 +211,17 @@ pub async fn store_grant(state: &AppState, grant: NewGrant<'_>) -> Result<String
         .bind(grant.app_id)
         .bind(grant.account_id)
         .bind(grant.account_name)
-        .bind(&scopes)
+        .bind(grant.scopes.join(" "))
         .bind(i64::from(grant.consent_only))
-        .bind(access_ct)
-        .bind(refresh_ct)
+        .bind(sealed.access)
+        .bind(sealed.refresh)
         .bind(&grant.tokens.token_type)
-        .bind(expires_at)
-        .bind(version)
+        .bind(grant.tokens.expires_in.map(|s| now + s))
+        .bind(i64::from(state.keys.active_version()))
         .bind(now)
         .execute(state.store.pool())
         .await?;
-    }
-    Ok(id)
+    Ok(())
 }
 
 /// Disconnects the caller's own connection.
@@ -328,4 +358,53 @@ async fn revoke_at_provider(
         None => (state.keys.open_str(aad(ACCESS_TOKEN, id), access_ct).map_err(|e| e.to_string())?, "access_token"),
     };
     state.provider_client.revoke(def, &creds, &token, hint).await
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::test_db::{grant, tokens, TempSqlite};
+
+    /// The same member finishes two consents for one connector at once (two tabs): both
+    /// succeed, on one connection, which holds one of the two grants whole.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn simultaneous_consents_for_one_connector_end_in_one_connection() {
+        let db = TempSqlite::new().await;
+        db.seed_member_and_app().await;
+        let state = db.state();
+        let mut consents = tokio::task::JoinSet::new();
+        for n in 0..8 {
+            let state = state.clone();
+            consents.spawn(async move {
+                let t = tokens(&format!("access-{n}"), &format!("refresh-{n}"));
+                store_grant(&state, grant(&t)).await
+            });
+        }
+        let ids: Vec<String> =
+            consents.join_all().await.into_iter().map(|r| r.expect("every consent is stored")).collect();
+        assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
+
+        let (access_ct, refresh_ct): (Vec<u8>, Vec<u8>) =
+            sqlx::query_as("select access_token_ct, refresh_token_ct from connections")
+                .fetch_one(state.store.pool())
+                .await
+                .unwrap();
+        let access = state.keys.open_str(aad(ACCESS_TOKEN, &ids[0]), &access_ct).unwrap();
+        let refresh = state.keys.open_str(aad(REFRESH_TOKEN, &ids[0]), &refresh_ct).unwrap();
+        let n = access.expose().strip_prefix("access-").unwrap();
+        assert_eq!(refresh.expose(), &format!("refresh-{n}"), "access and refresh token from one grant");
+    }
+
+    /// The insert's unique violation is recognised through the `Any` driver, so the loser
+    /// of the race above takes the update path instead of failing with a 500.
+    #[tokio::test]
+    async fn a_second_insert_for_the_same_member_and_connector_is_a_unique_violation() {
+        let db = TempSqlite::new().await;
+        db.seed_connection(b"\xa1", b"\xb1", 1).await;
+        let state = db.state();
+        let t = tokens("a", "r");
+        let err = insert_grant(&state, "c2", &grant(&t)).await.expect_err("the connection exists");
+        assert!(matches!(&err, Error::Db(e) if unique_violation(e).is_some()), "{err:?}");
+    }
 }

@@ -506,25 +506,8 @@ mod tests {
         let old = row(&db).await;
         assert!(try_lease(pool, &state.instance_id, &old, now, LEASE).await.unwrap());
 
-        let tokens = crate::oauth::client::TokenSet {
-            access_token: SecretString::from("new-grant-access".to_owned()),
-            refresh_token: Some(SecretString::from("new-grant-refresh".to_owned())),
-            token_type: "bearer".into(),
-            expires_in: Some(3600),
-            scope: None,
-        };
-        let grant = crate::connections::NewGrant {
-            org_id: "o1",
-            connector_key: "sandbox",
-            user_id: "u1",
-            provider: "sandbox",
-            app_id: "a1",
-            account_id: "acct",
-            account_name: None,
-            scopes: &[],
-            consent_only: false,
-            tokens: &tokens,
-        };
+        let tokens = crate::test_db::tokens("new-grant-access", "new-grant-refresh");
+        let grant = crate::test_db::grant(&tokens);
         assert_eq!(crate::connections::store_grant(&state, grant).await.unwrap(), "c1");
         let reconnected = row(&db).await;
 

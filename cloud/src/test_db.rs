@@ -3,7 +3,10 @@
 //! whole flows are tested over HTTP in `tests/e2e`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use crate::connections::NewGrant;
+use crate::oauth::client::TokenSet;
 use crate::store::Store;
+use latchkey_shared::secret::SecretString;
 
 pub struct TempSqlite {
     pub store: Store,
@@ -28,26 +31,24 @@ impl TempSqlite {
         crate::state::AppState::new(self.store.clone(), config, keys, providers, None)
     }
 
-    /// A user, an org, its managed app and one active connection `c1`, expired, holding
-    /// the given sealed tokens under key version `key_version`.
-    pub async fn seed_connection(&self, access_ct: &[u8], refresh_ct: &[u8], key_version: i64) {
+    /// A member `u1` of org `o1` (`acme`), whose managed sandbox app is `a1`.
+    pub async fn seed_member_and_app(&self) {
         for sql in [
             "insert into users (id, email, username, password_hash, created_at, updated_at) \
              values ('u1', 'm@example.test', 'm', 'x', 0, 0)",
             "insert into orgs (id, slug, name, visibility, created_at, updated_at) \
              values ('o1', 'acme', 'Acme', 'public', 0, 0)",
+            "insert into managed_apps (id, org_id, provider, client_id_ct, client_secret_ct, client_id_hint, scopes, \
+             key_version, created_at, updated_at) values ('a1', 'o1', 'sandbox', x'00', x'00', 'c…', '', 1, 0, 0)",
         ] {
             sqlx::query(sql).execute(self.store.pool()).await.unwrap();
         }
-        sqlx::query(
-            "insert into managed_apps (id, org_id, provider, client_id_ct, client_secret_ct, client_id_hint, scopes, \
-             key_version, created_at, updated_at) values ('a1', 'o1', 'sandbox', $1, $1, 'c…', '', $2, 0, 0)",
-        )
-        .bind(access_ct.to_vec())
-        .bind(key_version)
-        .execute(self.store.pool())
-        .await
-        .unwrap();
+    }
+
+    /// As `seed_member_and_app`, plus one active connection `c1`, expired, holding the
+    /// given sealed tokens under key version `key_version`.
+    pub async fn seed_connection(&self, access_ct: &[u8], refresh_ct: &[u8], key_version: i64) {
+        self.seed_member_and_app().await;
         sqlx::query(
             "insert into connections (id, org_id, connector_key, user_id, provider, app_id, account_id, scopes, status, \
              consent_only, access_token_ct, refresh_token_ct, token_type, expires_at, key_version, connected_at, \
@@ -60,6 +61,33 @@ impl TempSqlite {
         .execute(self.store.pool())
         .await
         .unwrap();
+    }
+}
+
+/// Tokens as a provider would return them.
+pub fn tokens(access: &str, refresh: &str) -> TokenSet {
+    TokenSet {
+        access_token: SecretString::from(access.to_owned()),
+        refresh_token: Some(SecretString::from(refresh.to_owned())),
+        token_type: "bearer".into(),
+        expires_in: Some(3600),
+        scope: None,
+    }
+}
+
+/// A consented grant of member `u1` for the `sandbox` connector of org `o1`.
+pub fn grant(tokens: &TokenSet) -> NewGrant<'_> {
+    NewGrant {
+        org_id: "o1",
+        connector_key: "sandbox",
+        user_id: "u1",
+        provider: "sandbox",
+        app_id: "a1",
+        account_id: "acct",
+        account_name: None,
+        scopes: &[],
+        consent_only: false,
+        tokens,
     }
 }
 
