@@ -186,11 +186,7 @@ impl KeyRing {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    fn ring(active: u32, keys: &[(u32, &SecretString)]) -> KeyRing {
-        let keys: Vec<_> = keys.iter().map(|(v, k)| (*v, (*k).clone())).collect();
-        KeyRing::new(active, &keys).unwrap()
-    }
+    use crate::test_db::ring;
 
     #[test]
     fn round_trip_and_binding() {

@@ -252,12 +252,7 @@ mod tests {
     use super::*;
     use crate::connections::{aad, ACCESS_TOKEN, REFRESH_TOKEN};
     use crate::crypto::generate_master_key;
-    use crate::test_db::TempSqlite;
-
-    fn ring(active: u32, keys: &[(u32, &latchkey_shared::secret::SecretString)]) -> KeyRing {
-        let keys: Vec<_> = keys.iter().map(|(v, k)| (*v, (*k).clone())).collect();
-        KeyRing::new(active, &keys).unwrap()
-    }
+    use crate::test_db::{ring, TempSqlite};
 
     async fn refresh_token(db: &TempSqlite, keys: &KeyRing) -> (i64, String) {
         let (version, ct): (i64, Vec<u8>) =

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::connections::NewGrant;
+use crate::crypto::KeyRing;
 use crate::oauth::client::TokenSet;
 use crate::store::Store;
 use latchkey_shared::secret::SecretString;
@@ -26,7 +27,7 @@ impl TempSqlite {
     /// A cloud's state over this database, with a fresh one-key ring (version 1).
     pub fn state(&self) -> crate::state::AppState {
         let config = crate::config::Config::default();
-        let keys = crate::crypto::KeyRing::new(1, &[(1, crate::crypto::generate_master_key())]).unwrap();
+        let keys = ring(1, &[(1, &crate::crypto::generate_master_key())]);
         let providers = config.provider_registry().unwrap();
         crate::state::AppState::new(self.store.clone(), config, keys, providers, None)
     }
@@ -62,6 +63,12 @@ impl TempSqlite {
         .await
         .unwrap();
     }
+}
+
+/// A key ring with `keys` as (version, master key), `active` being the one new writes use.
+pub fn ring(active: u32, keys: &[(u32, &SecretString)]) -> KeyRing {
+    let keys: Vec<_> = keys.iter().map(|(v, k)| (*v, (*k).clone())).collect();
+    KeyRing::new(active, &keys).unwrap()
 }
 
 /// Tokens as a provider would return them.
