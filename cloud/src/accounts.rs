@@ -4,10 +4,11 @@
 //!
 //! Passwords and tokens stay in `Secret`s; only hashes reach the database.
 
-use crate::audit;
-use crate::auth::{self, ACCESS_TTL_SECS};
+use crate::access::session::{issue_access_jwt, ACCESS_TTL_SECS};
+use crate::access::ClientMeta;
+use crate::access::Principal;
+use crate::audit::{self, AuditEntry};
 use crate::error::{Error, Result};
-use crate::http::extract::ClientMeta;
 use crate::ratelimit;
 use crate::state::AppState;
 use crate::store::{new_id, now, rfc3339, unique_violation};
@@ -230,7 +231,7 @@ pub async fn login(state: &AppState, req: LoginRequest, meta: &ClientMeta) -> Re
         },
     )
     .await?;
-    let access_token = SecretString::new(auth::issue_access_jwt(state, &user_id, &session_id)?);
+    let access_token = SecretString::new(issue_access_jwt(state, &user_id, &session_id)?);
     Ok(Login {
         tokens: TokenPair { access_token, refresh_token, token_type: "Bearer", expires_in: ACCESS_TTL_SECS },
         cookie_secret,
@@ -282,7 +283,7 @@ pub async fn refresh(state: &AppState, req: RefreshRequest, meta: &ClientMeta) -
     }
     let refresh_token = insert_refresh_token(&mut *tx, &session_id, session_expires).await?;
     tx.commit().await?;
-    let access_token = SecretString::new(auth::issue_access_jwt(state, &user_id, &session_id)?);
+    let access_token = SecretString::new(issue_access_jwt(state, &user_id, &session_id)?);
     Ok(TokenPair { access_token, refresh_token, token_type: "Bearer", expires_in: ACCESS_TTL_SECS })
 }
 
@@ -323,6 +324,13 @@ pub async fn me(state: &AppState, user_id: &str) -> Result<User> {
             .await?
             .ok_or_else(|| Error::unauthenticated("account no longer exists"))?;
     Ok(User { id, email, username, created_at: rfc3339(created_at) })
+}
+
+/// The caller's own audit events (logins, token fetches with the PAT or device, changes),
+/// newest first.
+pub async fn audit(state: &AppState, principal: &Principal, limit: i64) -> Result<Vec<AuditEntry>> {
+    principal.require(latchkey_shared::Scope::AuditRead)?;
+    audit::list(&state.store, Some(&principal.user_id), None, limit).await
 }
 
 pub async fn sessions(state: &AppState, user_id: &str, current: Option<&str>) -> Result<Vec<Session>> {

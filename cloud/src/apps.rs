@@ -1,20 +1,22 @@
-//! Managed OAuth apps and the connectors an org publishes with them.
+//! Providers, managed OAuth apps and the connectors an org publishes with them.
 //!
 //! An org has at most one managed app per provider. Its client id and secret are sealed
 //! with the key ring, bound to the app's row; listings show only the last four characters
 //! of the client id. The secret never leaves this module except to a provider's token
 //! endpoint.
 
+use crate::access::{authorize, Need, Principal};
 use crate::audit;
-use crate::auth::Principal;
-use crate::crypto::Aad;
+use crate::cascade;
 use crate::error::{Error, Result};
-use crate::orgs::{self, Need};
+use crate::providers::{Pkce, ProviderDef, TokenAuthMethod};
+use crate::sealed;
 use crate::state::AppState;
 use crate::store::{new_id, now, rfc3339, unique_violation};
 use latchkey_shared::secret::SecretString;
 use latchkey_shared::{ErrorCode, Scope};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -65,24 +67,64 @@ pub struct Connector {
     pub updated_at: String,
 }
 
-/// The sealed credentials of an app, for the consent and refresh code only.
-pub struct AppCredentials {
-    pub app_id: String,
-    pub client_id: SecretString,
-    pub client_secret: SecretString,
-    pub scopes: Vec<String>,
+/// A provider as listed: its public facts, never anything of an org's app.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Provider {
+    name: String,
+    display_name: String,
+    scopes: Vec<String>,
+    scope_separator: String,
+    #[schema(value_type = String)]
+    pkce: Pkce,
+    #[schema(value_type = String)]
+    token_auth_method: TokenAuthMethod,
+    authorization_url: String,
+    token_url: String,
+    revocation_url: Option<String>,
+    userinfo_url: Option<String>,
+    issuer: Option<String>,
+    extra_authorize_params: BTreeMap<String, String>,
+    rotates_refresh_tokens: bool,
+    docs_url: Option<String>,
 }
 
-const CLIENT_ID: &str = "client_id";
-const CLIENT_SECRET: &str = "client_secret";
+impl From<&ProviderDef> for Provider {
+    fn from(p: &ProviderDef) -> Self {
+        Provider {
+            name: p.name.clone(),
+            display_name: p.display_name.clone(),
+            scopes: p.scopes.clone(),
+            scope_separator: p.scope_separator.clone(),
+            pkce: p.pkce,
+            token_auth_method: p.token_auth_method,
+            authorization_url: p.authorization_url.clone(),
+            token_url: p.token_url.clone(),
+            revocation_url: p.revocation_url.clone(),
+            userinfo_url: p.userinfo_url.clone(),
+            issuer: p.issuer.clone(),
+            extra_authorize_params: p.extra_authorize_params.clone(),
+            rotates_refresh_tokens: p.rotates_refresh_tokens,
+            docs_url: p.docs_url.clone(),
+        }
+    }
+}
 
-fn aad<'a>(column: &'static str, app_id: &'a str) -> Aad<'a> {
-    Aad { table: "managed_apps", column, row_id: app_id }
+/// What a consent needs of a connector.
+pub struct ConnectorTerms {
+    pub provider: String,
+    /// The scopes the connector asks for (may be empty: the app's or provider's).
+    pub scopes: Vec<String>,
+    pub consent_only: bool,
+}
+
+/// Every provider: the built-in registry plus the operator's config-file providers.
+pub fn providers(state: &AppState) -> Vec<Provider> {
+    state.providers.iter().map(Provider::from).collect()
 }
 
 pub async fn list_apps(state: &AppState, principal: &Principal, org_ref: &str) -> Result<Vec<ManagedApp>> {
     principal.require(Scope::AppsRead)?;
-    let org = orgs::authorize(state, principal, org_ref, Need::Admin).await?;
+    let org = authorize(state, principal, org_ref, Need::Admin).await?;
     let rows: Vec<AppRow> = sqlx::query_as(
         "select id, provider, client_id_hint, scopes, created_at, updated_at from managed_apps \
          where org_id = $1 order by provider",
@@ -102,7 +144,7 @@ pub async fn put_app(
     req: PutApp,
 ) -> Result<ManagedApp> {
     principal.require(Scope::AppsWrite)?;
-    let org = orgs::authorize(state, principal, org_ref, Need::Admin).await?;
+    let org = authorize(state, principal, org_ref, Need::Admin).await?;
     let def = state.providers.get(provider).ok_or_else(|| unknown_provider(provider))?;
     let client_id = req.client_id.expose().trim();
     let client_secret = req.client_secret.expose();
@@ -136,8 +178,8 @@ pub async fn put_app(
         }
         None => {
             let id = new_id();
-            let id_ct = state.keys.seal_str(aad(CLIENT_ID, &id), &client_id)?;
-            let secret_ct = state.keys.seal_str(aad(CLIENT_SECRET, &id), &req.client_secret)?;
+            let id_ct = state.keys.seal_str(sealed::client_id(&id), &client_id)?;
+            let secret_ct = state.keys.seal_str(sealed::client_secret(&id), &req.client_secret)?;
             let inserted = sqlx::query(
                 "insert into managed_apps (id, org_id, provider, client_id_ct, client_secret_ct, client_id_hint, \
                  scopes, key_version, created_by, created_at, updated_at) \
@@ -199,8 +241,8 @@ async fn update_app(
     scopes: &[String],
     now: i64,
 ) -> Result<()> {
-    let id_ct = state.keys.seal_str(aad(CLIENT_ID, id), client_id)?;
-    let secret_ct = state.keys.seal_str(aad(CLIENT_SECRET, id), client_secret)?;
+    let id_ct = state.keys.seal_str(sealed::client_id(id), client_id)?;
+    let secret_ct = state.keys.seal_str(sealed::client_secret(id), client_secret)?;
     sqlx::query(
         "update managed_apps set client_id_ct = $1, client_secret_ct = $2, client_id_hint = $3, scopes = $4, \
          key_version = $5, updated_at = $6 where id = $7",
@@ -219,7 +261,7 @@ async fn update_app(
 
 pub async fn delete_app(state: &AppState, principal: &Principal, org_ref: &str, provider: &str) -> Result<()> {
     principal.require(Scope::AppsWrite)?;
-    let org = orgs::authorize(state, principal, org_ref, Need::Admin).await?;
+    let org = authorize(state, principal, org_ref, Need::Admin).await?;
     // Every connection made with the app is disconnected first (revoked at the provider
     // while the app's credentials still exist).
     let app_id: Option<String> = sqlx::query_scalar("select id from managed_apps where org_id = $1 and provider = $2")
@@ -228,7 +270,7 @@ pub async fn delete_app(state: &AppState, principal: &Principal, org_ref: &str, 
         .fetch_optional(state.store.pool())
         .await?;
     if let Some(app_id) = &app_id {
-        crate::connections::disconnect_all(state, crate::connections::Which::App(app_id), &principal.user_id).await?;
+        cascade::app_deleted(state, app_id, &principal.user_id).await?;
     }
     let done = sqlx::query("delete from managed_apps where org_id = $1 and provider = $2")
         .bind(&org.id)
@@ -241,28 +283,25 @@ pub async fn delete_app(state: &AppState, principal: &Principal, org_ref: &str, 
     audit_change(state, principal, &org.id, "app.delete", provider, None).await
 }
 
-/// The app's decrypted credentials, for talking to the provider.
-pub async fn credentials(state: &AppState, org_id: &str, provider: &str) -> Result<Option<AppCredentials>> {
-    let row: Option<(String, Vec<u8>, Vec<u8>, String)> = sqlx::query_as(
-        "select id, client_id_ct, client_secret_ct, scopes from managed_apps where org_id = $1 and provider = $2",
-    )
-    .bind(org_id)
-    .bind(provider)
-    .fetch_optional(state.store.pool())
-    .await?;
-    let Some((app_id, id_ct, secret_ct, scopes)) = row else { return Ok(None) };
-    Ok(Some(AppCredentials {
-        client_id: state.keys.open_str(aad(CLIENT_ID, &app_id), &id_ct)?,
-        client_secret: state.keys.open_str(aad(CLIENT_SECRET, &app_id), &secret_ct)?,
+/// The terms of connector `key` in the org, if it exists.
+pub async fn connector_terms(state: &AppState, org_id: &str, key: &str) -> Result<Option<ConnectorTerms>> {
+    let row: Option<(String, String, i64)> =
+        sqlx::query_as("select provider, scopes, consent_only from connectors where org_id = $1 and key = $2")
+            .bind(org_id)
+            .bind(key)
+            .fetch_optional(state.store.pool())
+            .await?;
+    Ok(row.map(|(provider, scopes, consent_only)| ConnectorTerms {
+        provider,
         scopes: scopes.split_whitespace().map(str::to_owned).collect(),
-        app_id,
+        consent_only: consent_only != 0,
     }))
 }
 
 /// Members (and admins) read the org's connectors.
 pub async fn list_connectors(state: &AppState, principal: &Principal, org_ref: &str) -> Result<Vec<Connector>> {
     principal.require(Scope::ConnectionsRead)?;
-    let org = orgs::authorize(state, principal, org_ref, Need::Member).await?;
+    let org = authorize(state, principal, org_ref, Need::Member).await?;
     list_connectors_unchecked(state, &org.id).await
 }
 
@@ -274,7 +313,7 @@ pub async fn put_connector(
     req: PutConnector,
 ) -> Result<Connector> {
     principal.require(Scope::AppsWrite)?;
-    let org = orgs::authorize(state, principal, org_ref, Need::Admin).await?;
+    let org = authorize(state, principal, org_ref, Need::Admin).await?;
     validate_key(key)?;
     if state.providers.get(&req.provider).is_none() {
         return Err(unknown_provider(&req.provider));
@@ -343,7 +382,7 @@ async fn list_connectors_unchecked(state: &AppState, org_id: &str) -> Result<Vec
 
 pub async fn delete_connector(state: &AppState, principal: &Principal, org_ref: &str, key: &str) -> Result<()> {
     principal.require(Scope::AppsWrite)?;
-    let org = orgs::authorize(state, principal, org_ref, Need::Admin).await?;
+    let org = authorize(state, principal, org_ref, Need::Admin).await?;
     let done = sqlx::query("delete from connectors where org_id = $1 and key = $2")
         .bind(&org.id)
         .bind(key)

@@ -2,26 +2,18 @@
 //! consented (`user_id`); tokens sealed and bound to the row. Listing shows a member only
 //! their own; disconnecting revokes at the provider first, then forgets the tokens.
 
-use crate::apps;
+use crate::access::{authorize, Need, Principal};
 use crate::audit;
-use crate::auth::Principal;
-use crate::crypto::Aad;
 use crate::error::{Error, Result};
 use crate::oauth::client::TokenSet;
-use crate::orgs::{self, Need};
+use crate::oauth::credentials;
+use crate::sealed;
 use crate::state::AppState;
 use crate::store::{new_id, now, rfc3339, unique_violation};
 use latchkey_shared::secret::SecretString;
 use latchkey_shared::{ErrorCode, Scope};
 use serde::Serialize;
 use utoipa::ToSchema;
-
-pub const ACCESS_TOKEN: &str = "access_token";
-pub const REFRESH_TOKEN: &str = "refresh_token";
-
-pub fn aad<'a>(column: &'static str, connection_id: &'a str) -> Aad<'a> {
-    Aad { table: "connections", column, row_id: connection_id }
-}
 
 /// A connection as its owner sees it: never a token.
 #[derive(Debug, Serialize, ToSchema)]
@@ -78,7 +70,7 @@ pub async fn list(state: &AppState, principal: &Principal, org_ref: Option<&str>
     principal.require(Scope::ConnectionsRead)?;
     let rows: Vec<ConnectionRow> = match org_ref {
         Some(org_ref) => {
-            let org = orgs::authorize(state, principal, org_ref, Need::Member).await?;
+            let org = authorize(state, principal, org_ref, Need::Member).await?;
             sqlx::query_as(&format!("{SELECT} where c.user_id = $1 and c.org_id = $2 order by c.connector_key"))
                 .bind(&principal.user_id)
                 .bind(&org.id)
@@ -98,7 +90,7 @@ pub async fn list(state: &AppState, principal: &Principal, org_ref: Option<&str>
 /// The caller's connection for one connector.
 pub async fn get(state: &AppState, principal: &Principal, org_ref: &str, key: &str) -> Result<Connection> {
     principal.require(Scope::ConnectionsRead)?;
-    let org = orgs::authorize(state, principal, org_ref, Need::Member).await?;
+    let org = authorize(state, principal, org_ref, Need::Member).await?;
     let row: Option<ConnectionRow> =
         sqlx::query_as(&format!("{SELECT} where c.user_id = $1 and c.org_id = $2 and c.connector_key = $3"))
             .bind(&principal.user_id)
@@ -160,9 +152,9 @@ struct SealedTokens {
 
 fn seal_tokens(state: &AppState, id: &str, tokens: &TokenSet) -> Result<SealedTokens> {
     Ok(SealedTokens {
-        access: state.keys.seal_str(aad(ACCESS_TOKEN, id), &tokens.access_token)?,
+        access: state.keys.seal_str(sealed::access_token(id), &tokens.access_token)?,
         refresh: match &tokens.refresh_token {
-            Some(rt) => Some(state.keys.seal_str(aad(REFRESH_TOKEN, id), rt)?),
+            Some(rt) => Some(state.keys.seal_str(sealed::refresh_token(id), rt)?),
             None => None,
         },
     })
@@ -227,7 +219,7 @@ async fn write_grant(state: &AppState, sql: &str, id: &str, grant: &NewGrant<'_>
 /// Disconnects the caller's own connection.
 pub async fn disconnect_own(state: &AppState, principal: &Principal, org_ref: &str, key: &str) -> Result<()> {
     principal.require(Scope::ConnectionsDelete)?;
-    let org = orgs::authorize(state, principal, org_ref, Need::Member).await?;
+    let org = authorize(state, principal, org_ref, Need::Member).await?;
     let ids: Vec<String> =
         sqlx::query_scalar("select id from connections where user_id = $1 and org_id = $2 and connector_key = $3")
             .bind(&principal.user_id)
@@ -252,6 +244,7 @@ pub enum Which<'a> {
     Member { org_id: &'a str, user_id: &'a str },
 }
 
+/// Disconnects every connection `which` selects (see `crate::cascade` for when).
 pub async fn disconnect_all(state: &AppState, which: Which<'_>, actor: &str) -> Result<()> {
     let ids: Vec<String> = match which {
         Which::App(app_id) => {
@@ -348,14 +341,14 @@ async fn revoke_at_provider(
     if def.revocation_url.is_none() {
         return Ok(false);
     }
-    let creds = apps::credentials(state, org_id, provider)
+    let creds = credentials::load(&state.store, &state.keys, org_id, provider)
         .await
         .map_err(|e| e.to_string())?
         .ok_or("the managed app is gone")?;
     // Revoking the refresh token ends the whole grant; without one, the access token.
     let (token, hint): (SecretString, &str) = match refresh_ct {
-        Some(ct) => (state.keys.open_str(aad(REFRESH_TOKEN, id), ct).map_err(|e| e.to_string())?, "refresh_token"),
-        None => (state.keys.open_str(aad(ACCESS_TOKEN, id), access_ct).map_err(|e| e.to_string())?, "access_token"),
+        Some(ct) => (state.keys.open_str(sealed::refresh_token(id), ct).map_err(|e| e.to_string())?, "refresh_token"),
+        None => (state.keys.open_str(sealed::access_token(id), access_ct).map_err(|e| e.to_string())?, "access_token"),
     };
     state.provider_client.revoke(def, &creds, &token, hint).await
 }
@@ -390,8 +383,8 @@ mod tests {
                 .fetch_one(state.store.pool())
                 .await
                 .unwrap();
-        let access = state.keys.open_str(aad(ACCESS_TOKEN, &ids[0]), &access_ct).unwrap();
-        let refresh = state.keys.open_str(aad(REFRESH_TOKEN, &ids[0]), &refresh_ct).unwrap();
+        let access = state.keys.open_str(sealed::access_token(&ids[0]), &access_ct).unwrap();
+        let refresh = state.keys.open_str(sealed::refresh_token(&ids[0]), &refresh_ct).unwrap();
         let n = access.expose().strip_prefix("access-").unwrap();
         assert_eq!(refresh.expose(), &format!("refresh-{n}"), "access and refresh token from one grant");
     }

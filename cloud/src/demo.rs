@@ -2,11 +2,10 @@
 //! provider, a fresh SQLite, and seed data: an admin, a member, a public org `demo` with
 //! a managed sandbox app and a `sandbox` connector. It prints what to do next.
 
+use crate::access::{ClientMeta, Principal, Via};
 use crate::accounts::{self, RegisterRequest};
 use crate::apps::{self, PutApp, PutConnector};
-use crate::auth::{Principal, Via};
 use crate::config::Config;
-use crate::http::extract::ClientMeta;
 use crate::orgs::{self, CreateOrg, Visibility};
 use crate::server;
 use crate::state::AppState;
@@ -76,7 +75,7 @@ async fn seed(state: &AppState, items: usize) -> crate::error::Result<()> {
     // secret is random and lives only in the cloud's encrypted store.
     let secret = accounts::random_token("demo-secret-");
     if let Some(sandbox) = &state.sandbox {
-        sandbox.register_client(SANDBOX_CLIENT_ID, secret.expose(), &crate::oauth::consent::redirect_uri(state));
+        sandbox.register_client(SANDBOX_CLIENT_ID, secret.expose(), &crate::consent::redirect_uri(state));
         sandbox.set_items(items);
     }
     apps::put_app(

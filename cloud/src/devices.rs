@@ -3,10 +3,10 @@
 //! device PAT (`connections:token`, `connections:read`, 90 days). Paired devices are PATs
 //! of kind `device`, listed and revoked like any PAT.
 
+use crate::access::ClientMeta;
+use crate::access::Principal;
 use crate::audit;
-use crate::auth::Principal;
 use crate::error::{Error, Result};
-use crate::http::extract::ClientMeta;
 use crate::pats;
 use crate::ratelimit;
 use crate::state::AppState;
@@ -147,8 +147,25 @@ struct CodeRow {
     expires_at: i64,
 }
 
+// The form an agent posts to `/oauth/token`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct TokenRequest {
+    grant_type: Option<String>,
+    device_code: Option<String>,
+    client_id: Option<String>,
+}
+
+/// `/oauth/token`: only the device-code grant. `None` is a missing or malformed form.
+pub async fn token(state: &AppState, req: Option<TokenRequest>) -> Result<DeviceToken> {
+    let req = req.ok_or_else(|| Error::bad_request("expected an application/x-www-form-urlencoded body"))?;
+    if req.grant_type.as_deref() != Some(DEVICE_GRANT) {
+        return Err(oauth_error("unsupported_grant_type", "only the device_code grant is supported here"));
+    }
+    poll(state, req.device_code.as_deref().unwrap_or_default(), req.client_id.as_deref().unwrap_or_default()).await
+}
+
 /// The agent's poll (RFC 8628 3.4–3.5).
-pub async fn poll(state: &AppState, device_code: &str, client_id: &str) -> Result<DeviceToken> {
+async fn poll(state: &AppState, device_code: &str, client_id: &str) -> Result<DeviceToken> {
     let row: Option<CodeRow> = sqlx::query_as(
         "select id, status, user_id, device_name, interval_secs, last_polled_at, expires_at from device_codes \
          where device_code_hash = $1 and client_id = $2",

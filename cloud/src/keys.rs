@@ -2,32 +2,14 @@
 //! key is refused at start-up), `keys rotate` (re-encrypt every sealed value under the
 //! active key, online, in batches) and `keys verify` (open every sealed value).
 //!
-//! Sealed columns are listed once, in `SEALED`; a new encrypted column is added there.
+//! Sealed columns are listed once, in `crate::sealed::SEALED`; a new encrypted column is
+//! added there.
 
 use crate::crypto::{Aad, KeyRing};
+use crate::sealed::{SealedTable, SEALED};
 use crate::store::{now, Store};
 use anyhow::{bail, Context};
 use std::collections::BTreeMap;
-
-/// A table holding sealed values: its row id column, version column and sealed columns
-/// as (column, associated-data name).
-pub struct SealedTable {
-    pub table: &'static str,
-    pub columns: &'static [(&'static str, &'static str)],
-}
-
-/// Every sealed column in the schema.
-pub const SEALED: &[SealedTable] = &[
-    SealedTable {
-        table: "managed_apps",
-        columns: &[("client_id_ct", "client_id"), ("client_secret_ct", "client_secret")],
-    },
-    SealedTable {
-        table: "connections",
-        columns: &[("access_token_ct", "access_token"), ("refresh_token_ct", "refresh_token")],
-    },
-    SealedTable { table: "consent_states", columns: &[("pkce_verifier_ct", "pkce_verifier")] },
-];
 
 const CHECK_PLAINTEXT: &[u8] = b"latchkey master key check v1";
 const BATCH: i64 = 100;
@@ -250,8 +232,8 @@ pub async fn verify(store: &Store, keys: &KeyRing) -> anyhow::Result<Report> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::connections::{aad, ACCESS_TOKEN, REFRESH_TOKEN};
     use crate::crypto::generate_master_key;
+    use crate::sealed;
     use crate::test_db::{ring, TempSqlite};
 
     async fn refresh_token(db: &TempSqlite, keys: &KeyRing) -> (i64, String) {
@@ -260,7 +242,7 @@ mod tests {
                 .fetch_one(db.store.pool())
                 .await
                 .unwrap();
-        (version, keys.open_str(aad(REFRESH_TOKEN, "c1"), &ct).unwrap().expose().clone())
+        (version, keys.open_str(sealed::refresh_token("c1"), &ct).unwrap().expose().clone())
     }
 
     /// `keys rotate` reads a row; a replica still on the old key refreshes it (same key
@@ -270,17 +252,22 @@ mod tests {
     async fn rotation_never_overwrites_a_row_written_since_it_was_read() {
         let (k1, k2) = (generate_master_key(), generate_master_key());
         let (old_ring, new_ring) = (ring(1, &[(1, &k1)]), ring(2, &[(1, &k1), (2, &k2)]));
-        let seal = |column, value: &[u8]| old_ring.seal(aad(column, "c1"), value).unwrap();
+        let seal = |aad, value: &[u8]| old_ring.seal(aad, value).unwrap();
         let db = TempSqlite::new().await;
-        db.seed_connection(&seal(ACCESS_TOKEN, b"access-1"), &seal(REFRESH_TOKEN, b"refresh-1"), 1).await;
+        db.seed_connection(
+            &seal(sealed::access_token("c1"), b"access-1"),
+            &seal(sealed::refresh_token("c1"), b"refresh-1"),
+            1,
+        )
+        .await;
         let connections = SEALED.iter().find(|t| t.table == "connections").unwrap();
         let resealer = Resealer::new(connections);
 
         let mut read = resealer.next_batch(&db.store, 2, "").await.unwrap();
         assert_eq!(read.len(), 1);
         sqlx::query("update connections set access_token_ct = $1, refresh_token_ct = $2 where id = 'c1'")
-            .bind(seal(ACCESS_TOKEN, b"access-2"))
-            .bind(seal(REFRESH_TOKEN, b"refresh-2"))
+            .bind(seal(sealed::access_token("c1"), b"access-2"))
+            .bind(seal(sealed::refresh_token("c1"), b"refresh-2"))
             .execute(db.store.pool())
             .await
             .unwrap();

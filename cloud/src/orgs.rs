@@ -1,58 +1,16 @@
-//! Orgs and memberships. Who may see and change an org is decided here, once:
-//! a private org does not exist for non-members (404); only owners and admins change an
-//! org; a PAT bound to an org acts only in it.
+//! Orgs and memberships: creating and changing orgs, joining and leaving, roles, and an
+//! org's audit log. Who may see and change an org is decided in `crate::access::org`.
 
-use crate::audit;
-use crate::auth::Principal;
+use crate::access::{authorize, Principal};
+pub use crate::access::{Need, Org, Role, Visibility};
+use crate::audit::{self, AuditEntry};
+use crate::cascade;
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::{new_id, now, rfc3339, unique_violation};
-use axum::http::StatusCode;
 use latchkey_shared::{ErrorCode, Scope};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Member,
-    Admin,
-    Owner,
-}
-
-impl Role {
-    fn as_str(self) -> &'static str {
-        match self {
-            Role::Owner => "owner",
-            Role::Admin => "admin",
-            Role::Member => "member",
-        }
-    }
-
-    fn parse(s: &str) -> Role {
-        match s {
-            "owner" => Role::Owner,
-            "admin" => Role::Admin,
-            _ => Role::Member,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Visibility {
-    Public,
-    Private,
-}
-
-impl Visibility {
-    fn as_str(self) -> &'static str {
-        match self {
-            Visibility::Public => "public",
-            Visibility::Private => "private",
-        }
-    }
-}
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -76,16 +34,6 @@ pub struct SetRole {
     pub role: Role,
 }
 
-/// An org as its caller sees it; `role` is null for a public org the caller has not joined.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-pub struct Org {
-    pub id: String,
-    pub slug: String,
-    pub name: String,
-    pub visibility: Visibility,
-    pub role: Option<Role>,
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Member {
     pub user_id: String,
@@ -95,55 +43,19 @@ pub struct Member {
     pub joined_at: String,
 }
 
-/// What the caller needs to be in the org for an action.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Need {
-    /// Anyone who may see the org (public, or a member of a private one).
-    Visible,
-    Member,
-    Admin,
-    Owner,
+/// An org's audit events (owners and admins), newest first.
+pub async fn audit(state: &AppState, principal: &Principal, org_ref: &str, limit: i64) -> Result<Vec<AuditEntry>> {
+    principal.require(Scope::AuditRead)?;
+    let org = authorize(state, principal, org_ref, Need::Admin).await?;
+    audit::list(&state.store, None, Some(&org.id), limit).await
 }
 
-/// Resolves `{org}` (slug or id) for `principal` and checks `need`, in the contract's
-/// order: unknown or hidden → 404; a PAT bound elsewhere or not a member → 403.
-pub async fn authorize(state: &AppState, principal: &Principal, org_ref: &str, need: Need) -> Result<Org> {
-    let row: Option<(String, String, String, String, Option<String>)> = sqlx::query_as(
-        "select o.id, o.slug, o.name, o.visibility, m.role from orgs o \
-         left join memberships m on m.org_id = o.id and m.user_id = $2 \
-         where o.id = $1 or o.slug = $1",
-    )
-    .bind(org_ref)
-    .bind(&principal.user_id)
-    .fetch_optional(state.store.pool())
-    .await?;
-    let (id, slug, name, visibility, role) = row.ok_or_else(org_not_found)?;
-    let role = role.as_deref().map(Role::parse);
-    let visibility = if visibility == "public" { Visibility::Public } else { Visibility::Private };
-    if visibility == Visibility::Private && role.is_none() {
-        return Err(org_not_found());
-    }
-    if !principal.allows_org(&id) {
-        return Err(not_a_member("this token is bound to another org"));
-    }
-    let org = Org { id, slug, name, visibility, role };
-    match (need, role) {
-        (Need::Visible, _) => Ok(org),
-        (_, None) => Err(not_a_member("you are not a member of this org")),
-        (Need::Member, Some(_)) => Ok(org),
-        (Need::Admin, Some(r)) if r >= Role::Admin => Ok(org),
-        (Need::Owner, Some(Role::Owner)) => Ok(org),
-        (Need::Admin, _) => Err(Error::forbidden("only the org's owners and admins can do this")),
-        (Need::Owner, _) => Err(Error::forbidden("only the org's owners can do this")),
-    }
-}
-
-fn org_not_found() -> Error {
-    Error::not_found("no such org")
-}
-
-fn not_a_member(why: &str) -> Error {
-    Error::client(StatusCode::FORBIDDEN, ErrorCode::NotAMember, why)
+/// The org's slug, for links back to it.
+pub async fn slug_of(state: &AppState, org_id: &str) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar("select slug from orgs where id = $1")
+        .bind(org_id)
+        .fetch_optional(state.store.pool())
+        .await?)
 }
 
 pub async fn create(state: &AppState, principal: &Principal, req: CreateOrg) -> Result<Org> {
@@ -205,7 +117,7 @@ pub async fn list(state: &AppState, principal: &Principal, public: bool) -> Resu
             id,
             slug,
             name,
-            visibility: if visibility == "public" { Visibility::Public } else { Visibility::Private },
+            visibility: Visibility::parse(&visibility),
             role: role.as_deref().map(Role::parse),
         })
         .collect())
@@ -294,12 +206,7 @@ pub async fn remove_member(state: &AppState, principal: &Principal, org_ref: &st
         ensure_another_owner(state, &org.id).await?;
     }
     // Leaving an org ends the member's connections there.
-    crate::connections::disconnect_all(
-        state,
-        crate::connections::Which::Member { org_id: &org.id, user_id },
-        &principal.user_id,
-    )
-    .await?;
+    cascade::member_removed(state, &org.id, user_id, &principal.user_id).await?;
     sqlx::query("delete from memberships where org_id = $1 and user_id = $2")
         .bind(&org.id)
         .bind(user_id)
@@ -337,7 +244,8 @@ pub async fn set_role(
         .ok_or_else(|| Error::not_found("no such member"))
 }
 
-async fn role_of(state: &AppState, org_id: &str, user_id: &str) -> Result<Option<Role>> {
+/// The member's role in the org, if they are one.
+pub async fn role_of(state: &AppState, org_id: &str, user_id: &str) -> Result<Option<Role>> {
     let role: Option<String> = sqlx::query_scalar("select role from memberships where org_id = $1 and user_id = $2")
         .bind(org_id)
         .bind(user_id)

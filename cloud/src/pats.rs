@@ -1,11 +1,11 @@
 //! Personal access tokens: created by a logged-in user, shown once, stored only as a
-//! SHA-256 hash, checked against the database on every use so revocation and expiry
-//! take effect at once on every replica.
+//! SHA-256 hash, listed and revoked. Presented PATs are verified in `crate::access::pat`,
+//! against the database on every use, so revocation and expiry take effect at once on
+//! every replica.
 
+use crate::access::{authorize, Need, Principal};
 use crate::audit;
-use crate::auth::{Principal, Via, LAST_USED_GRANULARITY_SECS};
 use crate::error::{Error, Result};
-use crate::orgs::{self, Need};
 use crate::state::AppState;
 use crate::store::{new_id, now, rfc3339};
 use latchkey_shared::secret::SecretString;
@@ -62,18 +62,6 @@ struct PatRow {
     created_at: i64,
 }
 
-/// The columns that decide whether a presented PAT is good.
-#[derive(Debug, sqlx::FromRow)]
-pub struct PatAuthRow {
-    pub id: String,
-    pub user_id: String,
-    pub scopes: String,
-    pub org_id: Option<String>,
-    pub expires_at: Option<i64>,
-    pub revoked_at: Option<i64>,
-    pub last_used_at: Option<i64>,
-}
-
 pub async fn create(state: &AppState, principal: &Principal, req: CreatePat) -> Result<CreatedPat> {
     principal.require_login()?;
     let name = req.name.trim().to_owned();
@@ -95,7 +83,7 @@ pub async fn create(state: &AppState, principal: &Principal, req: CreatePat) -> 
         None => None,
     };
     let org_id = match &req.org {
-        Some(org_ref) => Some(orgs::authorize(state, principal, org_ref, Need::Member).await?.id),
+        Some(org_ref) => Some(authorize(state, principal, org_ref, Need::Member).await?.id),
         None => None,
     };
     let created = insert(state, &principal.user_id, &name, &scopes, expires_at, org_id.as_deref()).await?;
@@ -208,40 +196,4 @@ pub async fn revoke(state: &AppState, principal: &Principal, id: &str) -> Result
         },
     )
     .await
-}
-
-/// Verifies a presented PAT: format and checksum first (no database look-up for a
-/// mistyped token), then one indexed look-up by hash.
-pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal> {
-    let pat = Pat::parse(token).map_err(|e| Error::unauthenticated(e.to_string()))?;
-    let row: Option<PatAuthRow> = sqlx::query_as(
-        "select id, user_id, scopes, org_id, expires_at, revoked_at, last_used_at from pats where token_hash = $1",
-    )
-    .bind(pat.hash())
-    .fetch_optional(state.store.pool())
-    .await?;
-    principal_from_row(state, row).await
-}
-
-/// Judges a looked-up PAT row: unknown, revoked or expired → 401; keeps `last_used_at`.
-/// Shared with the connection-token endpoint, which fetches the row in its own query.
-pub async fn principal_from_row(state: &AppState, row: Option<PatAuthRow>) -> Result<Principal> {
-    let PatAuthRow { id: pat_id, user_id, scopes, org_id, expires_at, revoked_at, last_used_at } =
-        row.ok_or_else(|| Error::unauthenticated("unknown personal access token"))?;
-    let now = now();
-    if revoked_at.is_some() {
-        return Err(Error::unauthenticated("personal access token was revoked"));
-    }
-    if expires_at.is_some_and(|t| t <= now) {
-        return Err(Error::unauthenticated("personal access token has expired"));
-    }
-    if last_used_at.is_none_or(|t| now - t >= LAST_USED_GRANULARITY_SECS) {
-        sqlx::query("update pats set last_used_at = $1 where id = $2")
-            .bind(now)
-            .bind(&pat_id)
-            .execute(state.store.pool())
-            .await?;
-    }
-    let scopes = ScopeSet::from_db(&scopes).map_err(|e| anyhow::anyhow!("stored scopes: {e}"))?;
-    Ok(Principal { user_id, via: Via::Pat { pat_id, scopes, org_id } })
 }

@@ -11,17 +11,16 @@
 //! The grant is only ever replaced by what a provider returned; failures other than
 //! `invalid_grant` leave it untouched and back off with jitter.
 
-use crate::apps;
 use crate::audit;
-use crate::connections::{aad, ACCESS_TOKEN, REFRESH_TOKEN};
 use crate::error::{Error, Result};
 use crate::oauth::client::TokenError;
+use crate::oauth::credentials;
+use crate::sealed;
 use crate::state::AppState;
 use crate::store::now;
 use latchkey_shared::secret::SecretString;
 use rand::Rng;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What the endpoint serves: a usable access token, or why not.
@@ -58,21 +57,6 @@ pub struct TokenRow {
 const TOKEN_ROW: &str =
     "select id, org_id, provider, status, access_token_ct, refresh_token_ct, token_type, expires_at, \
                          failure_count, next_attempt_at from connections where id = $1";
-
-/// Per-process single flight: one refresh per connection at a time.
-#[derive(Debug, Default)]
-pub struct Flights(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
-
-impl Flights {
-    fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Forget idle entries now and then so the map stays small.
-        if map.len() > 10_000 {
-            map.retain(|_, m| Arc::strong_count(m) > 1);
-        }
-        Arc::clone(map.entry(id.to_owned()).or_default())
-    }
-}
 
 impl TokenRow {
     fn needs_refresh(&self, window: i64, now: i64) -> bool {
@@ -117,7 +101,7 @@ fn serve(state: &AppState, row: &TokenRow, now: i64) -> Result<Fresh> {
     if !row.still_valid(now) {
         return Ok(Fresh::Unavailable { retry_after: 1 });
     }
-    let access_token = state.keys.open_str(aad(ACCESS_TOKEN, &row.id), &row.access_token_ct)?;
+    let access_token = state.keys.open_str(sealed::access_token(&row.id), &row.access_token_ct)?;
     Ok(Fresh::Token { access_token, token_type: row.token_type.clone(), expires_at: row.expires_at })
 }
 
@@ -205,9 +189,9 @@ async fn refresh_holding_lease(state: &AppState, row: TokenRow) -> Result<TokenR
             // The provider has already consumed the old refresh token: save the new one
             // before anything else, in one statement with the new access token.
             let refreshed = Refreshed {
-                access_token_ct: state.keys.seal_str(aad(ACCESS_TOKEN, &row.id), &tokens.access_token)?,
+                access_token_ct: state.keys.seal_str(sealed::access_token(&row.id), &tokens.access_token)?,
                 refresh_token_ct: match &tokens.refresh_token {
-                    Some(rt) => Some(state.keys.seal_str(aad(REFRESH_TOKEN, &row.id), rt)?),
+                    Some(rt) => Some(state.keys.seal_str(sealed::refresh_token(&row.id), rt)?),
                     None => row.refresh_token_ct.clone(),
                 },
                 token_type: tokens.token_type,
@@ -335,13 +319,13 @@ async fn call_provider(
 ) -> std::result::Result<crate::oauth::client::TokenSet, RefreshFailure> {
     let transient = |reason: String| RefreshFailure::Transient { reason, retry_after: None };
     let def = state.providers.get(&row.provider).ok_or_else(|| transient("provider no longer configured".into()))?;
-    let creds = apps::credentials(state, &row.org_id, &row.provider)
+    let creds = credentials::load(&state.store, &state.keys, &row.org_id, &row.provider)
         .await
         .map_err(|e| transient(format!("reading the managed app: {e}")))?
         .ok_or_else(|| transient("the managed app is gone".into()))?;
     let Some(refresh_ct) = &row.refresh_token_ct else { return Err(transient("no refresh token".into())) };
     let refresh_token =
-        state.keys.open_str(aad(REFRESH_TOKEN, &row.id), refresh_ct).map_err(|e| transient(e.to_string()))?;
+        state.keys.open_str(sealed::refresh_token(&row.id), refresh_ct).map_err(|e| transient(e.to_string()))?;
     state.provider_client.refresh(def, &creds, &refresh_token).await.map_err(|e| match e {
         TokenError::InvalidGrant(_) => RefreshFailure::Grant(e.to_string()),
         TokenError::Unavailable { retry_after, .. } => RefreshFailure::Transient { reason: e.to_string(), retry_after },
@@ -521,7 +505,7 @@ mod tests {
         assert_eq!(after.access_token_ct, reconnected.access_token_ct);
         assert_eq!(after.refresh_token_ct, reconnected.refresh_token_ct);
         assert_eq!((after.failure_count, after.next_attempt_at), (0, None));
-        let access = state.keys.open_str(aad(ACCESS_TOKEN, "c1"), &after.access_token_ct).unwrap();
+        let access = state.keys.open_str(sealed::access_token("c1"), &after.access_token_ct).unwrap();
         assert_eq!(access.expose(), "new-grant-access");
     }
 }

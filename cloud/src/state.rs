@@ -1,12 +1,15 @@
-//! Shared application state handed to every handler.
+//! The application state every handler and domain function gets: infrastructure only
+//! (database, key ring, configuration, provider registry and client, audit writer,
+//! metrics). Domain rules live in the domain modules, which take `&AppState`; nothing
+//! here imports them.
 
 use crate::audit::AuditWriter;
 use crate::config::Config;
 use crate::crypto::KeyRing;
 use crate::oauth::client::ProviderClient;
 use crate::providers::ProviderRegistry;
-use crate::refresh::Flights;
 use crate::sandbox::Sandbox;
+use crate::single_flight::KeyedLocks;
 use crate::store::Store;
 use std::sync::Arc;
 
@@ -24,8 +27,8 @@ pub struct Inner {
     pub provider_client: ProviderClient,
     /// The sandbox provider, when this process serves it.
     pub sandbox: Option<Sandbox>,
-    /// In-process single flight of refreshes.
-    pub flights: Flights,
+    /// In-process single flight of refreshes, one lock per connection.
+    pub flights: KeyedLocks,
     /// Names this process in refresh leases.
     pub instance_id: String,
     /// Batching writer of hot-path audit events.
@@ -54,7 +57,7 @@ impl AppState {
             providers,
             provider_client,
             sandbox,
-            flights: Flights::default(),
+            flights: KeyedLocks::default(),
             instance_id: uuid::Uuid::new_v4().to_string(),
             audit,
             metrics: Arc::new(crate::metrics::Metrics::default()),

@@ -1,15 +1,14 @@
-//! Extractors whose rejections speak the contract's error shape, and the caller's
-//! network facts (client IP, user agent) for audit and rate limits.
+//! Extractors whose rejections speak the contract's error shape. (Who is calling, and
+//! from where, is `crate::access`.)
 
 use crate::error::Error;
-use crate::state::AppState;
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use latchkey_shared::ErrorCode;
 use serde::de::DeserializeOwned;
-use std::net::SocketAddr;
 
 /// JSON body; malformed, mistyped or unknown fields answer 400, too large 413,
 /// wrong content type 415 — all in the contract's shape.
@@ -70,39 +69,6 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
     }
 }
 
-/// Where a request came from, for audit events and per-IP limits.
-#[derive(Clone, Debug)]
-pub struct ClientMeta {
-    pub ip: String,
-    pub user_agent: Option<String>,
-}
-
-impl FromRequestParts<AppState> for ClientMeta {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string())
-            .unwrap_or_else(|| "unknown".to_owned());
-        let forwarded = state
-            .config
-            .trust_forwarded_for
-            .then(|| {
-                parts.headers.get("x-forwarded-for")?.to_str().ok()?.split(',').next().map(str::trim).map(str::to_owned)
-            })
-            .flatten()
-            .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok());
-        let user_agent = parts
-            .headers
-            .get(axum::http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(256).collect());
-        Ok(ClientMeta { ip: forwarded.unwrap_or(peer), user_agent })
-    }
-}
-
 /// Query parameters with a contract-shaped rejection.
 pub struct Query<T>(pub T);
 
@@ -114,5 +80,33 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Query<T
             .await
             .map(|axum::extract::Query(value)| Query(value))
             .map_err(|rejection| Error::bad_request(rejection.body_text()))
+    }
+}
+
+/// The raw body, for an endpoint that judges it after the credential (the token
+/// endpoint); too large answers 413.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        match Bytes::from_request(req, state).await {
+            Ok(bytes) => Ok(RawBody(bytes)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large()),
+            Err(e) => Err(Error::bad_request(e.body_text())),
+        }
+    }
+}
+
+/// A form body, or `None` when it is missing or malformed: OAuth endpoints answer that
+/// in their own words.
+pub struct MaybeForm<T>(pub Option<T>);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for MaybeForm<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        Ok(MaybeForm(axum::Form::<T>::from_request(req, state).await.ok().map(|axum::Form(value)| value)))
     }
 }

@@ -1,17 +1,55 @@
-//! The HTTP surface: the router, its middleware (once, here), the OpenAPI document and
-//! the contract-shaped answers for unknown routes, wrong methods and panics.
+//! The HTTP layer: every route and page, one file per resource, over the domain
+//! services. The router, its middleware (once, here), the OpenAPI document and the
+//! contract-shaped answers for unknown routes, wrong methods and panics are in this file.
+//!
+//! # Adding an endpoint
+//!
+//! 1. **Domain first.** The rule goes in the domain module that owns the resource
+//!    (`crate::orgs`, `crate::apps`, `crate::connections`, …) as one `pub async fn` that
+//!    takes `&AppState`, the `&Principal` and the parsed request, checks the PAT scope
+//!    (`principal.require(Scope::…)`) and org access (`crate::access::authorize`), and
+//!    returns `crate::error::Result<T>`. Request and answer types derive `Deserialize`
+//!    (with `deny_unknown_fields`) / `Serialize` and `utoipa::ToSchema` there.
+//! 2. **Handler here**, in the resource's file: extract (`Principal` or
+//!    `MaybePrincipal`, `ClientMeta`, and `extract::{Json, Path, Query}`, whose
+//!    rejections already speak the contract's error shape), call the one domain function,
+//!    map the answer (`axum::Json`, `StatusCode::NO_CONTENT`, `NoStore` for anything that
+//!    carries a token or secret). Three to ten lines; no SQL, no rules.
+//! 3. **OpenAPI.** Annotate the handler with `#[utoipa::path(…)]` (tag, params, request
+//!    body, every status it can answer) and add it to the file's `router()` with
+//!    `routes!(…)`. The document at `/openapi.json` is generated from that list; refresh
+//!    the snapshot with `UPDATE_OPENAPI=1 cargo test -p latchkey-e2e openapi` and review
+//!    the diff in `docs/openapi.json`.
+//! 4. **Test** over real HTTP in `tests/e2e/` (both backends where storage is involved):
+//!    what a user would check, including the error rows.
+//!
+//! A page is the same recipe in `pages/`: a handler that renders a template with
+//! `pages::render`, and sends a signed-out browser to sign in.
 
+pub mod accounts;
+pub mod apps;
+pub mod audit;
+pub mod connection_token;
+pub mod connections;
+pub mod consent;
+pub mod cookies;
+pub mod devices;
 pub mod extract;
+pub mod ops;
+pub mod orgs;
+pub mod pages;
+pub mod pats;
+pub mod response;
+
+pub use response::NoStore;
 
 use crate::error::Error;
-use crate::routes;
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::Router;
 use latchkey_shared::ErrorCode;
-use serde::Serialize;
 use std::sync::Arc;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -44,14 +82,16 @@ struct ApiDoc;
 /// Every documented route, and the OpenAPI document generated from the same list.
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(routes::ops::router())
-        .merge(routes::accounts::router())
-        .merge(routes::orgs::router())
-        .merge(routes::tokens::router())
-        .merge(routes::apps::router())
-        .merge(routes::connections::router())
-        .merge(routes::connection_token::router())
-        .merge(routes::devices::router())
+        .merge(ops::router())
+        .merge(accounts::router())
+        .merge(orgs::router())
+        .merge(pats::router())
+        .merge(apps::router())
+        .merge(consent::router())
+        .merge(connections::router())
+        .merge(connection_token::router())
+        .merge(audit::router())
+        .merge(devices::router())
         .split_for_parts()
 }
 
@@ -75,7 +115,8 @@ pub fn app(state: AppState) -> Router {
                 async move { axum::Json(spec.as_ref().clone()) }
             }),
         )
-        .merge(crate::pages::router())
+        .merge(pages::router())
+        .merge(consent::page_router())
         .route("/metrics", axum::routing::get(crate::metrics::serve).with_state(Arc::clone(&metrics)))
         .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&metrics), crate::metrics::track))
         .fallback(|| async { Error::not_found("no such endpoint") })
@@ -106,16 +147,4 @@ pub fn app(state: AppState) -> Router {
             tracing::error!("a request handler panicked");
             Error::client(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::ServerError, "internal error").into_response()
         }))
-}
-
-/// A JSON answer that carries a token or secret: never cached.
-pub struct NoStore<T>(pub T);
-
-impl<T: Serialize> IntoResponse for NoStore<T> {
-    fn into_response(self) -> Response {
-        let mut response = axum::Json(self.0).into_response();
-        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        response.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-        response
-    }
 }

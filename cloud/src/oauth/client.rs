@@ -7,7 +7,7 @@
 //! `invalid_grant` (also inside an HTTP 200, as GitHub sends it), and because providers'
 //! quirks (Slack's nested user token, JSON token requests) live in the registry data.
 
-use crate::apps::AppCredentials;
+use crate::oauth::credentials::AppCredentials;
 use crate::providers::{ProviderDef, TokenAuthMethod, TokenRequestFormat};
 use base64::Engine;
 use latchkey_shared::secret::SecretString;

@@ -1,6 +1,6 @@
 //! `/v1/orgs/*`: thin handlers over `crate::orgs`.
 
-use crate::auth::Principal;
+use crate::access::Principal;
 use crate::error::Result;
 use crate::http::extract::{Json, Path, Query};
 use crate::orgs::{self, CreateOrg, Member, Org, SetRole, UpdateOrg};

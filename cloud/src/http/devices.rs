@@ -1,14 +1,14 @@
 //! Device pairing endpoints (RFC 8628) and the RFC 7009 revocation endpoint for PATs.
 
-use crate::auth::Principal;
-use crate::devices::{self, Device, DeviceAuthorization, DeviceToken, UserCode, DEVICE_GRANT};
+use crate::access::ClientMeta;
+use crate::access::Principal;
+use crate::devices::{self, Device, DeviceAuthorization, DeviceToken, TokenRequest, UserCode};
 use crate::error::Result;
-use crate::http::extract::{ClientMeta, Json, Path};
+use crate::http::extract::{Json, MaybeForm, Path};
 use crate::http::NoStore;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Form;
 use latchkey_shared::ErrorBody;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
@@ -39,17 +39,10 @@ struct DeviceAuthorizationRequest {
 async fn device_authorization(
     State(state): State<AppState>,
     meta: ClientMeta,
-    form: std::result::Result<Form<DeviceAuthorizationRequest>, axum::extract::rejection::FormRejection>,
+    MaybeForm(form): MaybeForm<DeviceAuthorizationRequest>,
 ) -> Result<NoStore<DeviceAuthorization>> {
-    let client_id = form.ok().and_then(|Form(f)| f.client_id).unwrap_or_default();
+    let client_id = form.and_then(|f| f.client_id).unwrap_or_default();
     Ok(NoStore(devices::start(&state, &client_id, &meta).await?))
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-struct TokenRequest {
-    grant_type: Option<String>,
-    device_code: Option<String>,
-    client_id: Option<String>,
 }
 
 /// The token endpoint; only the device-code grant.
@@ -57,18 +50,8 @@ struct TokenRequest {
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, body = DeviceToken),
               (status = 400, body = ErrorBody, description = "authorization_pending, slow_down, access_denied, expired_token, invalid_grant")))]
-async fn token(
-    State(state): State<AppState>,
-    form: std::result::Result<Form<TokenRequest>, axum::extract::rejection::FormRejection>,
-) -> Result<NoStore<DeviceToken>> {
-    let Ok(Form(req)) = form else {
-        return Err(crate::error::Error::bad_request("expected an application/x-www-form-urlencoded body"));
-    };
-    if req.grant_type.as_deref() != Some(DEVICE_GRANT) {
-        return Err(devices::oauth_error("unsupported_grant_type", "only the device_code grant is supported here"));
-    }
-    let device_code = req.device_code.unwrap_or_default();
-    Ok(NoStore(devices::poll(&state, &device_code, req.client_id.as_deref().unwrap_or_default()).await?))
+async fn token(State(state): State<AppState>, MaybeForm(req): MaybeForm<TokenRequest>) -> Result<NoStore<DeviceToken>> {
+    Ok(NoStore(devices::token(&state, req).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -81,11 +64,8 @@ struct RevokeRequest {
 /// RFC 7009: revoke a PAT by presenting it (an agent logging out). Always 200.
 #[utoipa::path(post, path = "/oauth/revoke", tag = "devices",
     request_body(content = RevokeRequest, content_type = "application/x-www-form-urlencoded"), responses((status = 200)))]
-async fn revoke(
-    State(state): State<AppState>,
-    form: std::result::Result<Form<RevokeRequest>, axum::extract::rejection::FormRejection>,
-) -> Result<StatusCode> {
-    if let Ok(Form(RevokeRequest { token: Some(token), .. })) = form {
+async fn revoke(State(state): State<AppState>, MaybeForm(form): MaybeForm<RevokeRequest>) -> Result<StatusCode> {
+    if let Some(RevokeRequest { token: Some(token), .. }) = form {
         devices::revoke_token(&state, &token).await?;
     }
     Ok(StatusCode::OK)

@@ -1,6 +1,6 @@
 //! `/v1/tokens`: personal access tokens, over `crate::pats`.
 
-use crate::auth::Principal;
+use crate::access::Principal;
 use crate::error::Result;
 use crate::http::extract::{Json, Path};
 use crate::http::NoStore;

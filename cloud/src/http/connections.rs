@@ -1,43 +1,18 @@
-//! Consent start over the API, and the caller's own connections.
+//! The caller's own connections.
 
-use crate::auth::Principal;
+use crate::access::Principal;
 use crate::connections::{self, Connection};
 use crate::error::Result;
 use crate::http::extract::Path;
-use crate::oauth::consent;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use latchkey_shared::ErrorBody;
-use serde::Serialize;
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(authorize))
-        .routes(routes!(list_all))
-        .routes(routes!(list_in_org))
-        .routes(routes!(get_one, disconnect))
-}
-
-#[derive(Serialize, ToSchema)]
-struct AuthorizeUrl {
-    /// Open in the member's browser (a new tab); the provider returns to `/oauth/callback`.
-    authorize_url: String,
-}
-
-/// Start a consent for a connector; the state is bound to this login.
-#[utoipa::path(post, path = "/v1/orgs/{org}/connectors/{key}/authorize", tag = "connections",
-    params(("org" = String, Path), ("key" = String, Path)),
-    responses((status = 200, body = AuthorizeUrl), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn authorize(
-    State(state): State<AppState>,
-    principal: Principal,
-    Path((org, key)): Path<(String, String)>,
-) -> Result<axum::Json<AuthorizeUrl>> {
-    Ok(axum::Json(AuthorizeUrl { authorize_url: consent::start(&state, &principal, &org, &key).await? }))
+    OpenApiRouter::new().routes(routes!(list_all)).routes(routes!(list_in_org)).routes(routes!(get_one, disconnect))
 }
 
 /// The caller's connections in every org.

@@ -1,17 +1,13 @@
 //! Providers, managed apps (admins) and connectors (admins write, members read).
 
-use crate::apps::{self, Connector, ManagedApp, PutApp, PutConnector};
-use crate::auth::Principal;
+use crate::access::Principal;
+use crate::apps::{self, Connector, ManagedApp, Provider, PutApp, PutConnector};
 use crate::error::Result;
 use crate::http::extract::{Json, Path};
-use crate::providers::{Pkce, TokenAuthMethod};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use latchkey_shared::ErrorBody;
-use serde::Serialize;
-use std::collections::BTreeMap;
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -24,52 +20,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(put_connector, delete_connector))
 }
 
-/// A provider as listed: its public facts, never anything of an org's app.
-#[derive(Debug, Serialize, ToSchema)]
-struct Provider {
-    name: String,
-    display_name: String,
-    scopes: Vec<String>,
-    scope_separator: String,
-    #[schema(value_type = String)]
-    pkce: Pkce,
-    #[schema(value_type = String)]
-    token_auth_method: TokenAuthMethod,
-    authorization_url: String,
-    token_url: String,
-    revocation_url: Option<String>,
-    userinfo_url: Option<String>,
-    issuer: Option<String>,
-    extra_authorize_params: BTreeMap<String, String>,
-    rotates_refresh_tokens: bool,
-    docs_url: Option<String>,
-}
-
 /// Every provider: the built-in registry plus the operator's config-file providers.
 #[utoipa::path(get, path = "/v1/providers", tag = "apps", responses((status = 200, body = Vec<Provider>), (status = 401, body = ErrorBody)))]
 async fn list_providers(State(state): State<AppState>, _principal: Principal) -> axum::Json<Vec<Provider>> {
-    axum::Json(
-        state
-            .providers
-            .iter()
-            .map(|p| Provider {
-                name: p.name.clone(),
-                display_name: p.display_name.clone(),
-                scopes: p.scopes.clone(),
-                scope_separator: p.scope_separator.clone(),
-                pkce: p.pkce,
-                token_auth_method: p.token_auth_method,
-                authorization_url: p.authorization_url.clone(),
-                token_url: p.token_url.clone(),
-                revocation_url: p.revocation_url.clone(),
-                userinfo_url: p.userinfo_url.clone(),
-                issuer: p.issuer.clone(),
-                extra_authorize_params: p.extra_authorize_params.clone(),
-                rotates_refresh_tokens: p.rotates_refresh_tokens,
-                docs_url: p.docs_url.clone(),
-            })
-            .collect(),
-    )
+    axum::Json(apps::providers(&state))
 }
 
 /// The org's managed apps (admins): client id hint only, never the secret.

@@ -1,14 +1,16 @@
-//! `/v1/auth/*`, `/v1/me`, `/v1/sessions`: thin handlers over `crate::accounts`.
+//! `/v1/auth/*`, `/v1/me`, `/v1/sessions`: over `crate::accounts`.
 
+use crate::access::ClientMeta;
+use crate::access::Principal;
 use crate::accounts::{self, LoginRequest, RefreshRequest, RegisterRequest, Session, TokenPair, User};
-use crate::auth::{Principal, SESSION_COOKIE};
 use crate::error::Result;
-use crate::http::extract::{ClientMeta, Json, Path};
+use crate::http::cookies;
+use crate::http::extract::{Json, Path};
 use crate::http::NoStore;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use axum_extra::extract::cookie::CookieJar;
 use latchkey_shared::ErrorBody;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -47,14 +49,7 @@ async fn login(
     Json(req): Json<LoginRequest>,
 ) -> Result<(CookieJar, NoStore<TokenPair>)> {
     let login = accounts::login(&state, req, &meta).await?;
-    let cookie = Cookie::build((SESSION_COOKIE, login.cookie_secret.expose().clone()))
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .secure(state.config.secure_cookies())
-        .path("/")
-        .max_age(time::Duration::seconds(login.max_age_secs))
-        .build();
-    Ok((jar.add(cookie), NoStore(login.tokens)))
+    Ok((jar.add(cookies::session(&state, &login)), NoStore(login.tokens)))
 }
 
 /// Trade a refresh token for a new pair. Replaying a used one revokes the whole login.
@@ -77,7 +72,7 @@ async fn logout(
 ) -> Result<(CookieJar, StatusCode)> {
     let session_id = principal.require_login()?;
     accounts::logout(&state, session_id).await?;
-    Ok((jar.remove(Cookie::build(SESSION_COOKIE).path("/")), StatusCode::NO_CONTENT))
+    Ok((jar.remove(cookies::cleared()), StatusCode::NO_CONTENT))
 }
 
 /// The calling user.

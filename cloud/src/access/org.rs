@@ -1,0 +1,132 @@
+//! Who may see and act in an org, decided once (`check`), in the contract's order: an
+//! unknown org, or a private one the caller is not a member of, does not exist for them
+//! (404); a PAT bound to another org, or a non-member of a public org, is refused (403
+//! `not_a_member`); then the role the action needs.
+
+use super::Principal;
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use axum::http::StatusCode;
+use latchkey_shared::ErrorCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Member,
+    Admin,
+    Owner,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Member => "member",
+        }
+    }
+
+    pub fn parse(s: &str) -> Role {
+        match s {
+            "owner" => Role::Owner,
+            "admin" => Role::Admin,
+            _ => Role::Member,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    Public,
+    Private,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Public => "public",
+            Visibility::Private => "private",
+        }
+    }
+
+    pub fn parse(s: &str) -> Visibility {
+        if s == "public" {
+            Visibility::Public
+        } else {
+            Visibility::Private
+        }
+    }
+}
+
+/// An org as its caller sees it; `role` is null for a public org the caller has not joined.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Org {
+    pub id: String,
+    pub slug: String,
+    pub name: String,
+    pub visibility: Visibility,
+    pub role: Option<Role>,
+}
+
+/// What the caller needs to be in the org for an action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// Anyone who may see the org (public, or a member of a private one).
+    Visible,
+    Member,
+    Admin,
+    Owner,
+}
+
+/// Resolves `{org}` (slug or id) for `principal` and checks `need`.
+pub async fn authorize(state: &AppState, principal: &Principal, org_ref: &str, need: Need) -> Result<Org> {
+    let row: Option<(String, String, String, String, Option<String>)> = sqlx::query_as(
+        "select o.id, o.slug, o.name, o.visibility, m.role from orgs o \
+         left join memberships m on m.org_id = o.id and m.user_id = $2 \
+         where o.id = $1 or o.slug = $1",
+    )
+    .bind(org_ref)
+    .bind(&principal.user_id)
+    .fetch_optional(state.store.pool())
+    .await?;
+    let org = row.map(|(id, slug, name, visibility, role)| Org {
+        id,
+        slug,
+        name,
+        visibility: Visibility::parse(&visibility),
+        role: role.as_deref().map(Role::parse),
+    });
+    check(principal, org, need)
+}
+
+/// The one rule: may `principal` do what needs `need` in `org` (as found, with the
+/// caller's role; `None` when no org matched)?
+pub fn check(principal: &Principal, org: Option<Org>, need: Need) -> Result<Org> {
+    let org = org.ok_or_else(org_not_found)?;
+    if org.visibility == Visibility::Private && org.role.is_none() {
+        return Err(org_not_found());
+    }
+    if !principal.allows_org(&org.id) {
+        return Err(not_a_member("this token is bound to another org"));
+    }
+    match (need, org.role) {
+        (Need::Visible, _) => Ok(org),
+        (_, None) => Err(not_a_member("you are not a member of this org")),
+        (Need::Member, Some(_)) => Ok(org),
+        (Need::Admin, Some(r)) if r >= Role::Admin => Ok(org),
+        (Need::Owner, Some(Role::Owner)) => Ok(org),
+        (Need::Admin, _) => Err(Error::forbidden("only the org's owners and admins can do this")),
+        (Need::Owner, _) => Err(Error::forbidden("only the org's owners can do this")),
+    }
+}
+
+fn org_not_found() -> Error {
+    Error::not_found("no such org")
+}
+
+fn not_a_member(why: &str) -> Error {
+    Error::client(StatusCode::FORBIDDEN, ErrorCode::NotAMember, why)
+}

@@ -1,0 +1,107 @@
+//! The one PAT verifier. A presented PAT is parsed (format and checksum, so a mistyped
+//! token costs no database look-up), looked up by its SHA-256 hash, and judged: unknown,
+//! revoked or expired answer 401. `last_used_at` is kept at minute granularity.
+//!
+//! The token endpoint reads the org, the membership and the connection in the PAT's own
+//! round trip: it passes `Joined` columns and joins, and gets its row back beside the
+//! verified principal. Every other caller uses `verify`.
+
+use super::{Principal, Via, LAST_USED_GRANULARITY_SECS};
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use crate::store::now;
+use latchkey_shared::{Pat, ScopeSet};
+use sqlx::any::AnyRow;
+use sqlx::FromRow;
+
+/// The PAT's columns, under names no joined table uses; `p` is the PAT's alias.
+const PAT_COLUMNS: &str = "p.id as pat_id, p.user_id as pat_user_id, p.scopes as pat_scopes, \
+                           p.org_id as pat_org_id, p.expires_at as pat_expires_at, \
+                           p.revoked_at as pat_revoked_at, p.last_used_at as pat_last_used_at";
+
+/// The columns that decide whether a presented PAT is good.
+#[derive(Debug, sqlx::FromRow)]
+struct PatRow {
+    pat_id: String,
+    pat_user_id: String,
+    pat_scopes: String,
+    pat_org_id: Option<String>,
+    pat_expires_at: Option<i64>,
+    pat_revoked_at: Option<i64>,
+    pat_last_used_at: Option<i64>,
+}
+
+/// What a caller reads in the PAT's own query: extra `columns`, the `joins` that supply
+/// them (the PAT is `p`, its hash is `$1`), and the values of `$2`, `$3`, … in order.
+pub struct Joined<'a> {
+    pub columns: &'static str,
+    pub joins: &'static str,
+    pub binds: &'a [&'a str],
+}
+
+/// The principal behind a PAT.
+pub async fn verify(state: &AppState, token: &str) -> Result<Principal> {
+    let joined = Joined { columns: "", joins: "", binds: &[] };
+    verify_joined::<Nothing>(state, token, &joined).await.map(|(principal, Nothing)| principal)
+}
+
+/// The principal behind a PAT, and the caller's `joined` row read with it.
+pub async fn verify_joined<X>(state: &AppState, token: &str, joined: &Joined<'_>) -> Result<(Principal, X)>
+where
+    X: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+{
+    let pat = Pat::parse(token).map_err(|e| Error::unauthenticated(e.to_string()))?;
+    let separator = if joined.columns.is_empty() { "" } else { ", " };
+    let sql = format!(
+        "select {PAT_COLUMNS}{separator}{} from pats p {} where p.token_hash = $1",
+        joined.columns, joined.joins
+    );
+    let mut query = sqlx::query_as::<_, WithPat<X>>(&sql).bind(pat.hash());
+    for value in joined.binds {
+        query = query.bind(*value);
+    }
+    let row = query.fetch_optional(state.store.pool()).await?;
+    let WithPat { pat, joined } = row.ok_or_else(|| Error::unauthenticated("unknown personal access token"))?;
+    Ok((judge(state, pat).await?, joined))
+}
+
+/// Revoked or expired → 401; otherwise the principal, after keeping `last_used_at`.
+async fn judge(state: &AppState, row: PatRow) -> Result<Principal> {
+    let now = now();
+    if row.pat_revoked_at.is_some() {
+        return Err(Error::unauthenticated("personal access token was revoked"));
+    }
+    if row.pat_expires_at.is_some_and(|t| t <= now) {
+        return Err(Error::unauthenticated("personal access token has expired"));
+    }
+    if row.pat_last_used_at.is_none_or(|t| now - t >= LAST_USED_GRANULARITY_SECS) {
+        sqlx::query("update pats set last_used_at = $1 where id = $2")
+            .bind(now)
+            .bind(&row.pat_id)
+            .execute(state.store.pool())
+            .await?;
+    }
+    let scopes = ScopeSet::from_db(&row.pat_scopes).map_err(|e| anyhow::anyhow!("stored scopes: {e}"))?;
+    Ok(Principal { user_id: row.pat_user_id, via: Via::Pat { pat_id: row.pat_id, scopes, org_id: row.pat_org_id } })
+}
+
+/// A PAT row with a caller's joined columns beside it.
+struct WithPat<X> {
+    pat: PatRow,
+    joined: X,
+}
+
+impl<'r, X: FromRow<'r, AnyRow>> FromRow<'r, AnyRow> for WithPat<X> {
+    fn from_row(row: &'r AnyRow) -> sqlx::Result<Self> {
+        Ok(WithPat { pat: PatRow::from_row(row)?, joined: X::from_row(row)? })
+    }
+}
+
+/// No joined columns.
+struct Nothing;
+
+impl FromRow<'_, AnyRow> for Nothing {
+    fn from_row(_: &AnyRow) -> sqlx::Result<Self> {
+        Ok(Nothing)
+    }
+}

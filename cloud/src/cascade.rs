@@ -1,0 +1,20 @@
+//! What goes when something goes. Removing an org's managed app or a member ends
+//! connections that the app or the membership made possible; the rules are listed here
+//! so the modules that own apps and orgs call one function and need not know how
+//! connections end (revoked at the provider first, then forgotten; see
+//! `connections::disconnect_all`).
+
+use crate::connections::{self, Which};
+use crate::error::Result;
+use crate::state::AppState;
+
+/// A managed app is being deleted: every connection made with it is disconnected first,
+/// while the app's credentials still exist to revoke at the provider.
+pub async fn app_deleted(state: &AppState, app_id: &str, actor: &str) -> Result<()> {
+    connections::disconnect_all(state, Which::App(app_id), actor).await
+}
+
+/// A member left or was removed: their connections in the org end.
+pub async fn member_removed(state: &AppState, org_id: &str, user_id: &str, actor: &str) -> Result<()> {
+    connections::disconnect_all(state, Which::Member { org_id, user_id }, actor).await
+}

@@ -1,0 +1,85 @@
+//! The org page: a card per connector, with the member's connection and what to do next.
+
+use super::{browser_session, render, to_login};
+use crate::access::{MaybePrincipal, Need, Org, Principal};
+use crate::apps::{self, Connector};
+use crate::connections::{self, Connection};
+use crate::error::{Error, Result};
+use crate::http::extract::Path;
+use crate::state::AppState;
+use crate::{access, accounts};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use latchkey_shared::ErrorCode;
+use minijinja::context;
+
+pub async fn org_page(
+    State(state): State<AppState>,
+    principal: MaybePrincipal,
+    Path(org_ref): Path<String>,
+) -> Result<Response> {
+    let Some(principal) = browser_session(principal) else { return Ok(to_login(&format!("/orgs/{org_ref}"))) };
+    let (org, cards) = cards(&state, &principal, &org_ref).await?;
+    let me = accounts::me(&state, &principal.user_id).await?;
+    render(StatusCode::OK, "org.html", context! { org => org, connectors => cards, username => me.username })
+}
+
+/// A card on the org page.
+#[derive(serde::Serialize)]
+struct Card {
+    key: String,
+    provider_display_name: String,
+    description: String,
+    app_configured: bool,
+    status: String,
+    status_label: &'static str,
+    connect_label: &'static str,
+    account: String,
+}
+
+impl Card {
+    fn new(connector: Connector, connection: Option<&Connection>) -> Self {
+        let status = connection.map(|c| c.status.clone()).unwrap_or_else(|| "none".to_owned());
+        let status_label = match status.as_str() {
+            "active" => "Active",
+            "needs_reauth" => "Needs reauthorisation",
+            "revoked" => "Revoked",
+            _ => "Not connected",
+        };
+        Card {
+            key: connector.key,
+            provider_display_name: connector.provider_display_name,
+            description: connector.description,
+            app_configured: connector.app_configured,
+            connect_label: if connection.is_some() { "Reconnect" } else { "Connect" },
+            account: connection
+                .map(|c| c.account_name.clone().unwrap_or_else(|| c.account_id.clone()))
+                .unwrap_or_default(),
+            status,
+            status_label,
+        }
+    }
+}
+
+/// The org and one card per connector, for a member.
+async fn cards(state: &AppState, principal: &Principal, org_ref: &str) -> Result<(Org, Vec<Card>)> {
+    let org = access::authorize(state, principal, org_ref, Need::Visible).await?;
+    if org.role.is_none() {
+        return Err(Error::client(
+            StatusCode::FORBIDDEN,
+            ErrorCode::NotAMember,
+            "join this org first (POST /v1/orgs/{org}/join)",
+        ));
+    }
+    let connectors = apps::list_connectors(state, principal, &org.id).await?;
+    let mine = connections::list(state, principal, Some(&org.id)).await?;
+    let cards = connectors
+        .into_iter()
+        .map(|connector| {
+            let connection = mine.iter().find(|m| m.connector_key == connector.key);
+            Card::new(connector, connection)
+        })
+        .collect();
+    Ok((org, cards))
+}
