@@ -1,4 +1,4 @@
-//! PAT scopes and their defaults (API.md "Scopes").
+//! PAT scopes and their defaults (docs/api.md, "Scopes").
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -130,3 +130,58 @@ fn org_not_found() -> Error {
 fn not_a_member(why: &str) -> Error {
     Error::client(StatusCode::FORBIDDEN, ErrorCode::NotAMember, why)
 }
+
+#[cfg(test)]
+#[allow(clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::access::Via;
+    use latchkey_shared::ScopeSet;
+
+    fn login() -> Principal {
+        Principal { user_id: "u1".into(), via: Via::Session { session_id: "s1".into() } }
+    }
+
+    fn pat_bound_to(org_id: &str) -> Principal {
+        Principal {
+            user_id: "u1".into(),
+            via: Via::Pat { pat_id: "p1".into(), scopes: ScopeSet::defaults(), org_id: Some(org_id.into()) },
+        }
+    }
+
+    fn org(visibility: Visibility, role: Option<Role>) -> Option<Org> {
+        Some(Org { id: "o1".into(), slug: "acme".into(), name: "Acme".into(), visibility, role })
+    }
+
+    /// The error code `check` answers with, or "ok".
+    fn verdict(principal: &Principal, org: Option<Org>, need: Need) -> String {
+        match check(principal, org, need) {
+            Ok(_) => "ok".to_owned(),
+            Err(Error::Client { status, code, .. }) => format!("{} {}", status.as_u16(), code.as_str()),
+            Err(other) => panic!("not a client error: {other}"),
+        }
+    }
+
+    /// The contract's order: hidden before bound-elsewhere before membership before role.
+    #[test]
+    fn org_access_follows_the_contracts_order() {
+        use Visibility::{Private, Public};
+        let cases = [
+            (login(), None, Need::Visible, "404 not_found"),
+            (login(), org(Private, None), Need::Visible, "404 not_found"),
+            (pat_bound_to("o2"), org(Private, None), Need::Member, "404 not_found"),
+            (pat_bound_to("o2"), org(Public, Some(Role::Owner)), Need::Visible, "403 not_a_member"),
+            (pat_bound_to("o1"), org(Public, Some(Role::Member)), Need::Member, "ok"),
+            (login(), org(Public, None), Need::Visible, "ok"),
+            (login(), org(Public, None), Need::Member, "403 not_a_member"),
+            (login(), org(Private, Some(Role::Member)), Need::Member, "ok"),
+            (login(), org(Public, Some(Role::Member)), Need::Admin, "403 forbidden"),
+            (login(), org(Public, Some(Role::Admin)), Need::Admin, "ok"),
+            (login(), org(Public, Some(Role::Admin)), Need::Owner, "403 forbidden"),
+            (login(), org(Public, Some(Role::Owner)), Need::Owner, "ok"),
+        ];
+        for (n, (principal, org, need, expected)) in cases.into_iter().enumerate() {
+            assert_eq!(verdict(&principal, org, need), expected, "case {n}");
+        }
+    }
+}

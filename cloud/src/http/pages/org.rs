@@ -4,14 +4,13 @@ use super::{browser_session, render, to_login};
 use crate::access::{MaybePrincipal, Need, Org, Principal};
 use crate::apps::{self, Connector};
 use crate::connections::{self, Connection};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::http::extract::Path;
 use crate::state::AppState;
 use crate::{access, accounts};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use latchkey_shared::ErrorCode;
 use minijinja::context;
 
 pub async fn org_page(
@@ -64,14 +63,7 @@ impl Card {
 
 /// The org and one card per connector, for a member.
 async fn cards(state: &AppState, principal: &Principal, org_ref: &str) -> Result<(Org, Vec<Card>)> {
-    let org = access::authorize(state, principal, org_ref, Need::Visible).await?;
-    if org.role.is_none() {
-        return Err(Error::client(
-            StatusCode::FORBIDDEN,
-            ErrorCode::NotAMember,
-            "join this org first (POST /v1/orgs/{org}/join)",
-        ));
-    }
+    let org = access::authorize(state, principal, org_ref, Need::Member).await?;
     let connectors = apps::list_connectors(state, principal, &org.id).await?;
     let mine = connections::list(state, principal, Some(&org.id)).await?;
     let cards = connectors

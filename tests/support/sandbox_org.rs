@@ -1,0 +1,77 @@
+//! A ready org with a managed sandbox app and a connector, and a consent driven through
+//! the pages as a browser would.
+
+use crate::*;
+use reqwest::Method;
+use serde_json::Value;
+
+/// An org `acme` with a managed sandbox app and a `sandbox` connector, an admin and a
+/// member, against a cloud that serves the sandbox provider.
+pub struct SandboxOrg {
+    pub admin: User,
+    pub member: User,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+impl SandboxOrg {
+    /// Against a cloud that serves the sandbox itself.
+    pub async fn setup(api: &Api) -> Self {
+        Self::setup_at(api, api, &api.base).await
+    }
+
+    /// Against a sandbox served by another process (`sandbox`), for clouds whose public
+    /// URL is `public` (replicas behind one URL).
+    pub async fn setup_at(api: &Api, sandbox: &Api, public: &str) -> Self {
+        let admin = api.user("admin").await;
+        let member = api.user("member").await;
+        api.org(&admin, "acme", "public").await;
+        api.send(Method::POST, "/v1/orgs/acme/join", Some(&member.access), None).await.ok(200);
+        let client_id = format!("sandbox-client-{}", uuid::Uuid::new_v4().simple());
+        let client_secret = format!("sandbox-secret-{}", uuid::Uuid::new_v4().simple());
+        // Register the app at the provider, as an admin would in its console.
+        sandbox
+            .post(
+                "/sandbox/admin/clients",
+                None,
+                json!({"client_id": client_id, "client_secret": client_secret, "redirect_uri": format!("{public}/oauth/callback")}),
+            )
+        .await
+        .ok(201);
+        api.put(
+            "/v1/orgs/acme/apps/sandbox",
+            Some(&admin.access),
+            json!({"client_id": client_id, "client_secret": client_secret}),
+        )
+        .await
+        .ok(200);
+        api.put(
+            "/v1/orgs/acme/connectors/sandbox",
+            Some(&admin.access),
+            json!({"provider": "sandbox", "scopes": ["profile", "items:read"], "description": "Sandbox listening history"}),
+        )
+        .await
+        .ok(200);
+        SandboxOrg { admin, member, client_id, client_secret }
+    }
+
+    /// Sets sandbox faults (see `PUT /sandbox/admin/faults`).
+    pub async fn faults(api: &Api, faults: Value) {
+        let r = api.put("/sandbox/admin/faults", None, faults).await;
+        assert!(r.status.is_success(), "setting faults failed: {}", r.text);
+    }
+
+    pub async fn stats(api: &Api) -> Value {
+        api.get("/sandbox/admin/stats", None).await.ok(200)
+    }
+}
+
+/// Consents as `user` in a fresh browser with the sandbox approving at once; returns the
+/// browser and the callback page.
+pub async fn consent(api: &Api, user: &User, org: &str, key: &str) -> (Browser, Reply) {
+    let browser = Browser::new();
+    assert!(browser.login(&api.base, user).await.status.is_redirection());
+    SandboxOrg::faults(api, json!({"auto_approve": true})).await;
+    let (_, page) = browser.follow(&format!("{}/connect/{org}/{key}", api.base)).await;
+    (browser, page)
+}
