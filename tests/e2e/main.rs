@@ -14,5 +14,6 @@ mod orgs;
 mod pats;
 mod quickstart;
 mod replicas;
+mod secret_scan;
 mod single_flight;
 mod token;
