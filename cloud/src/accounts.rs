@@ -31,9 +31,13 @@ const MAX_PASSWORD_LEN: usize = 256;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
+    /// 3 to 32 characters of a-z, 0-9, `_` and `-`.
+    #[schema(min_length = 3, max_length = 32, pattern = "^[A-Za-z0-9_-]{3,32}$")]
     pub username: String,
-    #[schema(value_type = String, format = Password)]
+    /// At least 10 characters, and not easy to guess (zxcvbn score 3 or more).
+    #[schema(value_type = String, format = Password, min_length = 10, max_length = 256)]
     pub password: SecretString,
 }
 

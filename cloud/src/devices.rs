@@ -150,8 +150,11 @@ struct CodeRow {
 // The form an agent posts to `/oauth/token`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct TokenRequest {
+    #[schema(required = true, min_length = 1)]
     grant_type: Option<String>,
+    #[schema(required = true, min_length = 1)]
     device_code: Option<String>,
+    #[schema(required = true, min_length = 1)]
     client_id: Option<String>,
 }
 

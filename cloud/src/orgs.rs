@@ -15,8 +15,15 @@ use utoipa::ToSchema;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrg {
-    /// 2–32 characters of a-z, 0-9 and `-`.
+    /// 2–32 characters of a-z, 0-9 and `-`, not starting or ending with `-`.
+    #[schema(min_length = 2, max_length = 32, pattern = "^[a-z0-9][a-z0-9-]{0,30}[a-z0-9]$")]
     pub slug: String,
+    /// 1 to 100 printable characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
     pub visibility: Visibility,
 }
@@ -24,6 +31,11 @@ pub struct CreateOrg {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOrg {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: Option<String>,
     pub visibility: Option<Visibility>,
 }

@@ -16,12 +16,20 @@ use utoipa::ToSchema;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePat {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
     /// Defaults to `connections:read`. `connections:token` is never a default.
+    #[schema(min_items = 1)]
     pub scopes: Option<Vec<Scope>>,
     /// 1–3650 days; no expiry when absent.
+    #[schema(minimum = 1, maximum = 3650)]
     pub expires_in_days: Option<u32>,
     /// Bind the token to one org (slug or id): it acts nowhere else.
+    #[schema(min_length = 1)]
     pub org: Option<String>,
 }
 

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct ConnectionTokenRequest {
     /// Org slug or id.
+    #[schema(min_length = 1)]
     pub org: String,
+    #[schema(min_length = 1)]
     pub connector_key: String,
 }
 

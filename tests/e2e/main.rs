@@ -8,6 +8,7 @@ mod apps;
 mod bad_input;
 mod browser;
 mod consent;
+mod contract_fuzz;
 mod keys;
 mod openapi;
 mod orgs;

@@ -27,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct DeviceAuthorizationRequest {
+    #[schema(required = true, min_length = 1)]
     client_id: Option<String>,
     #[allow(dead_code)]
     scope: Option<String>,
@@ -35,7 +36,7 @@ struct DeviceAuthorizationRequest {
 /// Start pairing a device: a device code for the agent, a user code for the member.
 #[utoipa::path(post, path = "/oauth/device_authorization", tag = "devices",
     request_body(content = DeviceAuthorizationRequest, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, body = DeviceAuthorization), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = DeviceAuthorization), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn device_authorization(
     State(state): State<AppState>,
     meta: ClientMeta,
@@ -56,18 +57,24 @@ async fn token(State(state): State<AppState>, MaybeForm(req): MaybeForm<TokenReq
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct RevokeRequest {
+    #[schema(required = true, min_length = 1)]
     token: Option<String>,
     #[allow(dead_code)]
     token_type_hint: Option<String>,
 }
 
-/// RFC 7009: revoke a PAT by presenting it (an agent logging out). Always 200.
+/// RFC 7009: revoke a PAT by presenting it (an agent logging out).
 #[utoipa::path(post, path = "/oauth/revoke", tag = "devices",
-    request_body(content = RevokeRequest, content_type = "application/x-www-form-urlencoded"), responses((status = 200)))]
+    request_body(content = RevokeRequest, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "revoked, or unknown (RFC 7009)"), (status = 400, body = ErrorBody, description = "`invalid_request`: no `token`")))]
 async fn revoke(State(state): State<AppState>, MaybeForm(form): MaybeForm<RevokeRequest>) -> Result<StatusCode> {
-    if let Some(RevokeRequest { token: Some(token), .. }) = form {
-        devices::revoke_token(&state, &token).await?;
-    }
+    // RFC 7009 2.1: `token` is required; an unknown or already revoked one is still a 200.
+    let Some(RevokeRequest { token: Some(token), .. }) =
+        form.filter(|f| f.token.as_deref().is_some_and(|t| !t.is_empty()))
+    else {
+        return Err(devices::oauth_error("invalid_request", "the `token` parameter is required"));
+    };
+    devices::revoke_token(&state, &token).await?;
     Ok(StatusCode::OK)
 }
 
@@ -86,7 +93,7 @@ async fn approve(
 
 /// Deny a device's user code.
 #[utoipa::path(post, path = "/v1/devices/deny", tag = "devices", request_body = UserCode,
-    responses((status = 204), (status = 400, body = ErrorBody)))]
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn deny(
     State(state): State<AppState>,
     principal: Principal,

@@ -35,6 +35,7 @@ pub mod consent;
 pub mod cookies;
 pub mod devices;
 pub mod extract;
+pub mod openapi;
 pub mod ops;
 pub mod orgs;
 pub mod pages;
@@ -81,7 +82,7 @@ struct ApiDoc;
 
 /// Every documented route, and the OpenAPI document generated from the same list.
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut spec) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(ops::router())
         .merge(accounts::router())
         .merge(orgs::router())
@@ -92,7 +93,9 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(connection_token::router())
         .merge(audit::router())
         .merge(devices::router())
-        .split_for_parts()
+        .split_for_parts();
+    openapi::complete(&mut spec);
+    (router, spec)
 }
 
 /// The OpenAPI 3.1 document of the API, as served at `/openapi.json`.

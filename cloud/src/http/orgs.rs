@@ -109,7 +109,8 @@ async fn remove_member(
 
 /// Change a member's role (owners).
 #[utoipa::path(put, path = "/v1/orgs/{org}/members/{user_id}", tag = "orgs", params(("org" = String, Path), ("user_id" = String, Path)),
-    request_body = SetRole, responses((status = 200, body = Member), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    request_body = SetRole, responses((status = 200, body = Member), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "the org would be left without an owner", body = ErrorBody)))]
 async fn set_role(
     State(state): State<AppState>,
     principal: Principal,

@@ -18,7 +18,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Create a PAT. The token appears in this answer only.
 #[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = CreatePat,
-    responses((status = 201, body = CreatedPat), (status = 400, body = ErrorBody), (status = 403, description = "needs a login, not a PAT", body = ErrorBody)))]
+    responses((status = 201, body = CreatedPat), (status = 400, body = ErrorBody), (status = 403, description = "needs a login, not a PAT", body = ErrorBody),
+        (status = 404, description = "`org` names no org the caller may see", body = ErrorBody)))]
 async fn create_token(
     State(state): State<AppState>,
     principal: Principal,
