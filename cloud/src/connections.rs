@@ -242,6 +242,11 @@ pub enum Which<'a> {
     App(&'a str),
     /// A member's connections in an org (they left or were removed).
     Member { org_id: &'a str, user_id: &'a str },
+    /// Every connection of a connector (it is being deleted).
+    Connector { org_id: &'a str, key: &'a str },
+    /// A connector's connections made with another provider than `provider` (the
+    /// connector now points at `provider`, so those grants belong to no connector).
+    ConnectorNotOn { org_id: &'a str, key: &'a str, provider: &'a str },
 }
 
 /// Disconnects every connection `which` selects (see `crate::cascade` for when).
@@ -257,6 +262,21 @@ pub async fn disconnect_all(state: &AppState, which: Which<'_>, actor: &str) -> 
             sqlx::query_scalar("select id from connections where org_id = $1 and user_id = $2")
                 .bind(org_id)
                 .bind(user_id)
+                .fetch_all(state.store.pool())
+                .await?
+        }
+        Which::Connector { org_id, key } => {
+            sqlx::query_scalar("select id from connections where org_id = $1 and connector_key = $2")
+                .bind(org_id)
+                .bind(key)
+                .fetch_all(state.store.pool())
+                .await?
+        }
+        Which::ConnectorNotOn { org_id, key, provider } => {
+            sqlx::query_scalar("select id from connections where org_id = $1 and connector_key = $2 and provider <> $3")
+                .bind(org_id)
+                .bind(key)
+                .bind(provider)
                 .fetch_all(state.store.pool())
                 .await?
         }

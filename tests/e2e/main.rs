@@ -7,6 +7,7 @@ mod agent;
 mod apps;
 mod bad_input;
 mod browser;
+mod cascades;
 mod consent;
 mod keys;
 mod openapi;
