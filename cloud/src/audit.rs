@@ -230,22 +230,25 @@ struct AuditRow {
     created_at: i64,
 }
 
-/// Newest first; `filter` is `actor` (a user's own events) or `org`.
+/// Newest first: a user's own events (`by_actor`), an org's (`by_org`), or a user's own
+/// in one org (both: what a PAT bound to that org may see of its user's).
 pub async fn list(store: &Store, by_actor: Option<&str>, by_org: Option<&str>, limit: i64) -> Result<Vec<AuditEntry>> {
-    let (clause, value) = match (by_actor, by_org) {
-        (Some(a), _) => ("a.actor_id = $1", a),
-        (None, Some(o)) => ("a.org_id = $1", o),
+    let (clause, values) = match (by_actor, by_org) {
+        (Some(a), Some(o)) => ("a.actor_id = $2 and a.org_id = $3", vec![a, o]),
+        (Some(a), None) => ("a.actor_id = $2", vec![a]),
+        (None, Some(o)) => ("a.org_id = $2", vec![o]),
         (None, None) => return Ok(Vec::new()),
     };
-    let rows: Vec<AuditRow> = sqlx::query_as(&format!(
+    let sql = format!(
         "select a.id, a.org_id, a.actor_id, a.pat_id, p.name as pat_name, a.action, a.target, a.outcome, a.ip, \
          a.user_agent, a.detail, a.created_at from audit_events a left join pats p on p.id = a.pat_id \
-         where {clause} order by a.created_at desc, a.id desc limit $2"
-    ))
-    .bind(value)
-    .bind(limit.clamp(1, 1000))
-    .fetch_all(store.pool())
-    .await?;
+         where {clause} order by a.created_at desc, a.id desc limit $1"
+    );
+    let mut query = sqlx::query_as::<_, AuditRow>(&sql).bind(limit.clamp(1, 1000));
+    for value in values {
+        query = query.bind(value);
+    }
+    let rows = query.fetch_all(store.pool()).await?;
     Ok(rows
         .into_iter()
         .map(|r| AuditEntry {

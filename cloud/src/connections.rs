@@ -65,15 +65,19 @@ impl From<ConnectionRow> for Connection {
 const SELECT: &str = "select c.id, o.slug, c.connector_key, c.provider, c.status, c.account_id, c.account_name, \
                       c.scopes, c.expires_at, c.connected_at from connections c join orgs o on o.id = c.org_id";
 
-/// The caller's connections, in every org (or one org).
+/// The caller's connections, in every org (or one org); a PAT bound to an org sees only
+/// that org's.
 pub async fn list(state: &AppState, principal: &Principal, org_ref: Option<&str>) -> Result<Vec<Connection>> {
     principal.require(Scope::ConnectionsRead)?;
-    let rows: Vec<ConnectionRow> = match org_ref {
-        Some(org_ref) => {
-            let org = authorize(state, principal, org_ref, Need::Member).await?;
+    let org_id = match org_ref {
+        Some(org_ref) => Some(authorize(state, principal, org_ref, Need::Member).await?.id),
+        None => principal.bound_org().map(str::to_owned),
+    };
+    let rows: Vec<ConnectionRow> = match org_id {
+        Some(org_id) => {
             sqlx::query_as(&format!("{SELECT} where c.user_id = $1 and c.org_id = $2 order by c.connector_key"))
                 .bind(&principal.user_id)
-                .bind(&org.id)
+                .bind(&org_id)
                 .fetch_all(state.store.pool())
                 .await?
         }

@@ -12,6 +12,7 @@ mod consent;
 mod keys;
 mod openapi;
 mod orgs;
+mod pat_binding;
 mod pats;
 mod quickstart;
 mod replicas;
