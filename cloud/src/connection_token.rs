@@ -26,6 +26,11 @@ pub async fn answer(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<ConnectionTokenResponse> {
+    // The audit log cannot take events: no token may leave without one, so none leaves.
+    if state.audit.is_failing() {
+        Metrics::count(&state.metrics.token_answers, ErrorCode::ServiceUnavailable.as_str());
+        return Err(audit_unavailable("the audit log cannot be written"));
+    }
     let mut trace = Trace::default();
     let result = check_and_issue(state, headers, body, &mut trace).await;
     let outcome = match &result {
@@ -35,15 +40,19 @@ pub async fn answer(
     };
     Metrics::count(&state.metrics.token_answers, outcome);
     if state.audit.send(trace.into_event(meta, outcome)).await.is_err() {
-        return Err(Error::Client {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: ErrorCode::ServiceUnavailable,
-            description: "the audit log is backed up; retry shortly".into(),
-            retry_after: Some(1),
-            connect_url: None,
-        });
+        return Err(audit_unavailable("the audit log is backed up"));
     }
     result
+}
+
+fn audit_unavailable(why: &str) -> Error {
+    Error::Client {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        code: ErrorCode::ServiceUnavailable,
+        description: format!("{why}; retry shortly"),
+        retry_after: Some(1),
+        connect_url: None,
+    }
 }
 
 /// What the audit event of an answer knows, filled in as the checks learn who and what.

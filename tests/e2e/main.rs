@@ -5,6 +5,7 @@
 mod accounts;
 mod agent;
 mod apps;
+mod audit_loss;
 mod bad_input;
 mod browser;
 mod cascades;
