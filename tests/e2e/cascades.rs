@@ -4,7 +4,10 @@
 
 use latchkey_e2e::{backend_tests, consent, json, Api, Backend, Cloud, SandboxOrg, TestDb};
 
-backend_tests!(a_deleted_connector_stops_serving_tokens, a_connector_moved_to_another_provider_stops_serving_old_grants);
+backend_tests!(
+    a_deleted_connector_stops_serving_tokens,
+    a_connector_moved_to_another_provider_stops_serving_old_grants
+);
 
 fn ask() -> serde_json::Value {
     json!({"org": "acme", "connector_key": "sandbox"})

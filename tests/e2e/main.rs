@@ -17,5 +17,6 @@ mod pat_binding;
 mod pats;
 mod quickstart;
 mod replicas;
+mod sandbox_exposure;
 mod single_flight;
 mod token;

@@ -18,12 +18,20 @@ async fn second_org(api: &Api, admin: &User, member: &User) {
     )
     .await
     .ok(201);
-    api.put("/v1/orgs/beta/apps/sandbox", Some(&admin.access), json!({"client_id": client_id, "client_secret": client_secret}))
-        .await
-        .ok(200);
-    api.put("/v1/orgs/beta/connectors/sandbox", Some(&admin.access), json!({"provider": "sandbox", "scopes": ["profile"]}))
-        .await
-        .ok(200);
+    api.put(
+        "/v1/orgs/beta/apps/sandbox",
+        Some(&admin.access),
+        json!({"client_id": client_id, "client_secret": client_secret}),
+    )
+    .await
+    .ok(200);
+    api.put(
+        "/v1/orgs/beta/connectors/sandbox",
+        Some(&admin.access),
+        json!({"provider": "sandbox", "scopes": ["profile"]}),
+    )
+    .await
+    .ok(200);
     let (_, page) = consent(api, member, "beta", "sandbox").await;
     assert_eq!(page.status, 200, "{}", page.text);
 }
