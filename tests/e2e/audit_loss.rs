@@ -2,7 +2,7 @@
 //! held events are retried, never dropped, and the token endpoint refuses (503) until
 //! they are in.
 
-use latchkey_e2e::{backend_tests, consent, json, Backend, Cloud, SandboxOrg, TestDb};
+use latchkey_e2e::{backend_tests, json, Backend, Cloud, SandboxOrg, TestDb};
 use std::time::{Duration, Instant};
 
 backend_tests!(a_failing_audit_log_stops_token_answers_instead_of_dropping_events);
@@ -28,24 +28,14 @@ async fn refuse_audit_inserts(db: &TestDb, refuse: bool) {
 }
 
 async fn issued_events(db: &TestDb) -> i64 {
-    let raw = db.raw().await;
-    let n: i64 = sqlx::query_scalar(
-        "select count(*) from audit_events where action = 'connection.token' and outcome = 'issued'",
-    )
-    .fetch_one(&raw)
-    .await
-    .unwrap();
-    raw.close().await;
-    n
+    db.count("select count(*) from audit_events where action = 'connection.token' and outcome = 'issued'").await
 }
 
 async fn a_failing_audit_log_stops_token_answers_instead_of_dropping_events(backend: Backend) {
     let db = TestDb::new(backend).await;
     let cloud = Cloud::start_with(&db, |c| c.sandbox = true).await;
     let api = cloud.api();
-    let org = SandboxOrg::setup(&api).await;
-    let (_, page) = consent(&api, &org.member, "acme", "sandbox").await;
-    assert_eq!(page.status, 200, "{}", page.text);
+    let org = SandboxOrg::with_member_connected(&api).await;
     let (_, pat) = api.pat(&org.member, &["connections:token"]).await;
     let fetch = || api.post("/oauth/connection-token", Some(&pat), json!({"org": "acme", "connector_key": "sandbox"}));
     fetch().await.ok(200);

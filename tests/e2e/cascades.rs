@@ -19,19 +19,14 @@ async fn revocations(api: &Api) -> u64 {
 
 /// A member connected and fetching tokens with a PAT; returns the org and the PAT.
 async fn connected(api: &Api) -> (SandboxOrg, String) {
-    let org = SandboxOrg::setup(api).await;
-    let (_, page) = consent(api, &org.member, "acme", "sandbox").await;
-    assert_eq!(page.status, 200, "{}", page.text);
+    let org = SandboxOrg::with_member_connected(api).await;
     let (_, pat) = api.pat(&org.member, &["connections:token"]).await;
     api.post("/oauth/connection-token", Some(&pat), ask()).await.ok(200);
     (org, pat)
 }
 
 async fn connections_in_db(db: &TestDb) -> i64 {
-    let raw = db.raw().await;
-    let n: i64 = sqlx::query_scalar("select count(*) from connections").fetch_one(&raw).await.unwrap();
-    raw.close().await;
-    n
+    db.count("select count(*) from connections").await
 }
 
 async fn a_deleted_connector_stops_serving_tokens(backend: Backend) {

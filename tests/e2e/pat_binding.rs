@@ -1,7 +1,7 @@
 //! A PAT bound to one org sees nothing of its user's other orgs, in the listings that span
 //! orgs as in the org routes.
 
-use latchkey_e2e::{backend_tests, consent, json, Api, Backend, Cloud, SandboxOrg, TestDb, User};
+use latchkey_e2e::{backend_tests, consent, json, publish_sandbox, Api, Backend, Cloud, SandboxOrg, TestDb, User};
 
 backend_tests!(an_org_bound_pat_sees_nothing_of_other_orgs);
 
@@ -10,28 +10,7 @@ backend_tests!(an_org_bound_pat_sees_nothing_of_other_orgs);
 async fn second_org(api: &Api, admin: &User, member: &User) {
     api.org(admin, "beta", "public").await;
     api.send(reqwest::Method::POST, "/v1/orgs/beta/join", Some(&member.access), None).await.ok(200);
-    let (client_id, client_secret) = ("beta-client", "beta-secret");
-    api.post(
-        "/sandbox/admin/clients",
-        None,
-        json!({"client_id": client_id, "client_secret": client_secret, "redirect_uri": format!("{}/oauth/callback", api.base)}),
-    )
-    .await
-    .ok(201);
-    api.put(
-        "/v1/orgs/beta/apps/sandbox",
-        Some(&admin.access),
-        json!({"client_id": client_id, "client_secret": client_secret}),
-    )
-    .await
-    .ok(200);
-    api.put(
-        "/v1/orgs/beta/connectors/sandbox",
-        Some(&admin.access),
-        json!({"provider": "sandbox", "scopes": ["profile"]}),
-    )
-    .await
-    .ok(200);
+    publish_sandbox(api, api, &api.base, admin, "beta").await;
     let (_, page) = consent(api, member, "beta", "sandbox").await;
     assert_eq!(page.status, 200, "{}", page.text);
 }
@@ -40,9 +19,7 @@ async fn an_org_bound_pat_sees_nothing_of_other_orgs(backend: Backend) {
     let db = TestDb::new(backend).await;
     let cloud = Cloud::start_with(&db, |c| c.sandbox = true).await;
     let api = cloud.api();
-    let org = SandboxOrg::setup(&api).await;
-    let (_, page) = consent(&api, &org.member, "acme", "sandbox").await;
-    assert_eq!(page.status, 200, "{}", page.text);
+    let org = SandboxOrg::with_member_connected(&api).await;
     second_org(&api, &org.admin, &org.member).await;
     let acme_id = api.get("/v1/orgs/acme", Some(&org.member.access)).await.ok(200)["id"].as_str().unwrap().to_owned();
 
