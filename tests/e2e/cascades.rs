@@ -2,11 +2,13 @@
 //! connections made under it (revoked at the provider, as an app's deletion does), so the
 //! token endpoint stops serving them.
 
-use latchkey_e2e::{backend_tests, consent, json, Api, Backend, Cloud, SandboxOrg, TestDb};
+use latchkey_e2e::{backend_tests, consent, json, Api, Backend, Browser, Cloud, SandboxOrg, TestDb};
 
 backend_tests!(
     a_deleted_connector_stops_serving_tokens,
-    a_connector_moved_to_another_provider_stops_serving_old_grants
+    a_connector_moved_to_another_provider_stops_serving_old_grants,
+    a_consent_finished_after_its_connector_moved_serves_no_token,
+    a_grant_left_under_a_moved_connector_is_not_served
 );
 
 fn ask() -> serde_json::Value {
@@ -80,4 +82,50 @@ async fn a_connector_moved_to_another_provider_stops_serving_old_grants(backend:
     .await
     .ok(200);
     api.post("/oauth/connection-token", Some(&pat), ask()).await.ok(200);
+}
+
+/// The consent was started on the old provider and comes back after the connector moved:
+/// its grant is for no connector of the org.
+async fn a_consent_finished_after_its_connector_moved_serves_no_token(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let cloud = Cloud::start_with(&db, |c| c.sandbox = true).await;
+    let api = cloud.api();
+    let org = SandboxOrg::setup(&api).await;
+    let (_, pat) = api.pat(&org.member, &["connections:token"]).await;
+    let browser = Browser::new();
+    assert!(browser.login(&api.base, &org.member).await.status.is_redirection());
+    SandboxOrg::faults(&api, json!({"auto_approve": true})).await;
+    let start = browser.get(&format!("{}/connect/acme/sandbox", api.base)).await;
+    let back = browser.get(start.header("location").unwrap()).await;
+    let callback = back.header("location").unwrap().to_owned();
+
+    api.put(
+        "/v1/orgs/acme/apps/github",
+        Some(&org.admin.access),
+        json!({"client_id": "gh-client", "client_secret": "gh-secret"}),
+    )
+    .await
+    .ok(200);
+    api.put("/v1/orgs/acme/connectors/sandbox", Some(&org.admin.access), json!({"provider": "github", "scopes": []}))
+        .await
+        .ok(200);
+    browser.follow(&callback).await;
+
+    api.post("/oauth/connection-token", Some(&pat), ask()).await.assert_error(404, "not_found");
+    assert_eq!(connections_in_db(&db).await, 0, "nothing stored for the moved connector");
+}
+
+/// Whatever leaves a grant under a connector that no longer has its provider (a consent
+/// storing its grant just after the move's cascade ran), the token endpoint serves it to
+/// no one.
+async fn a_grant_left_under_a_moved_connector_is_not_served(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let cloud = Cloud::start_with(&db, |c| c.sandbox = true).await;
+    let api = cloud.api();
+    let (_, pat) = connected(&api).await;
+    // The move as the race leaves it: the connector changed, its connection stayed.
+    let raw = db.raw().await;
+    sqlx::query("update connectors set provider = 'github'").execute(&raw).await.unwrap();
+    raw.close().await;
+    api.post("/oauth/connection-token", Some(&pat), ask()).await.assert_error(404, "not_found");
 }
