@@ -2,7 +2,7 @@
 //! connections made under it (revoked at the provider, as an app's deletion does), so the
 //! token endpoint stops serving them.
 
-use latchkey_e2e::{backend_tests, consent, json, Api, Backend, Browser, Cloud, SandboxOrg, TestDb};
+use latchkey_e2e::{backend_tests, consent, json, Api, Backend, Browser, Cloud, SandboxOrg, TestDb, User};
 
 backend_tests!(
     a_deleted_connector_stops_serving_tokens,
@@ -25,6 +25,14 @@ async fn connected(api: &Api) -> (SandboxOrg, String) {
     let (_, pat) = api.pat(&org.member, &["connections:token"]).await;
     api.post("/oauth/connection-token", Some(&pat), ask()).await.ok(200);
     (org, pat)
+}
+
+/// The admin gives the org a GitHub app and points the `sandbox` connector at it.
+async fn move_to_github(api: &Api, admin: &User) {
+    let github_app = json!({"client_id": "gh-client", "client_secret": "gh-secret"});
+    api.put("/v1/orgs/acme/apps/github", Some(&admin.access), github_app).await.ok(200);
+    let moved = json!({"provider": "github", "scopes": []});
+    api.put("/v1/orgs/acme/connectors/sandbox", Some(&admin.access), moved).await.ok(200);
 }
 
 async fn connections_in_db(db: &TestDb) -> i64 {
@@ -54,16 +62,7 @@ async fn a_connector_moved_to_another_provider_stops_serving_old_grants(backend:
     let before = revocations(&api).await;
 
     // Same scopes and key, another provider: the old grant is for none of the org's connectors.
-    api.put(
-        "/v1/orgs/acme/apps/github",
-        Some(&org.admin.access),
-        json!({"client_id": "gh-client", "client_secret": "gh-secret"}),
-    )
-    .await
-    .ok(200);
-    api.put("/v1/orgs/acme/connectors/sandbox", Some(&org.admin.access), json!({"provider": "github", "scopes": []}))
-        .await
-        .ok(200);
+    move_to_github(&api, &org.admin).await;
 
     api.post("/oauth/connection-token", Some(&pat), ask()).await.assert_error(404, "not_found");
     assert_eq!(connections_in_db(&db).await, 0);
@@ -99,16 +98,7 @@ async fn a_consent_finished_after_its_connector_moved_serves_no_token(backend: B
     let back = browser.get(start.header("location").unwrap()).await;
     let callback = back.header("location").unwrap().to_owned();
 
-    api.put(
-        "/v1/orgs/acme/apps/github",
-        Some(&org.admin.access),
-        json!({"client_id": "gh-client", "client_secret": "gh-secret"}),
-    )
-    .await
-    .ok(200);
-    api.put("/v1/orgs/acme/connectors/sandbox", Some(&org.admin.access), json!({"provider": "github", "scopes": []}))
-        .await
-        .ok(200);
+    move_to_github(&api, &org.admin).await;
     browser.follow(&callback).await;
 
     api.post("/oauth/connection-token", Some(&pat), ask()).await.assert_error(404, "not_found");
