@@ -50,18 +50,19 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     Ok(AppState::new(store, config, keys, providers, sandbox))
 }
 
-/// The sandbox provider when asked for, and only in dev mode or on a loopback listener:
-/// anyone who reaches it can mint "provider" tokens. Its admin hooks need a secret: the
-/// configured one, or a random one printed here (on stdout, not in the logs).
+/// The sandbox provider when asked for, and only in dev mode or on a loopback listener
+/// with a loopback public URL: anyone who reaches it can mint "provider" tokens. Its
+/// admin hooks need a secret: the configured one, or a random one printed here (on
+/// stdout, not in the logs).
 fn sandbox_for(config: &Config) -> Option<crate::sandbox::Sandbox> {
     if !config.sandbox {
         return None;
     }
-    if !config.dev && !config.listen.ip().is_loopback() {
-        tracing::warn!(listen = %config.listen, "NOT serving the sandbox provider: it needs a loopback listen address or dev mode");
+    let public = config.public_url();
+    if !config.dev && !(config.listen.ip().is_loopback() && loopback_url(&public)) {
+        tracing::warn!(listen = %config.listen, public_url = %public, "NOT serving the sandbox provider: it needs a loopback listen address and public URL, or dev mode");
         return None;
     }
-    let public = config.public_url();
     let secret = match config.sandbox_admin_secret.as_ref().filter(|s| !s.expose().is_empty()) {
         Some(secret) => secret.clone(),
         None => {
@@ -75,6 +76,13 @@ fn sandbox_for(config: &Config) -> Option<crate::sandbox::Sandbox> {
     };
     tracing::warn!(base = %format!("{public}/sandbox"), "serving the SANDBOX OAuth provider: for demos and tests only");
     Some(crate::sandbox::Sandbox::new(format!("{public}/sandbox"), &secret))
+}
+
+fn loopback_url(url: &str) -> bool {
+    let host = url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host.trim_matches(|c| c == '[' || c == ']').parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests.

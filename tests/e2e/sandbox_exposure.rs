@@ -56,6 +56,16 @@ async fn a_forced_sandbox_is_not_served_on_a_public_listen_address() {
     assert!(proc.log_text().contains("NOT serving the sandbox provider"));
     drop(proc);
 
+    // Loopback behind a public proxy is public too.
+    let proxied = [
+        ("LATCHKEY_PUBLIC_URL", "https://latchkey.example.com"),
+        ("LATCHKEY_SANDBOX", "1"),
+        ("LATCHKEY_SANDBOX_FORCE", "1"),
+    ];
+    let proc = CloudProcess::spawn(&db, &proxied).await;
+    assert!(!serves_sandbox(&proc).await, "log:\n{}", proc.log_text());
+    drop(proc);
+
     // Dev mode, a developer's own machine, may still serve it there.
     let port = free_port();
     let listen = format!("0.0.0.0:{port}");
