@@ -59,7 +59,8 @@ fn sandbox_for(config: &Config) -> Option<crate::sandbox::Sandbox> {
         return None;
     }
     let public = config.public_url();
-    if !config.dev && !(config.listen.ip().is_loopback() && loopback_url(&public)) {
+    let allowed = config.dev || (config.listen.ip().is_loopback() && loopback_url(&public));
+    if !allowed {
         tracing::warn!(listen = %config.listen, public_url = %public, "NOT serving the sandbox provider: it needs a loopback listen address and public URL, or dev mode");
         return None;
     }
