@@ -334,7 +334,7 @@ pub async fn me(state: &AppState, user_id: &str) -> Result<User> {
 /// newest first.
 pub async fn audit(state: &AppState, principal: &Principal, limit: i64) -> Result<Vec<AuditEntry>> {
     principal.require(latchkey_shared::Scope::AuditRead)?;
-    audit::list(&state.store, Some(&principal.user_id), None, limit).await
+    audit::list(&state.store, Some(&principal.user_id), principal.bound_org(), limit).await
 }
 
 pub async fn sessions(state: &AppState, user_id: &str, current: Option<&str>) -> Result<Vec<Session>> {

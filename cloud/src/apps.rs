@@ -334,6 +334,7 @@ pub async fn put_connector(
     if description.chars().count() > 500 || description.chars().any(|c| c.is_control() && c != '\n') {
         return Err(Error::bad_request("description: at most 500 printable characters"));
     }
+    cascade::connector_moved(state, &org.id, key, &req.provider, &principal.user_id).await?;
     let now = now();
     sqlx::query(
         "insert into connectors (id, org_id, key, provider, scopes, consent_only, description, created_by, created_at, updated_at) \
@@ -383,6 +384,8 @@ async fn list_connectors_unchecked(state: &AppState, org_id: &str) -> Result<Vec
 pub async fn delete_connector(state: &AppState, principal: &Principal, org_ref: &str, key: &str) -> Result<()> {
     principal.require(Scope::AppsWrite)?;
     let org = authorize(state, principal, org_ref, Need::Admin).await?;
+    // Revoked at the provider first, as an app's deletion does.
+    cascade::connector_deleted(state, &org.id, key, &principal.user_id).await?;
     let done = sqlx::query("delete from connectors where org_id = $1 and key = $2")
         .bind(&org.id)
         .bind(key)

@@ -3,6 +3,8 @@
 
 use crate::error::Result;
 use crate::store::{new_id, now, Store};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// One event. `detail` is a small JSON object of non-secret facts.
 #[derive(Debug, Default)]
@@ -60,9 +62,15 @@ pub struct OwnedEvent {
 /// endpoint never waits on an audit insert. Its queue is bounded: when it is full the
 /// endpoint waits for room (backpressure: answers slow down to what the audit log can
 /// write), and only after [`QUEUE_WAIT`] refuses (503) rather than drop an event.
+///
+/// A batch that cannot be written is never dropped: the writer holds it and retries with
+/// backoff. After [`FAILING_AFTER`] failed attempts in a row it reports itself failing
+/// ([`AuditWriter::is_failing`]) and the endpoint refuses (503) instead of issuing tokens
+/// whose events could not be written either, until the held batch is in.
 #[derive(Clone, Debug)]
 pub struct AuditWriter {
     tx: tokio::sync::mpsc::Sender<OwnedEvent>,
+    failing: Arc<AtomicBool>,
 }
 
 /// The queue is full: the caller must refuse the request.
@@ -79,13 +87,19 @@ const BATCH_MAX: usize = 1024;
 const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
 /// How long a request waits for room in a full queue before it is refused.
 pub const QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Failed attempts at one batch after which the writer reports itself failing: a blip
+/// (a dropped connection) is retried unseen, a lasting fault stops token answers.
+pub const FAILING_AFTER: u32 = 3;
+/// The longest wait between two attempts at a held batch.
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl AuditWriter {
     /// Starts the writer task; it ends (after writing what is queued) when every
     /// `AuditWriter` clone is dropped.
     pub fn start(store: Store, capacity: usize) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
-        (AuditWriter { tx }, tokio::spawn(write_loop(store, rx)))
+        let failing = Arc::new(AtomicBool::new(false));
+        (AuditWriter { tx, failing: Arc::clone(&failing) }, tokio::spawn(write_loop(store, rx, failing)))
     }
 
     /// Queues `event`, waiting up to [`QUEUE_WAIT`] for room.
@@ -100,9 +114,15 @@ impl AuditWriter {
             Err(TrySendError::Closed(_)) => Err(QueueFull),
         }
     }
+
+    /// Whether the writer has failed [`FAILING_AFTER`] times in a row to write the batch
+    /// it holds: no new answer may count on its event being written.
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Acquire)
+    }
 }
 
-async fn write_loop(store: Store, mut rx: tokio::sync::mpsc::Receiver<OwnedEvent>) {
+async fn write_loop(store: Store, mut rx: tokio::sync::mpsc::Receiver<OwnedEvent>, failing: Arc<AtomicBool>) {
     let mut batch = Vec::with_capacity(BATCH_MAX);
     // The writer keeps a connection of its own: waiting in the pool's queue behind every
     // request in flight is what let the audit log fall behind under load.
@@ -116,7 +136,8 @@ async fn write_loop(store: Store, mut rx: tokio::sync::mpsc::Receiver<OwnedEvent
                 _ => break,
             }
         }
-        for attempt in 0..3 {
+        let mut failures: u32 = 0;
+        loop {
             let written = match conn.as_mut() {
                 Some(c) => insert_batch(c, &batch).await,
                 None => match store.pool().acquire().await {
@@ -124,19 +145,28 @@ async fn write_loop(store: Store, mut rx: tokio::sync::mpsc::Receiver<OwnedEvent
                     Err(e) => Err(e.into()),
                 },
             };
-            match written {
-                Ok(()) => break,
-                Err(e) => {
-                    // A fresh connection next time, in case this one is broken.
-                    conn = None;
-                    if attempt < 2 {
-                        tracing::warn!(error = %e, "audit batch insert failed; retrying");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    } else {
-                        tracing::error!(error = %e, events = batch.len(), "audit events could not be written");
-                    }
+            let Err(e) = written else {
+                if failures >= FAILING_AFTER {
+                    tracing::warn!(events = batch.len(), "audit log writable again: held events written");
                 }
+                failing.store(false, Ordering::Release);
+                break;
+            };
+            // A fresh connection next time, in case this one is broken.
+            conn = None;
+            failures = failures.saturating_add(1);
+            if store.pool().is_closed() {
+                // Shutting down: nothing can write them any more.
+                tracing::error!(error = %e, events = batch.len(), "audit events could not be written before shutdown");
+                break;
             }
+            if failures == FAILING_AFTER {
+                failing.store(true, Ordering::Release);
+                tracing::error!(error = %e, events = batch.len(), "audit events cannot be written; holding them and refusing token requests until they are");
+            } else if failures < FAILING_AFTER {
+                tracing::warn!(error = %e, "audit batch insert failed; retrying");
+            }
+            tokio::time::sleep(retry_delay(failures)).await;
         }
         batch.clear();
         // Idle: give the connection back to the pool until the next event.
@@ -144,6 +174,12 @@ async fn write_loop(store: Store, mut rx: tokio::sync::mpsc::Receiver<OwnedEvent
             conn = None;
         }
     }
+}
+
+/// 100 ms, doubling, at most [`RETRY_MAX`].
+fn retry_delay(failures: u32) -> std::time::Duration {
+    let ms = 100u64.saturating_mul(1 << failures.saturating_sub(1).min(10));
+    std::time::Duration::from_millis(ms).min(RETRY_MAX)
 }
 
 /// Writes `batch` in one transaction, [`CHUNK`] rows per statement.
@@ -230,22 +266,25 @@ struct AuditRow {
     created_at: i64,
 }
 
-/// Newest first; `filter` is `actor` (a user's own events) or `org`.
+/// Newest first: a user's own events (`by_actor`), an org's (`by_org`), or a user's own
+/// in one org (both: what a PAT bound to that org may see of its user's).
 pub async fn list(store: &Store, by_actor: Option<&str>, by_org: Option<&str>, limit: i64) -> Result<Vec<AuditEntry>> {
-    let (clause, value) = match (by_actor, by_org) {
-        (Some(a), _) => ("a.actor_id = $1", a),
-        (None, Some(o)) => ("a.org_id = $1", o),
+    let (clause, values) = match (by_actor, by_org) {
+        (Some(a), Some(o)) => ("a.actor_id = $2 and a.org_id = $3", vec![a, o]),
+        (Some(a), None) => ("a.actor_id = $2", vec![a]),
+        (None, Some(o)) => ("a.org_id = $2", vec![o]),
         (None, None) => return Ok(Vec::new()),
     };
-    let rows: Vec<AuditRow> = sqlx::query_as(&format!(
+    let sql = format!(
         "select a.id, a.org_id, a.actor_id, a.pat_id, p.name as pat_name, a.action, a.target, a.outcome, a.ip, \
          a.user_agent, a.detail, a.created_at from audit_events a left join pats p on p.id = a.pat_id \
-         where {clause} order by a.created_at desc, a.id desc limit $2"
-    ))
-    .bind(value)
-    .bind(limit.clamp(1, 1000))
-    .fetch_all(store.pool())
-    .await?;
+         where {clause} order by a.created_at desc, a.id desc limit $1"
+    );
+    let mut query = sqlx::query_as::<_, AuditRow>(&sql).bind(limit.clamp(1, 1000));
+    for value in values {
+        query = query.bind(value);
+    }
+    let rows = query.fetch_all(store.pool()).await?;
     Ok(rows
         .into_iter()
         .map(|r| AuditEntry {

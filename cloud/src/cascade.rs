@@ -1,5 +1,6 @@
-//! What goes when something goes. Removing an org's managed app or a member ends
-//! connections that the app or the membership made possible; the rules are listed here
+//! What goes when something goes. Removing an org's managed app, a connector or a member,
+//! or moving a connector to another provider, ends connections that made sense only with
+//! what was removed; the rules are listed here
 //! so the modules that own apps and orgs call one function and need not know how
 //! connections end (revoked at the provider first, then forgotten; see
 //! `connections::disconnect_all`).
@@ -17,4 +18,16 @@ pub async fn app_deleted(state: &AppState, app_id: &str, actor: &str) -> Result<
 /// A member left or was removed: their connections in the org end.
 pub async fn member_removed(state: &AppState, org_id: &str, user_id: &str, actor: &str) -> Result<()> {
     connections::disconnect_all(state, Which::Member { org_id, user_id }, actor).await
+}
+
+/// A connector is being deleted: its connections end with it, so no token is served or
+/// refreshed for a connector the org no longer publishes.
+pub async fn connector_deleted(state: &AppState, org_id: &str, key: &str, actor: &str) -> Result<()> {
+    connections::disconnect_all(state, Which::Connector { org_id, key }, actor).await
+}
+
+/// A connector now points at `provider`: its connections made with another provider's
+/// app end (revoked with that app while it still exists).
+pub async fn connector_moved(state: &AppState, org_id: &str, key: &str, provider: &str, actor: &str) -> Result<()> {
+    connections::disconnect_all(state, Which::ConnectorNotOn { org_id, key, provider }, actor).await
 }

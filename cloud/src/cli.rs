@@ -16,8 +16,9 @@ Settings (environment wins over the config file; flags win over both):
   LATCHKEY_MASTER_KEY        base64 of 32 bytes, or a ring \"2:<b64>,1:<b64>\" (first encrypts)
   LATCHKEY_MASTER_KEY_FILE   file holding the master key
   LATCHKEY_DEV=1             dev mode: generated master key, plain-http cookies, loud warning
-  LATCHKEY_SANDBOX=1         serve the sandbox OAuth provider (loopback public URLs only,
-                             unless LATCHKEY_SANDBOX_FORCE=1)
+  LATCHKEY_SANDBOX=1         serve the sandbox OAuth provider (dev mode, or loopback listen and public URL)
+  LATCHKEY_SANDBOX_ADMIN_SECRET  secret of the sandbox's admin hooks (X-Sandbox-Admin);
+                             unset: a random one, printed at start
   LATCHKEY_PROVIDER_TIMEOUT_SECS  timeout of calls to providers [default: 10]
   LATCHKEY_LOG_FORMAT        human | json
   LATCHKEY_TOKEN_RATE_LIMIT  connection-token requests per minute per PAT (0 = no limit)

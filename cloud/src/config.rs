@@ -56,9 +56,9 @@ pub struct Config {
     pub dev: bool,
     #[serde(deserialize_with = "flag")]
     pub sandbox: bool,
-    /// Serve the sandbox even when the public URL is not loopback.
-    #[serde(deserialize_with = "flag")]
-    pub sandbox_force: bool,
+    /// The secret the sandbox's admin hooks require (`X-Sandbox-Admin`); unset or empty:
+    /// a random one, printed at start.
+    pub sandbox_admin_secret: Option<SecretString>,
     /// Timeout of every call to a provider, in seconds.
     pub provider_timeout_secs: u64,
     /// A token expiring within this many seconds is refreshed before it is handed out.
@@ -104,7 +104,7 @@ impl Default for Config {
             active_key_version: None,
             dev: false,
             sandbox: false,
-            sandbox_force: false,
+            sandbox_admin_secret: None,
             provider_timeout_secs: 10,
             refresh_window_secs: 60,
             refresh_wait_secs: 15,
@@ -277,7 +277,7 @@ const ENV_KEYS: [&str; 24] = [
     "ACTIVE_KEY_VERSION",
     "DEV",
     "SANDBOX",
-    "SANDBOX_FORCE",
+    "SANDBOX_ADMIN_SECRET",
     "PROVIDER_TIMEOUT_SECS",
     "REFRESH_WINDOW_SECS",
     "REFRESH_WAIT_SECS",

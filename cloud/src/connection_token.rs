@@ -26,6 +26,11 @@ pub async fn answer(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<ConnectionTokenResponse> {
+    // The audit log cannot take events: no token may leave without one, so none leaves.
+    if state.audit.is_failing() {
+        Metrics::count(&state.metrics.token_answers, ErrorCode::ServiceUnavailable.as_str());
+        return Err(audit_unavailable("the audit log cannot be written"));
+    }
     let mut trace = Trace::default();
     let result = check_and_issue(state, headers, body, &mut trace).await;
     let outcome = match &result {
@@ -35,15 +40,19 @@ pub async fn answer(
     };
     Metrics::count(&state.metrics.token_answers, outcome);
     if state.audit.send(trace.into_event(meta, outcome)).await.is_err() {
-        return Err(Error::Client {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: ErrorCode::ServiceUnavailable,
-            description: "the audit log is backed up; retry shortly".into(),
-            retry_after: Some(1),
-            connect_url: None,
-        });
+        return Err(audit_unavailable("the audit log is backed up"));
     }
     result
+}
+
+fn audit_unavailable(why: &str) -> Error {
+    Error::Client {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        code: ErrorCode::ServiceUnavailable,
+        description: format!("{why}; retry shortly"),
+        retry_after: Some(1),
+        connect_url: None,
+    }
 }
 
 /// What the audit event of an answer knows, filled in as the checks learn who and what.
@@ -78,13 +87,16 @@ impl Trace {
 }
 
 /// The org, the caller's membership and the caller's connection, read in the PAT's own
-/// query (`$2` is the org's slug or id, `$3` the connector key).
+/// query (`$2` is the org's slug or id, `$3` the connector key). The connector must still
+/// exist with the connection's provider: a grant stored by a consent that finished after
+/// its connector was deleted or moved is served by no connector.
 const JOINED_COLUMNS: &str = "o.id as org_id, o.slug, o.name as org_name, o.visibility, m.role, \
      c.id as connection_id, c.status, c.consent_only, c.provider, c.access_token_ct, c.refresh_token_ct, \
-     c.token_type, c.expires_at, c.failure_count, c.next_attempt_at";
+     c.token_type, c.expires_at, c.failure_count, c.next_attempt_at, k.id as connector_id";
 const JOINS: &str = "left join orgs o on (o.id = $2 or o.slug = $2) \
      left join memberships m on m.org_id = o.id and m.user_id = p.user_id \
-     left join connections c on c.org_id = o.id and c.user_id = p.user_id and c.connector_key = $3";
+     left join connections c on c.org_id = o.id and c.user_id = p.user_id and c.connector_key = $3 \
+     left join connectors k on k.org_id = o.id and k.key = $3 and k.provider = c.provider";
 
 #[derive(sqlx::FromRow)]
 struct Lookup {
@@ -103,6 +115,7 @@ struct Lookup {
     expires_at: Option<i64>,
     failure_count: Option<i64>,
     next_attempt_at: Option<i64>,
+    connector_id: Option<String>,
 }
 
 impl Lookup {
@@ -117,9 +130,13 @@ impl Lookup {
         })
     }
 
-    /// Row 6: the caller's active, consent-only connection in a public org.
+    /// Row 6: the caller's active, consent-only connection in a public org, of a connector
+    /// that still exists with the connection's provider.
     fn connection(self, org: &Org) -> Result<TokenRow> {
         let not_found = || Error::not_found("no active connection for this connector");
+        if self.connector_id.is_none() {
+            return Err(not_found());
+        }
         let (Some(id), Some(status), Some(consent_only), Some(provider), Some(access_token_ct), Some(token_type)) =
             (self.connection_id, self.status, self.consent_only, self.provider, self.access_token_ct, self.token_type)
         else {

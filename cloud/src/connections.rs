@@ -65,15 +65,19 @@ impl From<ConnectionRow> for Connection {
 const SELECT: &str = "select c.id, o.slug, c.connector_key, c.provider, c.status, c.account_id, c.account_name, \
                       c.scopes, c.expires_at, c.connected_at from connections c join orgs o on o.id = c.org_id";
 
-/// The caller's connections, in every org (or one org).
+/// The caller's connections, in every org (or one org); a PAT bound to an org sees only
+/// that org's.
 pub async fn list(state: &AppState, principal: &Principal, org_ref: Option<&str>) -> Result<Vec<Connection>> {
     principal.require(Scope::ConnectionsRead)?;
-    let rows: Vec<ConnectionRow> = match org_ref {
-        Some(org_ref) => {
-            let org = authorize(state, principal, org_ref, Need::Member).await?;
+    let org_id = match org_ref {
+        Some(org_ref) => Some(authorize(state, principal, org_ref, Need::Member).await?.id),
+        None => principal.bound_org().map(str::to_owned),
+    };
+    let rows: Vec<ConnectionRow> = match org_id {
+        Some(org_id) => {
             sqlx::query_as(&format!("{SELECT} where c.user_id = $1 and c.org_id = $2 order by c.connector_key"))
                 .bind(&principal.user_id)
-                .bind(&org.id)
+                .bind(&org_id)
                 .fetch_all(state.store.pool())
                 .await?
         }
@@ -242,6 +246,11 @@ pub enum Which<'a> {
     App(&'a str),
     /// A member's connections in an org (they left or were removed).
     Member { org_id: &'a str, user_id: &'a str },
+    /// Every connection of a connector (it is being deleted).
+    Connector { org_id: &'a str, key: &'a str },
+    /// A connector's connections made with another provider than `provider` (the
+    /// connector now points at `provider`, so those grants belong to no connector).
+    ConnectorNotOn { org_id: &'a str, key: &'a str, provider: &'a str },
 }
 
 /// Disconnects every connection `which` selects (see `crate::cascade` for when).
@@ -257,6 +266,21 @@ pub async fn disconnect_all(state: &AppState, which: Which<'_>, actor: &str) -> 
             sqlx::query_scalar("select id from connections where org_id = $1 and user_id = $2")
                 .bind(org_id)
                 .bind(user_id)
+                .fetch_all(state.store.pool())
+                .await?
+        }
+        Which::Connector { org_id, key } => {
+            sqlx::query_scalar("select id from connections where org_id = $1 and connector_key = $2")
+                .bind(org_id)
+                .bind(key)
+                .fetch_all(state.store.pool())
+                .await?
+        }
+        Which::ConnectorNotOn { org_id, key, provider } => {
+            sqlx::query_scalar("select id from connections where org_id = $1 and connector_key = $2 and provider <> $3")
+                .bind(org_id)
+                .bind(key)
+                .bind(provider)
                 .fetch_all(state.store.pool())
                 .await?
         }

@@ -324,6 +324,9 @@ async fn finish(state: &AppState, row: &StateRow, params: &CallbackParams) -> Re
     let terms = apps::connector_terms(state, &row.org_id, &row.connector_key)
         .await?
         .ok_or_else(|| ConsentError::refused("This connector no longer exists."))?;
+    if terms.provider != row.provider {
+        return Err(ConsentError::refused("This connector now uses another provider; connect again."));
+    }
     let creds = credentials::load(&state.store, &state.keys, &row.org_id, &row.provider)
         .await?
         .ok_or_else(|| ConsentError::refused("The org's managed app for this provider was removed."))?;

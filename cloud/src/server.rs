@@ -50,23 +50,40 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     Ok(AppState::new(store, config, keys, providers, sandbox))
 }
 
-/// The sandbox provider when asked for; refused (with a warning) on a public URL that is
-/// not loopback, unless forced, since anyone could then mint "provider" tokens.
+/// The sandbox provider when asked for, and only in dev mode or on a loopback listener
+/// with a loopback public URL: anyone who reaches it can mint "provider" tokens. Its
+/// admin hooks need a secret: the configured one, or a random one printed here (on
+/// stdout, not in the logs).
 fn sandbox_for(config: &Config) -> Option<crate::sandbox::Sandbox> {
     if !config.sandbox {
         return None;
     }
     let public = config.public_url();
-    let host = url::Url::parse(&public).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
-    let loopback = host == "localhost"
-        || host.ends_with(".localhost")
-        || host.trim_matches(|c| c == '[' || c == ']').parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    if !loopback && !config.sandbox_force {
-        tracing::warn!(public_url = %public, "NOT serving the sandbox provider: the public URL is not loopback (set sandbox_force to override)");
+    let allowed = config.dev || (config.listen.ip().is_loopback() && loopback_url(&public));
+    if !allowed {
+        tracing::warn!(listen = %config.listen, public_url = %public, "NOT serving the sandbox provider: it needs a loopback listen address and public URL, or dev mode");
         return None;
     }
+    let secret = match config.sandbox_admin_secret.as_ref().filter(|s| !s.expose().is_empty()) {
+        Some(secret) => secret.clone(),
+        None => {
+            let secret = crate::sandbox::Sandbox::generate_admin_secret();
+            println!(
+                "Sandbox admin hooks ({public}/sandbox/admin/…) need the header X-Sandbox-Admin: {}",
+                secret.expose()
+            );
+            secret
+        }
+    };
     tracing::warn!(base = %format!("{public}/sandbox"), "serving the SANDBOX OAuth provider: for demos and tests only");
-    Some(crate::sandbox::Sandbox::new(format!("{public}/sandbox")))
+    Some(crate::sandbox::Sandbox::new(format!("{public}/sandbox"), &secret))
+}
+
+fn loopback_url(url: &str) -> bool {
+    let host = url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host.trim_matches(|c| c == '[' || c == ']').parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests.

@@ -47,6 +47,7 @@ impl Cloud {
             data_dir: db.dir.path().to_path_buf(),
             database_url: Some(db.url.clone()),
             master_key: Some(TEST_MASTER_KEY.into()),
+            sandbox_admin_secret: Some(SANDBOX_ADMIN_SECRET.into()),
             database_max_connections: 8,
             ..Default::default()
         };
@@ -151,6 +152,7 @@ impl CloudProcess {
             .env("LATCHKEY_DATA_DIR", db.dir.path())
             .env("DATABASE_URL", &db.url)
             .env("LATCHKEY_MASTER_KEY", TEST_MASTER_KEY)
+            .env("LATCHKEY_SANDBOX_ADMIN_SECRET", SANDBOX_ADMIN_SECRET)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log"))

@@ -80,6 +80,15 @@ impl TestDb {
         }
     }
 
+    /// One number the database holds (`select count(*) …`), read over a connection of
+    /// the test's own.
+    pub async fn count(&self, sql: &str) -> i64 {
+        let raw = self.raw().await;
+        let n: i64 = sqlx::query_scalar(sql).fetch_one(&raw).await.expect("count");
+        raw.close().await;
+        n
+    }
+
     /// Raw SQL access, for tests that check what is really stored.
     pub async fn raw(&self) -> sqlx::AnyPool {
         sqlx::any::install_default_drivers();

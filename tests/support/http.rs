@@ -64,6 +64,9 @@ impl Api {
 
     pub async fn send(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
         let mut req = self.client.request(method, format!("{}{}", self.base, path));
+        if path.starts_with("/sandbox/admin/") {
+            req = req.header("x-sandbox-admin", SANDBOX_ADMIN_SECRET);
+        }
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }

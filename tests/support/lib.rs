@@ -21,3 +21,7 @@ pub use serde_json::json;
 
 /// A fixed master key for tests (base64 of 32 bytes).
 pub const TEST_MASTER_KEY: &str = "dGVzdC1tYXN0ZXIta2V5LTMyLWJ5dGVzLWxvbmchISE=";
+
+/// The sandbox admin secret every test cloud is started with; [`Api`] sends it to the
+/// sandbox's admin hooks (`/sandbox/admin/…`) and nowhere else.
+pub const SANDBOX_ADMIN_SECRET: &str = "test-sandbox-admin-secret";

@@ -27,32 +27,16 @@ impl SandboxOrg {
         let member = api.user("member").await;
         api.org(&admin, "acme", "public").await;
         api.send(Method::POST, "/v1/orgs/acme/join", Some(&member.access), None).await.ok(200);
-        let client_id = format!("sandbox-client-{}", uuid::Uuid::new_v4().simple());
-        let client_secret = format!("sandbox-secret-{}", uuid::Uuid::new_v4().simple());
-        // Register the app at the provider, as an admin would in its console.
-        sandbox
-            .post(
-                "/sandbox/admin/clients",
-                None,
-                json!({"client_id": client_id, "client_secret": client_secret, "redirect_uri": format!("{public}/oauth/callback")}),
-            )
-        .await
-        .ok(201);
-        api.put(
-            "/v1/orgs/acme/apps/sandbox",
-            Some(&admin.access),
-            json!({"client_id": client_id, "client_secret": client_secret}),
-        )
-        .await
-        .ok(200);
-        api.put(
-            "/v1/orgs/acme/connectors/sandbox",
-            Some(&admin.access),
-            json!({"provider": "sandbox", "scopes": ["profile", "items:read"], "description": "Sandbox listening history"}),
-        )
-        .await
-        .ok(200);
+        let (client_id, client_secret) = publish_sandbox(api, sandbox, public, &admin, "acme").await;
         SandboxOrg { admin, member, client_id, client_secret }
+    }
+
+    /// [`SandboxOrg::setup`], with the member connected to `sandbox` through the pages.
+    pub async fn with_member_connected(api: &Api) -> Self {
+        let org = Self::setup(api).await;
+        let (_, page) = consent(api, &org.member, "acme", "sandbox").await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        org
     }
 
     /// Sets sandbox faults (see `PUT /sandbox/admin/faults`).
@@ -64,6 +48,38 @@ impl SandboxOrg {
     pub async fn stats(api: &Api) -> Value {
         api.get("/sandbox/admin/stats", None).await.ok(200)
     }
+}
+
+/// Registers a new client at the sandbox (`sandbox`, reached by `public`) and publishes it
+/// in `org` as the managed sandbox app and a `sandbox` connector; returns its client id and
+/// secret.
+pub async fn publish_sandbox(api: &Api, sandbox: &Api, public: &str, admin: &User, org: &str) -> (String, String) {
+    let client_id = format!("sandbox-client-{}", uuid::Uuid::new_v4().simple());
+    let client_secret = format!("sandbox-secret-{}", uuid::Uuid::new_v4().simple());
+    // Register the app at the provider, as an admin would in its console.
+    sandbox
+        .post(
+            "/sandbox/admin/clients",
+            None,
+            json!({"client_id": client_id, "client_secret": client_secret, "redirect_uri": format!("{public}/oauth/callback")}),
+        )
+        .await
+        .ok(201);
+    api.put(
+        &format!("/v1/orgs/{org}/apps/sandbox"),
+        Some(&admin.access),
+        json!({"client_id": client_id, "client_secret": client_secret}),
+    )
+    .await
+    .ok(200);
+    api.put(
+        &format!("/v1/orgs/{org}/connectors/sandbox"),
+        Some(&admin.access),
+        json!({"provider": "sandbox", "scopes": ["profile", "items:read"], "description": "Sandbox listening history"}),
+    )
+    .await
+    .ok(200);
+    (client_id, client_secret)
 }
 
 /// Consents as `user` in a fresh browser with the sandbox approving at once; returns the

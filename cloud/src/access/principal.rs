@@ -35,6 +35,14 @@ impl Principal {
         }
     }
 
+    /// The org a PAT is bound to: listings across orgs show only that one.
+    pub fn bound_org(&self) -> Option<&str> {
+        match &self.via {
+            Via::Pat { org_id: Some(bound), .. } => Some(bound),
+            _ => None,
+        }
+    }
+
     pub fn session_id(&self) -> Option<&str> {
         match &self.via {
             Via::Session { session_id } => Some(session_id),

@@ -1,16 +1,33 @@
-//! Test hooks (no authentication — mount the sandbox only when explicitly enabled):
-//! `GET /sandbox/admin/stats`, `GET|PUT /sandbox/admin/faults`, `POST /sandbox/admin/reset`,
-//! and the RFC 8414 metadata document.
+//! Test hooks, each behind the admin secret (`X-Sandbox-Admin`): `GET /sandbox/admin/stats`,
+//! `GET|PUT /sandbox/admin/faults`, `POST /sandbox/admin/reset`, `POST /sandbox/admin/clients`,
+//! `PUT /sandbox/admin/items`; and the RFC 8414 metadata document, which is public.
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};
 
 use super::wire::{no_store_json, OAuthError};
-use super::{grant_id, Sandbox, SCOPES};
+use super::{grant_id, Sandbox, ADMIN_HEADER, SCOPES};
+
+/// Lets a request through to a hook only with the admin secret: without it anyone who
+/// reaches the cloud could register clients, switch faults or read every grant.
+pub(super) async fn require_secret(State(sb): State<Sandbox>, req: Request, next: Next) -> Response {
+    let presented = req.headers().get(ADMIN_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if sb.admits(presented) {
+        next.run(req).await
+    } else {
+        OAuthError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            format!("the sandbox admin hooks need the header {ADMIN_HEADER} with the secret printed at start"),
+        )
+        .into_response()
+    }
+}
 
 /// Longest accepted `token_delay_ms` (five minutes).
 pub const MAX_TOKEN_DELAY_MS: u64 = 300_000;

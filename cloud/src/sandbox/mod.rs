@@ -21,8 +21,10 @@
 //!   token only itself, unknown tokens still answer 200.
 //! * `GET /sandbox/userinfo` and the data API `GET /sandbox/api/items` — bearer access token.
 //! * `GET /sandbox/.well-known/oauth-authorization-server` — RFC 8414 metadata.
-//! * `/sandbox/admin/{stats,faults,reset}` — test hooks without authentication: the router
-//!   must only be mounted when the sandbox is explicitly enabled.
+//! * `/sandbox/admin/{stats,faults,reset,clients,items}` — test hooks, each refused (401)
+//!   without the header `X-Sandbox-Admin: <secret>` given to [`Sandbox::new`]; the router
+//!   is mounted only when the sandbox is explicitly enabled, on a loopback listener or in
+//!   dev mode.
 //!
 //! Every error is an OAuth JSON body `{"error", "error_description"}` with the RFC's status
 //! code (the authorize endpoint shows HTML pages instead, as a browser is on the other
@@ -52,6 +54,7 @@ use rand::RngCore as _;
 use sha2::{Digest, Sha256};
 
 use crate::providers::{Pkce, ProviderDef, TokenAuthMethod, TokenRequestFormat, UserinfoMethod};
+use latchkey_shared::secret::SecretString;
 
 pub use admin::Faults;
 
@@ -66,6 +69,9 @@ pub const DEFAULT_USER: &str = "sandbox-user";
 
 /// Lifetime of an authorization code.
 const CODE_TTL: Duration = Duration::from_secs(60);
+/// The header that carries the admin secret to the test hooks.
+pub const ADMIN_HEADER: &str = "x-sandbox-admin";
+
 /// Used codes are remembered this long after expiry, to detect reuse.
 const CODE_MEMORY: Duration = Duration::from_secs(600);
 /// Below this many stored codes / access tokens, no purge runs.
@@ -80,6 +86,8 @@ pub struct Sandbox {
 struct Inner {
     /// The cloud's public URL + `/sandbox`, without a trailing slash.
     base_url: String,
+    /// SHA-256 of the secret the admin hooks require.
+    admin_secret_hash: [u8; 32],
     state: Mutex<State>,
 }
 
@@ -92,10 +100,23 @@ impl fmt::Debug for Sandbox {
 
 impl Sandbox {
     /// A sandbox whose public address is `base_url` (the cloud's public URL + `/sandbox`,
-    /// e.g. `http://127.0.0.1:8080/sandbox`). It is also the RFC 9207 issuer.
-    pub fn new(base_url: String) -> Self {
+    /// e.g. `http://127.0.0.1:8080/sandbox`). It is also the RFC 9207 issuer. Its admin
+    /// hooks answer only requests carrying `admin_secret` in [`ADMIN_HEADER`].
+    pub fn new(base_url: String, admin_secret: &SecretString) -> Self {
         let base_url = base_url.trim_end_matches('/').to_owned();
-        Self { inner: Arc::new(Inner { base_url, state: Mutex::new(State::new()) }) }
+        let admin_secret_hash = sha256(admin_secret.expose().as_bytes());
+        Self { inner: Arc::new(Inner { base_url, admin_secret_hash, state: Mutex::new(State::new()) }) }
+    }
+
+    /// A fresh random admin secret, for a start that was given none.
+    pub fn generate_admin_secret() -> SecretString {
+        SecretString::new(random_token("sbx_admin_"))
+    }
+
+    /// Whether `presented` is the admin secret (compared in constant time).
+    fn admits(&self, presented: &str) -> bool {
+        use subtle::ConstantTimeEq as _;
+        sha256(presented.as_bytes()).ct_eq(&self.inner.admin_secret_hash).into()
     }
 
     /// Registers (or replaces) a client with its one exact redirect URI.
@@ -115,11 +136,15 @@ impl Sandbox {
             .route("/sandbox/userinfo", get(resource::userinfo))
             .route("/sandbox/api/items", get(resource::items))
             .route("/sandbox/.well-known/oauth-authorization-server", get(admin::metadata))
-            .route("/sandbox/admin/stats", get(admin::stats))
-            .route("/sandbox/admin/faults", get(admin::get_faults).put(admin::put_faults))
-            .route("/sandbox/admin/reset", post(admin::reset))
-            .route("/sandbox/admin/clients", post(admin::register_client))
-            .route("/sandbox/admin/items", axum::routing::put(admin::set_items))
+            .merge(
+                Router::new()
+                    .route("/sandbox/admin/stats", get(admin::stats))
+                    .route("/sandbox/admin/faults", get(admin::get_faults).put(admin::put_faults))
+                    .route("/sandbox/admin/reset", post(admin::reset))
+                    .route("/sandbox/admin/clients", post(admin::register_client))
+                    .route("/sandbox/admin/items", axum::routing::put(admin::set_items))
+                    .route_layer(axum::middleware::from_fn_with_state(self.clone(), admin::require_secret)),
+            )
             .method_not_allowed_fallback(|| async {
                 wire::OAuthError::new(StatusCode::METHOD_NOT_ALLOWED, "invalid_request", "method not allowed here")
             })

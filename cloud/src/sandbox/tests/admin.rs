@@ -112,3 +112,27 @@ async fn metadata_document() {
     assert_eq!(meta["token_endpoint"], format!("{BASE}/token"));
     assert_eq!(meta["authorization_response_iss_parameter_supported"], true);
 }
+
+/// Every hook refuses a caller without the admin secret, or with another one.
+#[tokio::test]
+async fn admin_hooks_refuse_a_caller_without_the_secret() {
+    let (_sb, app) = sandbox();
+    for (method, uri) in [
+        (Method::GET, "/sandbox/admin/stats"),
+        (Method::GET, "/sandbox/admin/faults"),
+        (Method::PUT, "/sandbox/admin/faults"),
+        (Method::POST, "/sandbox/admin/reset"),
+        (Method::POST, "/sandbox/admin/clients"),
+        (Method::PUT, "/sandbox/admin/items"),
+    ] {
+        for presented in [None, Some("not the secret")] {
+            let mut req = Request::builder().method(method.clone()).uri(uri);
+            if let Some(p) = presented {
+                req = req.header(ADMIN_HEADER, p);
+            }
+            let reply = send_as_is(&app, req.body(Body::from("{}")).unwrap()).await;
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{method} {uri} with {presented:?}");
+        }
+    }
+    assert_eq!(get(&app, "/sandbox/admin/stats").await.status, StatusCode::OK);
+}

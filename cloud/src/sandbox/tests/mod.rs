@@ -24,6 +24,11 @@ const BASE: &str = "http://127.0.0.1:8080/sandbox";
 const CLIENT: &str = "latchkey-app";
 const SECRET: &str = "s3cret value";
 const REDIRECT: &str = "http://127.0.0.1:8080/oauth/callback";
+const ADMIN_SECRET: &str = "sandbox admin secret";
+
+fn new_sandbox(base: &str) -> Sandbox {
+    Sandbox::new(base.to_owned(), &SecretString::from(ADMIN_SECRET))
+}
 
 struct Reply {
     status: StatusCode,
@@ -56,13 +61,19 @@ impl Reply {
 }
 
 fn sandbox() -> (Sandbox, Router) {
-    let sb = Sandbox::new(format!("{BASE}/"));
+    let sb = new_sandbox(&format!("{BASE}/"));
     sb.register_client(CLIENT, SECRET, REDIRECT);
     let router = sb.router();
     (sb, router)
 }
 
-async fn send(app: &Router, req: Request<Body>) -> Reply {
+/// Sends `req`, with the admin secret (which only the admin hooks look at).
+async fn send(app: &Router, mut req: Request<Body>) -> Reply {
+    req.headers_mut().insert(ADMIN_HEADER, axum::http::HeaderValue::from_static(ADMIN_SECRET));
+    send_as_is(app, req).await
+}
+
+async fn send_as_is(app: &Router, req: Request<Body>) -> Reply {
     let res = app.clone().oneshot(req).await.unwrap();
     let status = res.status();
     let headers = res.headers().clone();
@@ -232,7 +243,7 @@ async fn garbage_input_never_500s() {
 
 #[test]
 fn provider_def_points_at_the_sandbox() {
-    let sb = Sandbox::new(format!("{BASE}/"));
+    let sb = new_sandbox(&format!("{BASE}/"));
     let def = sb.provider_def();
     assert_eq!(def.name, "sandbox");
     assert_eq!(def.display_name, "Sandbox");
@@ -252,7 +263,7 @@ fn provider_def_points_at_the_sandbox() {
 
 #[test]
 fn account_is_read_from_userinfo_shape() {
-    let sb = Sandbox::new(BASE.into());
+    let sb = new_sandbox(BASE);
     let me = json!({"sub": subject_for("q"), "name": "q", "email": "q@sandbox.test"});
     assert_eq!(sb.provider_def().read_account(&me), Some((subject_for("q"), Some("q".to_owned()))));
 }

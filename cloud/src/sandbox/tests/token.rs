@@ -184,7 +184,7 @@ async fn revocation() {
     assert_eq!((reply.status, reply.oauth_error().as_str()), (StatusCode::BAD_REQUEST, "invalid_request"));
 
     // Another client cannot revoke this client's tokens.
-    let sb2 = Sandbox::new(BASE.into());
+    let sb2 = new_sandbox(BASE);
     sb2.register_client(CLIENT, SECRET, REDIRECT);
     sb2.register_client("other", "other-secret", REDIRECT);
     let app2 = sb2.router();
