@@ -9,6 +9,7 @@ mod bad_input;
 mod browser;
 mod consent;
 mod keys;
+mod limits;
 mod openapi;
 mod orgs;
 mod pats;
