@@ -25,6 +25,8 @@ use std::sync::OnceLock;
 use utoipa::ToSchema;
 
 const LOGIN_WINDOW_SECS: i64 = 15 * 60;
+const REGISTER_WINDOW_SECS: i64 = 60 * 60;
+const MAX_EMAIL_LEN: usize = 254;
 const MIN_PASSWORD_LEN: usize = 10;
 const MAX_PASSWORD_LEN: usize = 256;
 
@@ -119,8 +121,11 @@ pub struct Login {
 pub async fn register(state: &AppState, req: RegisterRequest, meta: &ClientMeta) -> Result<User> {
     let email = normalize_email(&req.email)?;
     let username = validate_username(&req.username)?;
-    check_password(&req.password, &[&email, &username])?;
-    let password_hash = hash_password(req.password).await?;
+    let (hits, retry) = ratelimit::hit(&state.store, &format!("register-ip:{}", meta.ip), REGISTER_WINDOW_SECS).await?;
+    if hits > i64::from(state.config.registrations_per_ip) {
+        return Err(Error::rate_limited(retry));
+    }
+    let password_hash = hash_password(state, req.password, [email.clone(), username.clone()]).await?;
     let id = new_id();
     let now = now();
     let inserted = sqlx::query(
@@ -165,30 +170,39 @@ pub async fn register(state: &AppState, req: RegisterRequest, meta: &ClientMeta)
 
 pub async fn login(state: &AppState, req: LoginRequest, meta: &ClientMeta) -> Result<Login> {
     let limits = &state.config;
+    let email = req.email.trim().to_lowercase();
+    // The email is part of a rate-limit key: no account has a longer one.
+    if email.len() > MAX_EMAIL_LEN {
+        return Err(Error::bad_request(format!("email: at most {MAX_EMAIL_LEN} characters")));
+    }
     let (ip_hits, retry) = ratelimit::hit(&state.store, &format!("login-ip:{}", meta.ip), LOGIN_WINDOW_SECS).await?;
     if ip_hits > i64::from(limits.login_attempts_per_ip) {
         return Err(Error::rate_limited(retry));
     }
-    let email = req.email.trim().to_lowercase();
+    // Every attempt counts before its password is checked, in one atomic step, so
+    // parallel guesses cannot all pass a check that none of them has counted yet. A
+    // success is taken back off below.
     let fail_key = format!("login-fail:{email}");
-    let (failures, retry) = ratelimit::peek(&state.store, &fail_key, LOGIN_WINDOW_SECS).await?;
-    if failures >= i64::from(limits.login_failures_per_account) {
+    let (attempts, retry) = ratelimit::hit(&state.store, &fail_key, LOGIN_WINDOW_SECS).await?;
+    if attempts > i64::from(limits.login_failures_per_account) {
         return Err(Error::rate_limited(retry));
     }
     let user: Option<(String, String)> = sqlx::query_as("select id, password_hash from users where email = $1")
         .bind(&email)
         .fetch_optional(state.store.pool())
         .await?;
-    // An unknown email costs the same hash as a wrong password and answers the same.
-    let (user_id, hash) = match user {
-        Some((id, hash)) => (Some(id), hash),
-        None => (None, dummy_hash().to_owned()),
+    let (user_id, hash) = user.unzip();
+    let verified = match verify_password(state, req.password, hash).await {
+        Ok(verified) => verified,
+        // No password was checked (the line was full, or the task failed): not a guess.
+        Err(busy) => {
+            ratelimit::undo(&state.store, &fail_key, LOGIN_WINDOW_SECS).await?;
+            return Err(busy);
+        }
     };
-    let verified = verify_password(req.password, hash).await?;
     let user_id = match (user_id, verified) {
         (Some(id), true) => id,
         (user_id, _) => {
-            ratelimit::hit(&state.store, &fail_key, LOGIN_WINDOW_SECS).await?;
             audit::record(
                 &state.store,
                 audit::Event {
@@ -204,6 +218,7 @@ pub async fn login(state: &AppState, req: LoginRequest, meta: &ClientMeta) -> Re
             return Err(Error::client(StatusCode::UNAUTHORIZED, ErrorCode::InvalidGrant, "invalid email or password"));
         }
     };
+    ratelimit::undo(&state.store, &fail_key, LOGIN_WINDOW_SECS).await?;
     let now = now();
     let max_age_secs = i64::from(limits.session_days) * 86_400;
     let session_id = new_id();
@@ -418,7 +433,7 @@ pub fn random_token(prefix: &str) -> SecretString {
 
 fn normalize_email(raw: &str) -> Result<String> {
     let email = raw.trim().to_lowercase();
-    let valid = email.len() <= 254
+    let valid = email.len() <= MAX_EMAIL_LEN
         && email.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
         })
@@ -463,28 +478,51 @@ fn check_password(password: &SecretString, context: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// Argon2id with the crate's defaults (19 MiB, 2 passes), off the async threads.
-async fn hash_password(password: SecretString) -> Result<String> {
-    tokio::task::spawn_blocking(move || {
+/// Checks the password's strength, then hashes it with Argon2id (the crate's defaults:
+/// 19 MiB, 2 passes); both are password work.
+async fn hash_password(state: &AppState, password: SecretString, context: [String; 2]) -> Result<String> {
+    password_work(state, move || {
+        check_password(&password, &[&context[0], &context[1]])?;
         let salt = SaltString::generate(&mut rand::rngs::OsRng);
         Argon2::default()
             .hash_password(password.expose().as_bytes(), &salt)
             .map(|h| h.to_string())
-            .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))
+            .map_err(|e| Error::Internal(anyhow::anyhow!("hashing a password: {e}")))
     })
     .await
-    .map_err(|e| anyhow::anyhow!("password hashing task: {e}"))?
-    .map_err(Error::Internal)
 }
 
-async fn verify_password(password: SecretString, hash: String) -> Result<bool> {
-    tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash)
+/// Whether `password` matches `hash`. Without a hash (an unknown email) it checks against
+/// a dummy one, so unknown accounts cost the same time and answer the same.
+async fn verify_password(state: &AppState, password: SecretString, hash: Option<String>) -> Result<bool> {
+    password_work(state, move || {
+        let hash = hash.as_deref().unwrap_or_else(|| dummy_hash());
+        Ok(PasswordHash::new(hash)
             .map(|parsed| Argon2::default().verify_password(password.expose().as_bytes(), &parsed).is_ok())
-            .unwrap_or(false)
+            .unwrap_or(false))
     })
     .await
-    .map_err(|e| Error::Internal(anyhow::anyhow!("password verification task: {e}")))
+}
+
+/// Runs password work on a blocking thread through `password_gate`: at most
+/// `password_hash_concurrency` at once, `password_hash_queue` more waiting, and 503 for
+/// the rest. The pass moves into the blocking task, so a caller that hangs up does not
+/// free a slot while its hash still runs.
+async fn password_work<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let pass = state
+        .password_gate
+        .enter()
+        .await
+        .ok_or_else(|| Error::busy("too many sign-ins and registrations at once; retry shortly", 1))?;
+    tokio::task::spawn_blocking(move || {
+        let _pass = pass;
+        work()
+    })
+    .await
+    .map_err(|e| Error::Internal(anyhow::anyhow!("password task: {e}")))?
 }
 
 /// A real Argon2id hash of nothing anyone knows, so unknown accounts cost the same time.

@@ -22,6 +22,11 @@ Settings (environment wins over the config file; flags win over both):
   LATCHKEY_PROVIDER_TIMEOUT_SECS  timeout of calls to providers [default: 10]
   LATCHKEY_LOG_FORMAT        human | json
   LATCHKEY_TOKEN_RATE_LIMIT  connection-token requests per minute per PAT (0 = no limit)
+  LATCHKEY_TRUSTED_PROXY_HOPS  proxies in front that append to X-Forwarded-For; the client IP
+                             is the entry that many from the right [default: 0: the socket's peer]
+  LATCHKEY_REGISTRATIONS_PER_IP  registration attempts per client IP per hour [default: 20]
+  LATCHKEY_PASSWORD_HASH_CONCURRENCY  password hashes at once [default: 4]; up to
+                             LATCHKEY_PASSWORD_HASH_QUEUE more wait [default: 64], then 503
   RUST_LOG                   log filter [default: info]
 Every setting, with comments: `latchkey-cloud example-config`.
 
@@ -60,6 +65,9 @@ pub struct Cli {
     /// Log as JSON lines.
     #[arg(long, global = true)]
     log_json: bool,
+    /// Proxies in front that append to X-Forwarded-For (0: use the socket's peer address).
+    #[arg(long, global = true, value_name = "N")]
+    trusted_proxy_hops: Option<u32>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -126,6 +134,7 @@ impl Cli {
             dev: self.dev.then_some(true),
             sandbox: self.sandbox.then_some(true),
             log_format: self.log_json.then_some(LogFormat::Json),
+            trusted_proxy_hops: self.trusted_proxy_hops,
         }
     }
 }

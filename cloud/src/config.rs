@@ -82,9 +82,15 @@ pub struct Config {
     pub login_attempts_per_ip: u32,
     /// How long a login lasts (its refresh tokens and browser cookie), in days.
     pub session_days: u32,
-    /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
-    #[serde(deserialize_with = "flag")]
-    pub trust_forwarded_for: bool,
+    /// Registration attempts per client IP per hour.
+    pub registrations_per_ip: u32,
+    /// Argon2id hashes (registrations, logins) running at once per replica.
+    pub password_hash_concurrency: usize,
+    /// …and how many more may wait for one; beyond that the request answers 503.
+    pub password_hash_queue: usize,
+    /// Proxies in front of the cloud that each append to `X-Forwarded-For`. The client IP
+    /// is the entry this many places from the right; 0 uses the socket's peer address.
+    pub trusted_proxy_hops: u32,
     /// Operator providers and overrides of built-ins: `[providers.<name>]` tables.
     #[serde(default)]
     pub providers: std::collections::BTreeMap<String, toml::Value>,
@@ -117,7 +123,10 @@ impl Default for Config {
             login_failures_per_account: 10,
             login_attempts_per_ip: 100,
             session_days: 30,
-            trust_forwarded_for: false,
+            registrations_per_ip: 20,
+            password_hash_concurrency: 4,
+            password_hash_queue: 64,
+            trusted_proxy_hops: 0,
             providers: std::collections::BTreeMap::new(),
         }
     }
@@ -140,6 +149,8 @@ pub struct Overrides {
     pub sandbox: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trusted_proxy_hops: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -174,6 +185,15 @@ impl Config {
             .merge(Env::prefixed("LATCHKEY_").ignore(&["CONFIG"]).only(&ENV_KEYS))
             .merge(Env::raw().only(&["DATABASE_URL"]))
             .merge(Serialized::defaults(overrides));
+        // The old switch trusted the leftmost, client-written entry; silently ignoring it
+        // would leave an operator believing the proxy's address is used.
+        if figment.contains(REPLACED_FORWARDED_FOR) {
+            return Err(ConfigError::Invalid(
+                "trust_forwarded_for (LATCHKEY_TRUST_FORWARDED_FOR) was replaced by trusted_proxy_hops \
+                 (LATCHKEY_TRUSTED_PROXY_HOPS): the number of proxies in front of the cloud; remove it"
+                    .into(),
+            ));
+        }
         let config: Config = figment.extract().map_err(|e| ConfigError::Parse(Box::new(e)))?;
         config.validate()?;
         Ok(config)
@@ -189,6 +209,9 @@ impl Config {
         self.provider_registry()?;
         if self.session_days == 0 {
             return Err(ConfigError::Invalid("session_days must be at least 1".into()));
+        }
+        if self.password_hash_concurrency == 0 {
+            return Err(ConfigError::Invalid("password_hash_concurrency must be at least 1".into()));
         }
         Ok(())
     }
@@ -267,7 +290,10 @@ pub enum KeySource {
     DevFile,
 }
 
-const ENV_KEYS: [&str; 24] = [
+/// The setting `trusted_proxy_hops` replaced; still read, to refuse it.
+const REPLACED_FORWARDED_FOR: &str = "trust_forwarded_for";
+
+const ENV_KEYS: [&str; 28] = [
     "LISTEN",
     "PUBLIC_URL",
     "DATA_DIR",
@@ -290,6 +316,10 @@ const ENV_KEYS: [&str; 24] = [
     "LOGIN_FAILURES_PER_ACCOUNT",
     "LOGIN_ATTEMPTS_PER_IP",
     "SESSION_DAYS",
+    "REGISTRATIONS_PER_IP",
+    "PASSWORD_HASH_CONCURRENCY",
+    "PASSWORD_HASH_QUEUE",
+    "TRUSTED_PROXY_HOPS",
     "TRUST_FORWARDED_FOR",
     "DATABASE_URL",
 ];

@@ -18,6 +18,8 @@ use axum::http::{HeaderMap, StatusCode};
 use latchkey_shared::wire::{ConnectionTokenRequest, ConnectionTokenResponse};
 use latchkey_shared::{ErrorCode, Scope};
 
+const MAX_NAME_LEN: usize = 64;
+
 /// Answers one request, counts it and audits it. No answer leaves without its audit
 /// event: a queue that stays full refuses the request instead.
 pub async fn answer(
@@ -224,6 +226,10 @@ fn parse_body(body: &[u8]) -> Result<ConnectionTokenRequest> {
         serde_json::from_slice::<ConnectionTokenRequest>(body).map_err(|e| Error::bad_request(format!("body: {e}")))?;
     if req.org.is_empty() || req.connector_key.is_empty() {
         return Err(Error::bad_request("org and connector_key must not be empty"));
+    }
+    // Slugs, ids and keys are far shorter; the key goes into the audit event as it is.
+    if req.org.len() > MAX_NAME_LEN || req.connector_key.len() > MAX_NAME_LEN {
+        return Err(Error::bad_request(format!("org and connector_key: at most {MAX_NAME_LEN} characters")));
     }
     Ok(req)
 }

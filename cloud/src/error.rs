@@ -71,6 +71,17 @@ impl Error {
         }
     }
 
+    /// 503 `service_unavailable`: we are too busy now, and the caller may retry.
+    pub fn busy(description: impl Into<String>, retry_after: u64) -> Self {
+        Error::Client {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: ErrorCode::ServiceUnavailable,
+            description: description.into(),
+            retry_after: Some(retry_after),
+            connect_url: None,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Error::Client { status, .. } => *status,

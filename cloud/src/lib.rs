@@ -10,8 +10,8 @@
 //!   `orgs`, `apps`, `cascade`, `connections`, `refresh`, and `access` (who is calling
 //!   and what may they touch)
 //! - infrastructure: `state`, `keys`, `config`, `oauth`, `sandbox`, `providers`,
-//!   `audit`, `ratelimit`, `sealed`, `error`, `single_flight`, `metrics`, `store`,
-//!   `crypto`
+//!   `audit`, `ratelimit`, `sealed`, `error`, `single_flight`, `gate`, `metrics`,
+//!   `store`, `crypto`
 #![forbid(unsafe_code)]
 
 pub mod access;
@@ -28,6 +28,7 @@ pub mod crypto;
 pub mod demo;
 pub mod devices;
 pub mod error;
+pub mod gate;
 pub mod http;
 pub mod keys;
 pub mod metrics;

@@ -6,6 +6,7 @@
 use crate::audit::AuditWriter;
 use crate::config::Config;
 use crate::crypto::KeyRing;
+use crate::gate::Gate;
 use crate::oauth::client::ProviderClient;
 use crate::providers::ProviderRegistry;
 use crate::sandbox::Sandbox;
@@ -36,6 +37,8 @@ pub struct Inner {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// `config.public_url()`, computed once.
     pub public_url: String,
+    /// Password hashing (Argon2id): bounded, so a flood is refused rather than queued.
+    pub password_gate: Gate,
 }
 
 impl AppState {
@@ -50,6 +53,7 @@ impl AppState {
         let public_url = config.public_url();
         let provider_client = ProviderClient::new(std::time::Duration::from_secs(config.provider_timeout_secs));
         let (audit, _writer) = AuditWriter::start(store.clone(), config.audit_queue);
+        let password_gate = Gate::new(config.password_hash_concurrency, config.password_hash_queue);
         Self(Arc::new(Inner {
             store,
             config,
@@ -62,6 +66,7 @@ impl AppState {
             audit,
             metrics: Arc::new(crate::metrics::Metrics::default()),
             public_url,
+            password_gate,
         }))
     }
 }

@@ -27,6 +27,10 @@ fn help_documents_every_setting() {
         "LATCHKEY_SANDBOX",
         "LATCHKEY_TOKEN_RATE_LIMIT",
         "LATCHKEY_LOG_FORMAT",
+        "LATCHKEY_TRUSTED_PROXY_HOPS",
+        "LATCHKEY_REGISTRATIONS_PER_IP",
+        "LATCHKEY_PASSWORD_HASH_CONCURRENCY",
+        "LATCHKEY_PASSWORD_HASH_QUEUE",
     ] {
         assert!(help.contains(setting), "--help does not mention {setting}");
     }
@@ -67,6 +71,22 @@ fn refuses_to_start_without_a_master_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no master key"), "{err}");
     assert!(err.contains("latchkey-cloud keys generate") && err.contains("--dev"), "{err}");
+}
+
+/// The old switch trusted the client-written leftmost entry; an operator who still sets
+/// it must hear that it is gone, not run on a default they did not choose.
+#[test]
+fn the_replaced_trust_forwarded_for_setting_is_refused() {
+    let dir = tempfile_dir();
+    let out = cloud()
+        .args(["--dev", "migrate"])
+        .env("LATCHKEY_DATA_DIR", &dir)
+        .env("LATCHKEY_TRUST_FORWARDED_FOR", "true")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("trusted_proxy_hops") && err.contains("LATCHKEY_TRUSTED_PROXY_HOPS"), "{err}");
 }
 
 #[test]

@@ -12,6 +12,7 @@ mod cascades;
 mod consent;
 mod contract_fuzz;
 mod keys;
+mod limits;
 mod openapi;
 mod orgs;
 mod pat_binding;

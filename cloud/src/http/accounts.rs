@@ -28,7 +28,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Create an account.
 #[utoipa::path(post, path = "/v1/auth/register", tag = "accounts", request_body = RegisterRequest,
-    responses((status = 201, body = User), (status = 400, description = "invalid input, weak password, email or username taken", body = ErrorBody)))]
+    responses((status = 201, body = User), (status = 400, description = "invalid input, weak password, email or username taken", body = ErrorBody),
+              (status = 429, description = "too many registrations from this address", body = ErrorBody),
+              (status = 503, description = "too many passwords being hashed; see Retry-After", body = ErrorBody)))]
 async fn register(
     State(state): State<AppState>,
     meta: ClientMeta,
@@ -40,8 +42,10 @@ async fn register(
 /// Log in: an access JWT (15 minutes) and a rotating refresh token; browsers also get the
 /// `latchkey_session` cookie.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "accounts", request_body = LoginRequest,
-    responses((status = 200, body = TokenPair), (status = 401, description = "wrong email or password", body = ErrorBody),
-              (status = 429, description = "too many attempts", body = ErrorBody)))]
+    responses((status = 200, body = TokenPair), (status = 400, description = "invalid input, e.g. an email over 254 characters", body = ErrorBody),
+              (status = 401, description = "wrong email or password", body = ErrorBody),
+              (status = 429, description = "too many attempts", body = ErrorBody),
+              (status = 503, description = "too many passwords being hashed; see Retry-After", body = ErrorBody)))]
 async fn login(
     State(state): State<AppState>,
     jar: CookieJar,
