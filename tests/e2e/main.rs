@@ -8,6 +8,7 @@ mod apps;
 mod bad_input;
 mod browser;
 mod consent;
+mod devices;
 mod keys;
 mod openapi;
 mod orgs;
