@@ -2,6 +2,14 @@
 //! short user code on the cloud's `/device` page, and the agent's next poll receives a
 //! device PAT (`connections:token`, `connections:read`, 90 days). Paired devices are PATs
 //! of kind `device`, listed and revoked like any PAT.
+//!
+//! A device code is phishing bait: whoever approves it hands a PAT to whichever machine
+//! asked. So the member first reviews what asked (`review`: the name it reported, its IP
+//! and time, the scopes and orgs), user codes are kept only as hashes, and guessing is
+//! bounded twice. The first half of a user code (the selector) names a pending code;
+//! a try with a known selector but a wrong second half is a wrong try *against that
+//! code*, and its fifth burns it. Every wrong try also counts against the member who
+//! made it; after five in a window their approvals are locked until the window ends.
 
 use crate::access::ClientMeta;
 use crate::access::Principal;
@@ -17,12 +25,25 @@ use latchkey_shared::secret::SecretString;
 use latchkey_shared::{ErrorCode, Scope, ScopeSet};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 
 pub const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 const CODE_TTL_SECS: i64 = 600;
 const INTERVAL_SECS: i64 = 5;
+/// What each `slow_down` adds to a code's interval (RFC 8628 3.5).
+const SLOW_DOWN_STEP_SECS: i64 = 5;
 const DEVICE_PAT_DAYS: i64 = 90;
+const USER_CODE_LEN: usize = 8;
+/// The first half of a user code names the pending code it belongs to.
+const SELECTOR_LEN: usize = 4;
+/// Wrong tries against one pending code before it is burned.
+const WRONG_TRIES_PER_CODE: i64 = 5;
+/// Wrong codes per member per window before their approvals are locked until it ends.
+const WRONG_CODES_PER_MEMBER: i64 = 5;
+const WRONG_CODE_WINDOW_SECS: i64 = 900;
+/// The scopes of a device PAT.
+const DEVICE_SCOPES: [Scope; 2] = [Scope::ConnectionsToken, Scope::ConnectionsRead];
 /// No vowels (no words), no look-alikes (0/O, 1/I/L, 2/Z, 5/S, 8/B).
 const USER_CODE_ALPHABET: &[u8] = b"CDFGHJKMNPQRTVWX";
 
@@ -60,6 +81,24 @@ pub struct UserCode {
     pub user_code: String,
 }
 
+/// What a member is asked to approve, shown on the `/device` page before any approval.
+#[derive(Debug, Serialize)]
+pub struct Review {
+    /// `XXXX-XXXX`, to compare with the terminal.
+    pub user_code: String,
+    /// The name the device gave itself (its `User-Agent`); unverified.
+    pub device_name: Option<String>,
+    /// The address the pairing request came from.
+    pub ip: Option<String>,
+    pub requested_at: String,
+    pub minutes_ago: i64,
+    pub expires_in_minutes: i64,
+    pub scopes: Vec<String>,
+    /// Every org the member belongs to: a device PAT is not bound to one.
+    pub orgs: Vec<String>,
+    pub pat_days: i64,
+}
+
 /// An OAuth token-endpoint error (RFC 6749 5.2 / RFC 8628 3.5).
 pub fn oauth_error(code: &str, description: &str) -> Error {
     let code = match code {
@@ -76,7 +115,7 @@ pub fn oauth_error(code: &str, description: &str) -> Error {
 
 fn user_code() -> String {
     let mut rng = rand::rngs::OsRng;
-    (0..8).map(|_| USER_CODE_ALPHABET[rng.gen_range(0..USER_CODE_ALPHABET.len())] as char).collect()
+    (0..USER_CODE_LEN).map(|_| USER_CODE_ALPHABET[rng.gen_range(0..USER_CODE_ALPHABET.len())] as char).collect()
 }
 
 /// `abcd-efgh`, `ABCD EFGH`, `abcdefgh` → `ABCDEFGH`.
@@ -98,18 +137,23 @@ pub async fn start(state: &AppState, client_id: &str, meta: &ClientMeta) -> Resu
     }
     let device_code = crate::accounts::random_token("");
     let now = now();
-    // A user code collision is astronomically rare; retry once on the unique constraint.
+    let device_name =
+        meta.user_agent.as_deref().map(|ua| ua.chars().filter(|c| !c.is_control()).take(64).collect::<String>());
+    // A pending code's selector is unique; a clash (1 in 65536 per pending code) draws again.
     let mut code = user_code();
-    for attempt in 0..3 {
+    for attempt in 0..5 {
         let inserted = sqlx::query(
-            "insert into device_codes (id, device_code_hash, user_code, client_id, status, device_name, interval_secs, \
-             expires_at, created_at, updated_at) values ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $8)",
+            "insert into device_codes (id, device_code_hash, user_code_hash, user_code_selector, client_id, status, \
+             device_name, request_ip, interval_secs, expires_at, created_at, updated_at) \
+             values ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10, $10)",
         )
         .bind(new_id())
         .bind(sha256_hex(device_code.expose()))
-        .bind(&code)
+        .bind(sha256_hex(&code))
+        .bind(&code[..SELECTOR_LEN])
         .bind(client_id)
-        .bind(meta.user_agent.as_deref().map(|ua| ua.chars().take(64).collect::<String>()))
+        .bind(device_name.as_deref())
+        .bind(&meta.ip)
         .bind(INTERVAL_SECS)
         .bind(now + CODE_TTL_SECS)
         .bind(now)
@@ -117,7 +161,7 @@ pub async fn start(state: &AppState, client_id: &str, meta: &ClientMeta) -> Resu
         .await;
         match inserted {
             Ok(_) => break,
-            Err(e) if attempt < 2 && crate::store::unique_violation(&e).is_some() => code = user_code(),
+            Err(e) if attempt < 4 && crate::store::unique_violation(&e).is_some() => code = user_code(),
             Err(e) => return Err(e.into()),
         }
     }
@@ -182,20 +226,29 @@ async fn poll(state: &AppState, device_code: &str, client_id: &str) -> Result<De
     if row.expires_at <= now {
         return Err(oauth_error("expired_token", "the device code expired; run `latchkey login` again"));
     }
-    sqlx::query("update device_codes set last_polled_at = $1, updated_at = $1 where id = $2")
-        .bind(now)
-        .bind(&row.id)
-        .execute(state.store.pool())
-        .await?;
+    let too_fast = row.status == "pending" && row.last_polled_at.is_some_and(|t| now - t < row.interval_secs);
+    // RFC 8628 3.5: a poll that comes too soon raises the interval for every later poll.
+    sqlx::query(
+        "update device_codes set last_polled_at = $1, interval_secs = interval_secs + $2, updated_at = $1 where id = $3",
+    )
+    .bind(now)
+    .bind(if too_fast { SLOW_DOWN_STEP_SECS } else { 0 })
+    .bind(&row.id)
+    .execute(state.store.pool())
+    .await?;
     match row.status.as_str() {
         "denied" => return Err(oauth_error("access_denied", "the request was denied on the cloud")),
-        "consumed" => return Err(oauth_error("invalid_grant", "this device code was already used")),
-        "pending" => {
-            if row.last_polled_at.is_some_and(|t| now - t < row.interval_secs) {
-                return Err(oauth_error("slow_down", "polling too fast; add 5 seconds to the interval"));
-            }
-            return Err(oauth_error("authorization_pending", "waiting for the member to approve"));
+        "burned" => {
+            return Err(oauth_error(
+                "access_denied",
+                "too many wrong codes were tried against this one; run `latchkey login` again",
+            ))
         }
+        "consumed" => return Err(oauth_error("invalid_grant", "this device code was already used")),
+        "pending" if too_fast => {
+            return Err(oauth_error("slow_down", "polling too fast; add 5 seconds to the interval"))
+        }
+        "pending" => return Err(oauth_error("authorization_pending", "waiting for the member to approve")),
         _ => {}
     }
     let user_id = row.user_id.ok_or_else(|| oauth_error("invalid_grant", "approved without a user"))?;
@@ -210,7 +263,7 @@ async fn poll(state: &AppState, device_code: &str, client_id: &str) -> Result<De
     if claimed.rows_affected() == 0 {
         return Err(oauth_error("invalid_grant", "this device code was already used"));
     }
-    let scopes = ScopeSet::new([Scope::ConnectionsToken, Scope::ConnectionsRead]);
+    let scopes = ScopeSet::new(DEVICE_SCOPES);
     let name = format!("device: {}", row.device_name.as_deref().unwrap_or("latchkey agent"));
     let created = pats::insert(state, &user_id, &name, &scopes, Some(now + DEVICE_PAT_DAYS * 86_400), None).await?;
     sqlx::query("update pats set kind = 'device' where id = $1").bind(&created.id).execute(state.store.pool()).await?;
@@ -234,6 +287,26 @@ async fn poll(state: &AppState, device_code: &str, client_id: &str) -> Result<De
     })
 }
 
+/// What a pending code asks for, for the member to check before approving it. Looking a
+/// code up is a try like an approval: a wrong code counts the same.
+pub async fn review(state: &AppState, principal: &Principal, meta: &ClientMeta, user_code: &str) -> Result<Review> {
+    principal.require_login()?;
+    let code = find_pending(state, principal, meta, user_code).await?;
+    let orgs = crate::orgs::list(state, principal, false).await?;
+    let now = now();
+    Ok(Review {
+        user_code: display(&normalize(user_code)),
+        device_name: code.device_name,
+        ip: code.request_ip,
+        requested_at: rfc3339(code.created_at),
+        minutes_ago: (now - code.created_at).max(0) / 60,
+        expires_in_minutes: ((code.expires_at - now).max(0) + 59) / 60,
+        scopes: DEVICE_SCOPES.iter().map(ToString::to_string).collect(),
+        orgs: orgs.into_iter().map(|o| o.slug).collect(),
+        pat_days: DEVICE_PAT_DAYS,
+    })
+}
+
 /// The member approves (or denies) a user code on the `/device` page.
 pub async fn decide(
     state: &AppState,
@@ -243,40 +316,114 @@ pub async fn decide(
     approve: bool,
 ) -> Result<()> {
     principal.require_login()?;
-    // Guessing codes: a few tries per member and per address.
-    for key in [format!("device-code:{}", principal.user_id), format!("device-code-ip:{}", meta.ip)] {
-        let (hits, retry) = ratelimit::hit(&state.store, &key, 600).await?;
-        if hits > 20 {
-            return Err(Error::rate_limited(retry));
-        }
-    }
-    let code = normalize(&req.user_code);
-    let now = now();
+    let code = find_pending(state, principal, meta, &req.user_code).await?;
     let done = sqlx::query(
         "update device_codes set status = $1, user_id = $2, updated_at = $3 \
-         where user_code = $4 and status = 'pending' and expires_at > $3",
+         where id = $4 and status = 'pending' and expires_at > $3",
     )
     .bind(if approve { "approved" } else { "denied" })
     .bind(&principal.user_id)
-    .bind(now)
-    .bind(&code)
+    .bind(now())
+    .bind(&code.id)
     .execute(state.store.pool())
     .await?;
     if done.rows_affected() == 0 {
-        return Err(Error::client(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidRequest,
-            "user_code: no pending device with this code (it may have expired; run `latchkey login` again)",
-        ));
+        return Err(no_such_code());
     }
     audit::record(
         &state.store,
         audit::Event {
             actor_id: Some(&principal.user_id),
             action: if approve { "device.approve" } else { "device.deny" },
+            target: Some(&code.id),
             outcome: "success",
             ip: Some(&meta.ip),
             user_agent: meta.user_agent.as_deref(),
+            detail: Some(serde_json::json!({ "device_name": code.device_name, "request_ip": code.request_ip })),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+#[derive(sqlx::FromRow)]
+struct PendingCode {
+    id: String,
+    user_code_hash: String,
+    device_name: Option<String>,
+    request_ip: Option<String>,
+    created_at: i64,
+    expires_at: i64,
+}
+
+fn no_such_code() -> Error {
+    Error::client(
+        StatusCode::BAD_REQUEST,
+        ErrorCode::InvalidRequest,
+        "user_code: no pending device with this code (it may have expired; run `latchkey login` again)",
+    )
+}
+
+/// The pending code a member typed, after the limits on guessing; a wrong try counts
+/// against the member and, when its selector names a pending code, against that code.
+async fn find_pending(state: &AppState, principal: &Principal, meta: &ClientMeta, typed: &str) -> Result<PendingCode> {
+    for key in [format!("device-code:{}", principal.user_id), format!("device-code-ip:{}", meta.ip)] {
+        let (hits, retry) = ratelimit::hit(&state.store, &key, 600).await?;
+        if hits > 20 {
+            return Err(Error::rate_limited(retry));
+        }
+    }
+    let wrong_key = format!("device-code-wrong:{}", principal.user_id);
+    let (wrong, retry) = ratelimit::peek(&state.store, &wrong_key, WRONG_CODE_WINDOW_SECS).await?;
+    if wrong >= WRONG_CODES_PER_MEMBER {
+        return Err(Error::rate_limited(retry));
+    }
+    let code = normalize(typed);
+    let selector = code.get(..SELECTOR_LEN).unwrap_or_default();
+    let now = now();
+    let row: Option<PendingCode> = sqlx::query_as(
+        "select id, user_code_hash, device_name, request_ip, created_at, expires_at from device_codes \
+         where user_code_selector = $1 and status = 'pending' and expires_at > $2",
+    )
+    .bind(selector)
+    .bind(now)
+    .fetch_optional(state.store.pool())
+    .await?;
+    let typed_hash = sha256_hex(&code);
+    match row {
+        Some(row) if bool::from(row.user_code_hash.as_bytes().ct_eq(typed_hash.as_bytes())) => Ok(row),
+        row => {
+            ratelimit::hit(&state.store, &wrong_key, WRONG_CODE_WINDOW_SECS).await?;
+            if let Some(row) = row {
+                count_wrong_try(state, principal, &row.id, now).await?;
+            }
+            Err(no_such_code())
+        }
+    }
+}
+
+/// One more wrong try against a pending code; the fifth burns it.
+async fn count_wrong_try(state: &AppState, principal: &Principal, id: &str, now: i64) -> Result<()> {
+    let status: Option<String> = sqlx::query_scalar(
+        "update device_codes set failed_attempts = failed_attempts + 1, \
+         status = case when failed_attempts + 1 >= $1 then 'burned' else status end, updated_at = $2 \
+         where id = $3 and status = 'pending' returning status",
+    )
+    .bind(WRONG_TRIES_PER_CODE)
+    .bind(now)
+    .bind(id)
+    .fetch_optional(state.store.pool())
+    .await?;
+    if status.as_deref() != Some("burned") {
+        return Ok(());
+    }
+    audit::record(
+        &state.store,
+        audit::Event {
+            actor_id: Some(&principal.user_id),
+            action: "device.burn",
+            target: Some(id),
+            outcome: "success",
             ..Default::default()
         },
     )

@@ -37,6 +37,18 @@ pub async fn hit(store: &Store, key: &str, window_secs: i64) -> Result<(i64, u64
     Ok((hits, retry_after(now, window_start, window_secs)))
 }
 
+/// The current window's count for `key`, without adding to it.
+pub async fn peek(store: &Store, key: &str, window_secs: i64) -> Result<(i64, u64)> {
+    let now = now();
+    let window_start = now - now.rem_euclid(window_secs);
+    let hits: Option<i64> = sqlx::query_scalar("select hits from rate_limits where key = $1 and window_start = $2")
+        .bind(key)
+        .bind(window_start)
+        .fetch_optional(store.pool())
+        .await?;
+    Ok((hits.unwrap_or(0), retry_after(now, window_start, window_secs)))
+}
+
 /// Takes back one hit of the current window: for an attempt counted before it was
 /// judged, that turned out not to count.
 pub async fn undo(store: &Store, key: &str, window_secs: i64) -> Result<()> {

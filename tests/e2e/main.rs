@@ -11,6 +11,7 @@ mod browser;
 mod cascades;
 mod consent;
 mod contract_fuzz;
+mod devices;
 mod keys;
 mod limits;
 mod openapi;

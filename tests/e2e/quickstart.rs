@@ -226,13 +226,15 @@ async fn login(mut run: Running, browser: &Browser, demo: &Demo) -> (bool, Strin
     // The URL the agent opens in a browser: the one that fills the code in.
     let page = run.wait_for("the device page's URL", |l| url_with(l, "/device?user_code=")).await;
     assert!(page.starts_with(&format!("{}/device", demo.base)), "the device page is on the cloud: {page}");
-    // The page sends a newcomer to the login form first, then back to itself.
+    // The page sends a newcomer to the login form first, then back to itself, where it
+    // shows what asked and waits for "Yes, this is my device", which does the call below.
     let (hops, reply) = browser.follow(&page).await;
     assert!(reply.text.contains("name=\"email\""), "an unsigned browser is asked to sign in: {hops:?}");
     sign_in(browser, demo, "/device").await;
     let (_, device_page) = browser.follow(&page).await;
     assert_eq!(device_page.status, 200, "{}", device_page.text);
-    assert!(device_page.text.contains("id=\"approve\""), "the device page offers Approve");
+    assert!(device_page.text.contains(&code), "the device page shows the code to compare: {}", device_page.text);
+    assert!(device_page.text.contains("id=\"confirm\""), "the device page asks \"Yes, this is my device\"");
     let approved = Api::read(
         browser
             .client

@@ -1,9 +1,12 @@
-//! The device page (`verification_uri`): where a member approves a device's code.
+//! The device page (`verification_uri`): where a member reviews a device's pairing
+//! request and approves or denies it. A code, typed or pre-filled by a link, first shows
+//! what asked and what it will get; only "Yes, this is my device" approves.
 
 use super::{browser_session, render, to_login};
-use crate::access::MaybePrincipal;
+use crate::access::{ClientMeta, MaybePrincipal};
 use crate::accounts;
-use crate::error::Result;
+use crate::devices;
+use crate::error::{Error, Result};
 use crate::http::extract::Query;
 use crate::state::AppState;
 use axum::extract::State;
@@ -20,11 +23,21 @@ pub struct DeviceQuery {
 pub async fn device_page(
     State(state): State<AppState>,
     principal: MaybePrincipal,
+    meta: ClientMeta,
     Query(q): Query<DeviceQuery>,
 ) -> Result<Response> {
     let Some(principal) = browser_session(principal) else { return Ok(to_login(&q.back_here())) };
-    let me = accounts::me(&state, &principal.user_id).await?;
-    render(StatusCode::OK, "device.html", context! { username => me.username, user_code => q.shown_code() })
+    let username = accounts::me(&state, &principal.user_id).await?.username;
+    let Some(code) = q.user_code.as_deref().filter(|c| !c.trim().is_empty()) else {
+        return render(StatusCode::OK, "device.html", context! { username });
+    };
+    match devices::review(&state, &principal, &meta, code).await {
+        Ok(review) => render(StatusCode::OK, "device.html", context! { username, review }),
+        Err(Error::Client { status, description, .. }) => {
+            render(status, "device.html", context! { username, error => description, user_code => q.shown_code() })
+        }
+        Err(e) => Err(e),
+    }
 }
 
 impl DeviceQuery {
@@ -38,7 +51,7 @@ impl DeviceQuery {
         }
     }
 
-    /// The code to pre-fill, with anything that cannot be part of a code dropped.
+    /// The code to show again in the form, with anything that cannot be part of a code dropped.
     fn shown_code(&self) -> String {
         let code = self.user_code.as_deref().unwrap_or_default();
         code.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(16).collect()
