@@ -64,7 +64,9 @@ mod tests {
     #[test]
     fn only_pages_on_the_clouds_origin_are_cloud_pages() {
         let cloud = Url::parse("https://cloud.example.com").unwrap_or_else(|e| panic!("{e}"));
-        for page in ["https://cloud.example.com/device?user_code=ABCD-EFGH", "https://cloud.example.com:443/connect/a/b"] {
+        for page in
+            ["https://cloud.example.com/device?user_code=ABCD-EFGH", "https://cloud.example.com:443/connect/a/b"]
+        {
             assert!(is_cloud_page(&cloud, page), "{page}");
         }
         for page in [

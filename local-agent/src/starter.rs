@@ -116,7 +116,8 @@ mod tests {
     fn connectors_are_ready_to_use() {
         let text = render(Some("http://127.0.0.1:9999"), Some("demo"), &[StarterKind::Sandbox, StarterKind::Github])
             .unwrap_or_else(|e| panic!("{e}"));
-        let c = Config::parse(&text, Path::new("t.toml"), &|_| None, Transport::Secure).unwrap_or_else(|e| panic!("{e}"));
+        let c =
+            Config::parse(&text, Path::new("t.toml"), &|_| None, Transport::Secure).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.cloud_url.as_str(), "http://127.0.0.1:9999/");
         let got: Vec<(&str, &str, &str, &str)> = c
             .connectors

@@ -476,7 +476,9 @@ async fn tokens_never_cross_the_network_in_clear_text() {
     let api_refused = far_api.run(&["sync", "feed"]).await;
     assert_eq!(seen.lock().unwrap().clone(), [], "the eavesdropper read these requests");
     let err = cloud_refused.fails(2);
-    for wanted in ["latchkey.toml", "key `cloud_url`", "plain http:// to another machine", "fix:", "https://", "--insecure"] {
+    for wanted in
+        ["latchkey.toml", "key `cloud_url`", "plain http:// to another machine", "fix:", "https://", "--insecure"]
+    {
         assert!(err.contains(wanted), "{wanted:?} in:\n{err}");
     }
     let err = api_refused.fails(2);
@@ -492,7 +494,8 @@ async fn tokens_never_cross_the_network_in_clear_text() {
     assert!(r.stderr.contains("warning: --insecure: connector `feed`, url (http://api.example.test)"), "{}", r.stderr);
     let seen = seen.lock().unwrap().clone();
     let read = |url: &str| {
-        let (_, headers) = seen.iter().find(|(u, _)| u == url).unwrap_or_else(|| panic!("no request to {url}: {seen:?}"));
+        let (_, headers) =
+            seen.iter().find(|(u, _)| u == url).unwrap_or_else(|| panic!("no request to {url}: {seen:?}"));
         headers.get("authorization").cloned().unwrap_or_default()
     };
     assert_eq!(read("http://latchkey.example.test/oauth/connection-token"), format!("Bearer {pat}"));

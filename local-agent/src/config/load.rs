@@ -139,7 +139,10 @@ mod tests {
     #[test]
     fn a_missing_file_says_to_run_init() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let e = Config::load(&dir.path().join("latchkey.toml"), Transport::Secure).err().map(|e| e.to_string()).unwrap_or_default();
+        let e = Config::load(&dir.path().join("latchkey.toml"), Transport::Secure)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("latchkey.toml") && e.contains("latchkey init"), "{e}");
     }
 

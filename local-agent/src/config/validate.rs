@@ -101,7 +101,8 @@ impl<'a> Section<'a> {
 
 pub(super) fn cloud_url(top: &Section<'_>, value: &str) -> Result<Url> {
     let cloud_url = top.text("cloud_url", value)?;
-    let cloud_url = top.url("cloud_url", &cloud_url, "write the cloud's address, like \"https://latchkey.example.com\"")?;
+    let cloud_url =
+        top.url("cloud_url", &cloud_url, "write the cloud's address, like \"https://latchkey.example.com\"")?;
     if cloud_url.query().is_some() || cloud_url.fragment().is_some() {
         return Err(top.problem(
             "cloud_url",
@@ -364,14 +365,36 @@ mod tests {
             )
         };
         let secure = |text: &str| Config::parse(text, Path::new("/etc/latchkey.toml"), &|_| None, Transport::Secure);
-        let insecure = |text: &str| Config::parse(text, Path::new("/etc/latchkey.toml"), &|_| None, Transport::Insecure);
-        let remote = ["http://latchkey.example.com", "http://10.0.0.7:8080", "http://[fe80::1]", "http://localhost.evil.example", "http://127.0.0.1.nip.io", "http://[::ffff:7f00:1]"];
-        let local = ["http://127.0.0.1:8080", "http://127.9.8.7", "http://localhost:3000", "http://LOCALHOST", "http://[::1]:80", "https://latchkey.example.com", "https://10.0.0.7"];
+        let insecure =
+            |text: &str| Config::parse(text, Path::new("/etc/latchkey.toml"), &|_| None, Transport::Insecure);
+        let remote = [
+            "http://latchkey.example.com",
+            "http://10.0.0.7:8080",
+            "http://[fe80::1]",
+            "http://localhost.evil.example",
+            "http://127.0.0.1.nip.io",
+            "http://[::ffff:7f00:1]",
+        ];
+        let local = [
+            "http://127.0.0.1:8080",
+            "http://127.9.8.7",
+            "http://localhost:3000",
+            "http://LOCALHOST",
+            "http://[::1]:80",
+            "https://latchkey.example.com",
+            "https://10.0.0.7",
+        ];
         for (key, text) in remote.iter().flat_map(|u| {
-            [("cloud_url", with_cloud(u)), ("base_url", with_connector("base_url", u)), ("url", with_connector("url", u))]
+            [
+                ("cloud_url", with_cloud(u)),
+                ("base_url", with_connector("base_url", u)),
+                ("url", with_connector("url", u)),
+            ]
         }) {
             let e = error(&text);
-            for wanted in [&format!("key `{key}`") as &str, "plain http:// to another machine", "fix:", "https://", "--insecure"] {
+            for wanted in
+                [&format!("key `{key}`") as &str, "plain http:// to another machine", "fix:", "https://", "--insecure"]
+            {
                 assert!(e.contains(wanted), "expected {wanted:?} in the error for\n{text}\ngot:\n{e}");
             }
             let allowed = insecure(&text).unwrap_or_else(|e| panic!("--insecure allows {text}: {e}"));
@@ -379,7 +402,8 @@ mod tests {
             let wanted = if key == "cloud_url" { String::from("cloud_url") } else { format!("connector `gh`, {key}") };
             assert_eq!(flagged, [wanted], "{text}");
         }
-        for text in local.iter().flat_map(|u| [with_cloud(u), with_connector("base_url", u), with_connector("url", u)]) {
+        for text in local.iter().flat_map(|u| [with_cloud(u), with_connector("base_url", u), with_connector("url", u)])
+        {
             let c = secure(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
             assert!(c.plain_http_urls().is_empty(), "{text}");
         }
