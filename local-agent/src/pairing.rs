@@ -5,6 +5,7 @@
 //! Polling is polite: it waits `interval` seconds between polls and 5 s more after each
 //! `slow_down`, and it stops on `access_denied`, `expired_token` or the code's expiry.
 
+use crate::browser;
 use crate::cloud::{CloudClient, DeviceAuthorization, DevicePoll};
 use crate::error::{Error, Result};
 use latchkey_shared::Pat;
@@ -37,8 +38,20 @@ fn show(cloud: &CloudClient, auth: &DeviceAuthorization, out: &mut dyn Write, op
     if let Some(complete) = complete {
         text.push_str(&format!("(or open {complete}, which fills the code in for you)\n"));
     }
-    let target = complete.unwrap_or(&auth.verification_uri);
-    if open_browser && crate::browser::open(target) {
+    let elsewhere: Vec<&str> = [Some(auth.verification_uri.as_str()), complete]
+        .into_iter()
+        .flatten()
+        .filter(|page| !browser::is_cloud_page(cloud.base(), page))
+        .collect();
+    if !elsewhere.is_empty() {
+        text.push_str(&format!(
+            "\nwarning: the cloud's answer sends you to {}, which is not on the cloud's own address ({}); \
+             it was not opened. Enter the code only on a page of {}.\n\n",
+            elsewhere.join(" and "),
+            cloud.base().origin().ascii_serialization(),
+            cloud.base_display()
+        ));
+    } else if open_browser && browser::open(cloud.base(), complete.unwrap_or(&auth.verification_uri)) {
         text.push_str("Your browser should have opened that page.\n");
     }
     text.push_str(&format!(

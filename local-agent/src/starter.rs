@@ -2,7 +2,7 @@
 //! cloud URL and, when asked for, ready-to-use `[[connector]]` tables filled in, so a
 //! first run (`latchkey init --org demo --connector sandbox`) needs no hand-editing.
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, Transport};
 use crate::error::{Error, Result};
 use std::path::Path;
 
@@ -39,6 +39,8 @@ pub struct Starter<'a> {
     pub cloud_url: Option<&'a str>,
     pub org: Option<&'a str>,
     pub connectors: &'a [StarterKind],
+    /// Whether `--insecure` allows a plain http:// cloud URL off this machine.
+    pub transport: Transport,
 }
 
 impl Starter<'_> {
@@ -84,7 +86,7 @@ impl Starter<'_> {
             ));
         }
         // No environment here: a `${…}` stays literal, as it will be written.
-        Config::parse(&text, Path::new("the file `latchkey init` would write"), &|_| None)?;
+        Config::parse(&text, Path::new("the file `latchkey init` would write"), &|_| None, self.transport)?;
         Ok(text)
     }
 }
@@ -102,7 +104,7 @@ mod tests {
     use super::*;
 
     fn render(cloud_url: Option<&str>, org: Option<&str>, connectors: &[StarterKind]) -> Result<String> {
-        Starter { cloud_url, org, connectors }.render()
+        Starter { cloud_url, org, connectors, transport: Transport::Secure }.render()
     }
 
     #[test]
@@ -114,7 +116,8 @@ mod tests {
     fn connectors_are_ready_to_use() {
         let text = render(Some("http://127.0.0.1:9999"), Some("demo"), &[StarterKind::Sandbox, StarterKind::Github])
             .unwrap_or_else(|e| panic!("{e}"));
-        let c = Config::parse(&text, Path::new("t.toml"), &|_| None).unwrap_or_else(|e| panic!("{e}"));
+        let c =
+            Config::parse(&text, Path::new("t.toml"), &|_| None, Transport::Secure).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.cloud_url.as_str(), "http://127.0.0.1:9999/");
         let got: Vec<(&str, &str, &str, &str)> = c
             .connectors

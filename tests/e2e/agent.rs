@@ -325,6 +325,11 @@ async fn pair_sync_resume_and_revoke(backend: Backend) {
 /// What a connector's server saw: each request's path and headers.
 type Seen = Arc<Mutex<Vec<(String, BTreeMap<String, String>)>>>;
 
+fn record(seen: &Seen, uri: &axum::http::Uri, headers: &axum::http::HeaderMap) {
+    let headers = headers.iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("<binary>").to_owned())).collect();
+    seen.lock().unwrap().push((uri.to_string(), headers));
+}
+
 /// A provider API on loopback: `/feed` (two pages, the second by a same-origin URL),
 /// `/stray` (whose next page is on another origin). Records every request's headers.
 async fn provider(other_origin: String) -> (String, Seen) {
@@ -333,11 +338,6 @@ async fn provider(other_origin: String) -> (String, Seen) {
     let seen: Seen = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let record = |seen: &Seen, uri: &Uri, headers: &HeaderMap| {
-        let headers =
-            headers.iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("<binary>").to_owned())).collect();
-        seen.lock().unwrap().push((uri.to_string(), headers));
-    };
     let feed_base = base.clone();
     let app = axum::Router::new()
         .route(
@@ -427,4 +427,176 @@ async fn connectors_never_see_the_pat(backend: Backend) {
 
 fn assert_path_absent(path: &Path) {
     assert!(!path.exists(), "{} should not exist", path.display());
+}
+
+/// Whoever sits on the network path between the agent and another machine: the agent's
+/// plain-http requests to other hosts reach it as its proxy (`HTTP_PROXY`). It writes down
+/// every request (absolute URL and headers) and answers 401.
+async fn eavesdropper() -> (String, Seen) {
+    use axum::http::{HeaderMap, StatusCode, Uri};
+    let seen: Seen = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .fallback(|axum::extract::State(seen): axum::extract::State<Seen>, uri: Uri, headers: HeaderMap| async move {
+            record(&seen, &uri, &headers);
+            StatusCode::UNAUTHORIZED
+        })
+        .with_state(seen.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_never_cross_the_network_in_clear_text() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let cloud = Cloud::start_with(&db, |c| c.sandbox = true).await;
+    let api = cloud.api();
+    let org = SandboxOrg::setup(&api).await;
+    let (_, page) = consent(&api, &org.member, "acme", "sandbox").await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    let (_, pat) = api.pat(&org.member, &["connections:token", "connections:read"]).await;
+    let (proxy, seen) = eavesdropper().await;
+    // Requests to other hosts pass the eavesdropper; the cloud on this machine is reached directly.
+    let on_the_path = |agent: &mut Agent| {
+        for (k, v) in [("LATCHKEY_PAT", pat.as_str()), ("HTTP_PROXY", &proxy), ("NO_PROXY", "127.0.0.1,localhost")] {
+            agent.env.push((k.into(), v.into()));
+        }
+    };
+
+    // The PAT, to a cloud on another machine over plain http.
+    let mut far_cloud = Agent::new("http://latchkey.example.test", SANDBOX_CONNECTOR);
+    on_the_path(&mut far_cloud);
+    let cloud_refused = far_cloud.run(&["token", "sandbox"]).await;
+    // An access token, to a provider API on another machine over plain http.
+    let feed = "[[connector]]\nname = \"feed\"\nkind = \"http-json\"\norg = \"acme\"\nconnector_key = \"sandbox\"\n\
+                url = \"http://api.example.test/feed\"\nitems = \"/items\"\nid = \"id\"\n";
+    let mut far_api = Agent::new(&api.base, feed);
+    on_the_path(&mut far_api);
+    let api_refused = far_api.run(&["sync", "feed"]).await;
+    assert_eq!(seen.lock().unwrap().clone(), [], "the eavesdropper read these requests");
+    let err = cloud_refused.fails(2);
+    for wanted in
+        ["latchkey.toml", "key `cloud_url`", "plain http:// to another machine", "fix:", "https://", "--insecure"]
+    {
+        assert!(err.contains(wanted), "{wanted:?} in:\n{err}");
+    }
+    let err = api_refused.fails(2);
+    for wanted in ["[[connector]] #1 (\"feed\"), key `url`", "plain http:// to another machine", "--insecure"] {
+        assert!(err.contains(wanted), "{wanted:?} in:\n{err}");
+    }
+
+    // What the check stops, shown by opting out of it: with --insecure, both tokens reach the
+    // eavesdropper in clear text, and each command warns.
+    let r = far_cloud.run(&["--insecure", "token", "sandbox"]).await;
+    assert!(r.fails(1).contains("warning: --insecure: cloud_url (http://latchkey.example.test)"), "{}", r.stderr);
+    let r = far_api.run(&["--insecure", "sync", "feed"]).await;
+    assert!(r.stderr.contains("warning: --insecure: connector `feed`, url (http://api.example.test)"), "{}", r.stderr);
+    let seen = seen.lock().unwrap().clone();
+    let read = |url: &str| {
+        let (_, headers) =
+            seen.iter().find(|(u, _)| u == url).unwrap_or_else(|| panic!("no request to {url}: {seen:?}"));
+        headers.get("authorization").cloned().unwrap_or_default()
+    };
+    assert_eq!(read("http://latchkey.example.test/oauth/connection-token"), format!("Bearer {pat}"));
+    let access_token = read("http://api.example.test/feed");
+    assert!(access_token.starts_with("Bearer ") && !access_token.contains("lk_pat_"), "{access_token}");
+}
+
+/// The member's browser, as `$BROWSER`: a script that writes down each URL it is asked to open.
+struct RecordingBrowser {
+    dir: tempfile::TempDir,
+}
+
+impl RecordingBrowser {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("browser");
+        let log = dir.path().join("opened");
+        std::fs::write(&script, format!("#!/bin/sh\nprintf '%s\\n' \"$1\" >> '{}'\n", log.display())).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        RecordingBrowser { dir }
+    }
+
+    fn env(&self) -> (String, String) {
+        ("BROWSER".into(), self.dir.path().join("browser").display().to_string())
+    }
+
+    /// What it was asked to open so far, and forgets it.
+    fn take(&self) -> String {
+        let log = self.dir.path().join("opened");
+        let opened = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_file(log);
+        opened
+    }
+}
+
+/// A device authorization answer is only as trustworthy as the connection it came on; the
+/// agent opens a page only on the cloud's own origin, so a forged answer cannot send the
+/// member to a look-alike page to type in the code or their password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verification_page_on_another_origin_is_not_opened() {
+    use axum::http::StatusCode;
+    let browser = RecordingBrowser::new();
+
+    // The real cloud's device page opens: the browser works.
+    let db = TestDb::new(Backend::Sqlite).await;
+    let cloud = Cloud::start(&db).await;
+    let mut agent = Agent::new(&cloud.base, "");
+    agent.env.push(browser.env());
+    let mut login = agent.command(&["login"]).spawn().unwrap();
+    let opened = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let opened = browser.take();
+            if !opened.is_empty() {
+                return opened;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the browser was asked to open the device page");
+    login.kill().await.unwrap();
+    assert!(opened.starts_with(&format!("{}/device?user_code=", cloud.base)), "{opened}");
+
+    // A server in the cloud's place whose answer points at another origin.
+    let look_alike = "https://latchkey-login.example.test/device";
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let forged = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .route(
+            "/oauth/device_authorization",
+            axum::routing::post(move || async move {
+                axum::Json(json!({
+                    "device_code": "forged", "user_code": "WDJB-MJHT", "verification_uri": look_alike,
+                    "verification_uri_complete": format!("{look_alike}?user_code=WDJB-MJHT"),
+                    "expires_in": 600, "interval": 1,
+                }))
+            }),
+        )
+        .route(
+            "/oauth/token",
+            axum::routing::post(|| async {
+                (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "access_denied", "error_description": "no"})))
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mut agent = Agent::new(&forged, "");
+    agent.env.push(browser.env());
+    let r = agent.run(&["login"]).await;
+    // Give a browser that was started the time to write its URL down.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(browser.take(), "", "the look-alike page was opened");
+    r.fails(1);
+    assert!(
+        r.stdout.contains(&format!("warning: the cloud's answer sends you to {look_alike}"))
+            && r.stdout.contains("it was not opened")
+            && r.stdout.contains(&format!("Enter the code only on a page of {forged}")),
+        "{}",
+        r.stdout
+    );
 }

@@ -23,7 +23,7 @@ pub(super) async fn connect(paths: &Paths, name: &str, no_browser: bool) -> Resu
         return Ok(ExitCode::SUCCESS);
     }
     println!("To connect {name}, open this page (sign in to the cloud if asked) and approve:\n\n    {url}\n");
-    if !no_browser && crate::browser::open(url.as_str()) {
+    if !no_browser && crate::browser::open(agent.cloud.base(), url.as_str()) {
         println!("Your browser should have opened it.");
     }
     println!("Waiting for the connection (up to {} minutes)…", CONNECT_TIMEOUT.as_secs() / 60);

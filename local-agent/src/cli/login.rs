@@ -2,13 +2,12 @@
 
 use super::Paths;
 use crate::cloud::CloudClient;
-use crate::config::Config;
 use crate::error::Result;
 use crate::pat_store;
 use std::process::ExitCode;
 
 pub(super) async fn login(paths: &Paths, no_browser: bool) -> Result<ExitCode> {
-    let config = Config::load(&paths.config)?;
+    let config = paths.load_config()?;
     let cloud = CloudClient::new(config.cloud_url.clone(), None)?;
     let mut stdout = std::io::stdout();
     let pat = crate::pairing::login(&cloud, &mut stdout, !no_browser).await?;

@@ -16,7 +16,7 @@ mod sync;
 mod token;
 
 use crate::cloud::CloudClient;
-use crate::config::{self, Config};
+use crate::config::{self, Config, Transport};
 use crate::error::{Error, Result};
 use crate::pat_store::{self, PatSource, PatStore};
 use crate::starter::{Starter, StarterKind};
@@ -58,6 +58,13 @@ pub struct Cli {
     /// The data directory (database and token) [default: $XDG_DATA_HOME/latchkey]
     #[arg(long, global = true, env = "LATCHKEY_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+
+    /// Allow plain http:// URLs to other machines, whose traffic (this machine's token,
+    /// access tokens) anyone on the network can read: only for a test setup on a network
+    /// you trust. Without it, URLs must be https:// unless the host is localhost or
+    /// 127.0.0.1
+    #[arg(long, global = true)]
+    pub insecure: bool,
 
     #[command(subcommand)]
     pub command: Command,
@@ -185,10 +192,12 @@ pub fn main(cli: Cli) -> ExitCode {
 
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
-    let paths = Paths::resolve(cli.config, cli.data_dir)?;
+    let transport = if cli.insecure { Transport::Insecure } else { Transport::Secure };
+    let paths = Paths::resolve(cli.config, cli.data_dir, transport)?;
     match cli.command {
         Command::Init { cloud_url, org, connectors, force, print } => {
-            let starter = Starter { cloud_url: cloud_url.as_deref(), org: org.as_deref(), connectors: &connectors };
+            let starter =
+                Starter { cloud_url: cloud_url.as_deref(), org: org.as_deref(), connectors: &connectors, transport };
             init::init(&paths, &starter, force, print)
         }
         Command::Login { no_browser } => login::login(&paths, no_browser).await,
@@ -210,14 +219,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// Where the config file and the data dir are.
+/// Where the config file and the data dir are, and how the config's URLs are checked.
 pub struct Paths {
     pub config: PathBuf,
     pub data_dir: PathBuf,
+    pub transport: Transport,
 }
 
 impl Paths {
-    fn resolve(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> Result<Self> {
+    fn resolve(config: Option<PathBuf>, data_dir: Option<PathBuf>, transport: Transport) -> Result<Self> {
         let config = config.or_else(config::default_config_path).ok_or_else(|| {
             Error::Usage(
                 "cannot tell where your config dir is (no home directory); pass --config or set LATCHKEY_CONFIG".into(),
@@ -229,7 +239,20 @@ impl Paths {
                     .into(),
             )
         })?;
-        Ok(Paths { config, data_dir })
+        Ok(Paths { config, data_dir, transport })
+    }
+
+    /// The config, with a warning on stderr for each URL only `--insecure` let through.
+    fn load_config(&self) -> Result<Config> {
+        let config = Config::load(&self.config, self.transport)?;
+        for (key, url) in config.plain_http_urls() {
+            eprintln!(
+                "warning: --insecure: {key} ({}) is plain http:// to another machine; the tokens sent \
+                 there can be read and changed by anyone on the network",
+                url.origin().ascii_serialization()
+            );
+        }
+        Ok(config)
     }
 
     fn pat_store(&self) -> PatStore {
@@ -250,7 +273,7 @@ struct Agent {
 
 impl Agent {
     fn load(paths: &Paths) -> Result<Self> {
-        let config = Config::load(&paths.config)?;
+        let config = paths.load_config()?;
         let pat = pat_store::resolve(std::env::var(pat_store::ENV).ok(), config.pat.as_ref(), &paths.pat_store())?;
         let (pat, pat_source) = match pat {
             Some((pat, source)) => (Some(pat), Some(source)),

@@ -1,13 +1,13 @@
 //! Reading `latchkey.toml`: the file, its TOML, and `${VAR}` interpolation of its values.
 
-use super::{validate, Config, Kind};
+use super::{validate, Config, Kind, Transport};
 use crate::error::{Error, Result};
 use serde::Deserialize;
 use std::path::Path;
 
 impl Config {
     /// Reads and validates the file at `path`, interpolating from the environment.
-    pub fn load(path: &Path) -> Result<Config> {
+    pub fn load(path: &Path, transport: Transport) -> Result<Config> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -19,11 +19,16 @@ impl Config {
             }
             Err(e) => return Err(Error::Config(format!("{}: cannot read the config file: {e}", path.display()))),
         };
-        Self::parse(&text, path, &|name| std::env::var(name).ok())
+        Self::parse(&text, path, &|name| std::env::var(name).ok(), transport)
     }
 
     /// Validates `text` as if read from `path`; `env` looks up `${VAR}`s.
-    pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+        transport: Transport,
+    ) -> Result<Config> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             Error::Config(format!(
                 "{}: {}\n  fix: correct the key or value shown above; `latchkey init --print` shows every key",
@@ -32,7 +37,7 @@ impl Config {
             ))
         })?;
         let file = path.display().to_string();
-        let top = validate::Section::top(&file, env);
+        let top = validate::Section::top(&file, env, transport);
         let cloud_url = validate::cloud_url(&top, &raw.cloud_url)?;
         let pat = raw.pat.map(|value| validate::pat(&top, &value)).transpose()?;
         let connectors = validate::connectors(&top, raw.connector)?;
@@ -134,7 +139,10 @@ mod tests {
     #[test]
     fn a_missing_file_says_to_run_init() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let e = Config::load(&dir.path().join("latchkey.toml")).err().map(|e| e.to_string()).unwrap_or_default();
+        let e = Config::load(&dir.path().join("latchkey.toml"), Transport::Secure)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("latchkey.toml") && e.contains("latchkey init"), "{e}");
     }
 

@@ -34,6 +34,27 @@ pub fn default_data_dir() -> Option<PathBuf> {
     directories::ProjectDirs::from("", "", "latchkey").map(|d| d.data_dir().to_path_buf())
 }
 
+/// Whether plain `http://` may carry tokens off this machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// `https://`, or `http://` to a loopback host only: the default.
+    Secure,
+    /// `--insecure`: `http://` to any host, for a test setup on a network one trusts.
+    Insecure,
+}
+
+/// Whether requests to `url` stay unreadable to the network: https, or a loopback host
+/// (`localhost`, 127.0.0.0/8, `::1`), whose traffic never leaves this machine.
+pub fn is_private_channel(url: &Url) -> bool {
+    url.scheme() == "https"
+        || match url.host() {
+            Some(url::Host::Domain(name)) => name == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        }
+}
+
 /// What a connector talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -99,6 +120,18 @@ pub struct HttpJsonConfig {
 }
 
 impl Config {
+    /// The URLs that carry a token in clear text across the network (only `--insecure`
+    /// lets a config have any), each with the key it comes from, for a warning.
+    pub fn plain_http_urls(&self) -> Vec<(String, &Url)> {
+        let mut urls = vec![(String::from("cloud_url"), &self.cloud_url)];
+        for c in &self.connectors {
+            urls.extend(c.base_url.iter().map(|u| (format!("connector `{}`, base_url", c.name), u)));
+            urls.extend(c.http_json.iter().map(|h| (format!("connector `{}`, url", c.name), &h.url)));
+        }
+        urls.retain(|(_, url)| !is_private_channel(url));
+        urls
+    }
+
     /// The connector called `name`, or a usage error listing the configured ones.
     pub fn connector(&self, name: &str) -> Result<&ConnectorConfig> {
         self.connectors.iter().find(|c| c.name == name).ok_or_else(|| {
@@ -119,7 +152,7 @@ impl Config {
 /// What the config tests share: a fixed environment, and parsing as if from one fixed file.
 #[cfg(test)]
 mod test_support {
-    use super::Config;
+    use super::{Config, Transport};
     use crate::error::Result;
     use std::path::Path;
 
@@ -133,7 +166,7 @@ mod test_support {
     }
 
     pub(super) fn parse(text: &str) -> Result<Config> {
-        Config::parse(text, Path::new("/etc/latchkey.toml"), &env)
+        Config::parse(text, Path::new("/etc/latchkey.toml"), &env, Transport::Secure)
     }
 
     pub(super) fn error(text: &str) -> String {

@@ -2,7 +2,7 @@
 //! key and the fix.
 
 use super::load::RawConnector;
-use super::{interpolate, ConnectorConfig, HttpJsonConfig, Kind, DEFAULT_CURSOR_PARAM};
+use super::{interpolate, is_private_channel, ConnectorConfig, HttpJsonConfig, Kind, Transport, DEFAULT_CURSOR_PARAM};
 use crate::error::{Error, Result};
 use crate::schedule::{self, Schedule};
 use latchkey_shared::secret::SecretString;
@@ -17,11 +17,12 @@ pub(super) struct Section<'a> {
     /// A connector's index, and its name once that is known to be usable.
     connector: Option<(usize, &'a str)>,
     env: &'a dyn Fn(&str) -> Option<String>,
+    transport: Transport,
 }
 
 impl<'a> Section<'a> {
-    pub(super) fn top(file: &'a str, env: &'a dyn Fn(&str) -> Option<String>) -> Self {
-        Section { file, connector: None, env }
+    pub(super) fn top(file: &'a str, env: &'a dyn Fn(&str) -> Option<String>, transport: Transport) -> Self {
+        Section { file, connector: None, env, transport }
     }
 
     fn problem(&self, key: &str, problem: &str, fix: &str) -> Error {
@@ -64,6 +65,26 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// An absolute http(s) URL over which a token cannot be read on the network, unless
+    /// `--insecure` allows plain http:// to any host. `fix` says what to write instead.
+    fn url(&self, key: &str, value: &str, fix: &str) -> Result<Url> {
+        let url = parse_http_url(value).map_err(|p| self.problem(key, &p, fix))?;
+        if self.transport == Transport::Secure && !is_private_channel(&url) {
+            return Err(self.problem(
+                key,
+                &format!(
+                    "\"{value}\" is plain http:// to another machine: the tokens sent there would cross \
+                     the network readable by anyone on the way"
+                ),
+                &format!(
+                    "{fix}; http:// is fine only for localhost or 127.0.0.1 (for a test setup on a network \
+                     you trust, run latchkey with --insecure)"
+                ),
+            ));
+        }
+        Ok(url)
+    }
+
     fn pointer(&self, key: &str, pointer: &str, fix: &str) -> Result<()> {
         check_pointer(pointer).map_err(|p| self.problem(key, &p, fix))
     }
@@ -80,9 +101,8 @@ impl<'a> Section<'a> {
 
 pub(super) fn cloud_url(top: &Section<'_>, value: &str) -> Result<Url> {
     let cloud_url = top.text("cloud_url", value)?;
-    let cloud_url = parse_http_url(&cloud_url).map_err(|p| {
-        top.problem("cloud_url", &p, "write the cloud's address, like \"https://latchkey.example.com\"")
-    })?;
+    let cloud_url =
+        top.url("cloud_url", &cloud_url, "write the cloud's address, like \"https://latchkey.example.com\"")?;
     if cloud_url.query().is_some() || cloud_url.fragment().is_some() {
         return Err(top.problem(
             "cloud_url",
@@ -169,8 +189,7 @@ fn base_url(at: &Section<'_>, value: Option<&str>) -> Result<Option<Url>> {
     let Some(u) = at.optional("base_url", value)? else {
         return Ok(None);
     };
-    let url = parse_http_url(&u)
-        .map_err(|p| at.problem("base_url", &p, "write the API's base URL, like \"https://api.example.com\""))?;
+    let url = at.url("base_url", &u, "write the API's base URL, like \"https://api.example.com\"")?;
     Ok(Some(without_trailing_slash(url)))
 }
 
@@ -203,8 +222,7 @@ fn http_json(at: &Section<'_>, rc: &RawConnector, has_base_url: bool) -> Result<
         ));
     }
     let url = at.required("url", rc.url.as_deref(), "\"https://api.example.com/items\" (the first page)")?;
-    let url = parse_http_url(&url)
-        .map_err(|p| at.problem("url", &p, "write the first page's URL, like \"https://api.example.com/items\""))?;
+    let url = at.url("url", &url, "write the first page's URL, like \"https://api.example.com/items\"")?;
     let items = items(at, rc.items.as_deref())?;
     let id = at.required("id", rc.id.as_deref(), "\"id\" (the field of an item that identifies it)")?;
     at.field("id", &id, "write a field name like \"id\" or a JSON pointer like \"/meta/id\"")?;
@@ -284,7 +302,7 @@ fn without_trailing_slash(mut url: Url) -> Url {
 #[cfg(test)]
 mod tests {
     use super::super::test_support::{error, parse};
-    use super::super::Config;
+    use super::super::{Config, Transport};
     use std::path::Path;
 
     #[test]
@@ -292,7 +310,7 @@ mod tests {
         let token = latchkey_shared::Pat::generate();
         let text = "cloud_url = \"http://127.0.0.1:8080\"\npat = \"${MY_PAT}\"\n";
         let lookup = |name: &str| (name == "MY_PAT").then(|| token.secret().expose().clone());
-        let c = Config::parse(text, Path::new("x.toml"), &lookup).unwrap_or_else(|e| panic!("{e}"));
+        let c = Config::parse(text, Path::new("x.toml"), &lookup, Transport::Secure).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.pat.as_ref().map(|p| p.expose().as_str()), Some(token.secret().expose().as_str()));
         assert!(!format!("{c:?}").contains(token.secret().expose().as_str()), "the PAT never prints");
         let e = error("cloud_url = \"http://127.0.0.1:8080\"\npat = \"${MISSING_PAT}\"\n");
@@ -331,6 +349,63 @@ mod tests {
             for w in wanted {
                 assert!(e.contains(w), "expected {w:?} in the error for\n{text}\ngot:\n{e}");
             }
+        }
+    }
+
+    /// A PAT or an access token sent over plain http:// to another machine can be read by
+    /// anyone on the network path; loopback traffic never leaves the machine.
+    #[test]
+    fn plain_http_to_another_machine_is_refused() {
+        let with_cloud = |url: &str| format!("cloud_url = \"{url}\"\n");
+        let with_connector = |key: &str, url: &str| {
+            let kind = if key == "url" { "http-json\"\nitems = \"/items\"\nid = \"id" } else { "github" };
+            format!(
+                "cloud_url = \"https://c.example\"\n[[connector]]\nname = \"gh\"\nkind = \"{kind}\"\norg = \"a\"\n\
+                 connector_key = \"b\"\n{key} = \"{url}\"\n"
+            )
+        };
+        let secure = |text: &str| Config::parse(text, Path::new("/etc/latchkey.toml"), &|_| None, Transport::Secure);
+        let insecure =
+            |text: &str| Config::parse(text, Path::new("/etc/latchkey.toml"), &|_| None, Transport::Insecure);
+        let remote = [
+            "http://latchkey.example.com",
+            "http://10.0.0.7:8080",
+            "http://[fe80::1]",
+            "http://localhost.evil.example",
+            "http://127.0.0.1.nip.io",
+            "http://[::ffff:7f00:1]",
+        ];
+        let local = [
+            "http://127.0.0.1:8080",
+            "http://127.9.8.7",
+            "http://localhost:3000",
+            "http://LOCALHOST",
+            "http://[::1]:80",
+            "https://latchkey.example.com",
+            "https://10.0.0.7",
+        ];
+        for (key, text) in remote.iter().flat_map(|u| {
+            [
+                ("cloud_url", with_cloud(u)),
+                ("base_url", with_connector("base_url", u)),
+                ("url", with_connector("url", u)),
+            ]
+        }) {
+            let e = error(&text);
+            for wanted in
+                [&format!("key `{key}`") as &str, "plain http:// to another machine", "fix:", "https://", "--insecure"]
+            {
+                assert!(e.contains(wanted), "expected {wanted:?} in the error for\n{text}\ngot:\n{e}");
+            }
+            let allowed = insecure(&text).unwrap_or_else(|e| panic!("--insecure allows {text}: {e}"));
+            let flagged: Vec<String> = allowed.plain_http_urls().into_iter().map(|(what, _)| what).collect();
+            let wanted = if key == "cloud_url" { String::from("cloud_url") } else { format!("connector `gh`, {key}") };
+            assert_eq!(flagged, [wanted], "{text}");
+        }
+        for text in local.iter().flat_map(|u| [with_cloud(u), with_connector("base_url", u), with_connector("url", u)])
+        {
+            let c = secure(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert!(c.plain_http_urls().is_empty(), "{text}");
         }
     }
 
