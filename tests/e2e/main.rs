@@ -12,6 +12,7 @@ mod keys;
 mod openapi;
 mod orgs;
 mod pats;
+mod provider_faults;
 mod quickstart;
 mod replicas;
 mod single_flight;

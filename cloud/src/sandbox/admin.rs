@@ -40,6 +40,12 @@ pub struct Faults {
     pub rotate_refresh_tokens: bool,
     /// Skip the consent page and approve at once.
     pub auto_approve: bool,
+    /// Send this as `expires_in` instead of the real lifetime (a number or a string, as a
+    /// careless or hostile provider might: huge, negative, fractional).
+    pub token_expires_in: Option<Value>,
+    /// Issue a refresh token with each code exchange (off: like an app without offline
+    /// access, whose grant ends when its access token expires).
+    pub issue_refresh_tokens: bool,
 }
 
 impl Default for Faults {
@@ -53,6 +59,8 @@ impl Default for Faults {
             access_token_ttl_secs: 3600,
             rotate_refresh_tokens: true,
             auto_approve: false,
+            token_expires_in: None,
+            issue_refresh_tokens: true,
         }
     }
 }
@@ -72,6 +80,9 @@ struct FaultsPatch {
     access_token_ttl_secs: Option<u64>,
     rotate_refresh_tokens: Option<bool>,
     auto_approve: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    token_expires_in: Option<Option<Value>>,
+    issue_refresh_tokens: Option<bool>,
 }
 
 /// Distinguishes a field given as `null` (`Some(None)`) from a missing one (`None`).
@@ -91,6 +102,11 @@ impl FaultsPatch {
         }
         if self.access_token_ttl_secs.is_some_and(|t| t > MAX_ACCESS_TOKEN_TTL_SECS) {
             return Err(format!("access_token_ttl_secs must be at most {MAX_ACCESS_TOKEN_TTL_SECS}"));
+        }
+        if let Some(Some(v)) = &self.token_expires_in {
+            if !(v.is_number() || v.is_string()) {
+                return Err("token_expires_in must be a number or a string".to_owned());
+            }
         }
         let mut next = faults.clone();
         if let Some(v) = self.token_delay_ms {
@@ -116,6 +132,12 @@ impl FaultsPatch {
         }
         if let Some(v) = self.auto_approve {
             next.auto_approve = v;
+        }
+        if let Some(v) = self.token_expires_in {
+            next.token_expires_in = v;
+        }
+        if let Some(v) = self.issue_refresh_tokens {
+            next.issue_refresh_tokens = v;
         }
         *faults = next;
         Ok(())
