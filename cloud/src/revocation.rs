@@ -8,6 +8,7 @@
 
 use crate::audit;
 use crate::oauth::credentials;
+use crate::providers::RevocationMethod;
 use crate::sealed;
 use crate::state::AppState;
 use latchkey_shared::secret::SecretString;
@@ -42,8 +43,8 @@ impl Grant {
 }
 
 /// Revokes `grant` at `provider` with the org's managed app: its refresh token when it has
-/// one (that ends the whole grant), else its access token. `Ok(false)` when the provider
-/// has no revocation endpoint.
+/// one (that ends the whole grant), else its access token; GitHub's endpoint takes only
+/// access tokens. `Ok(false)` when the provider has no revocation endpoint.
 pub async fn revoke(state: &AppState, org_id: &str, provider: &str, grant: &Grant) -> Result<bool, String> {
     let def = state.providers.get(provider).ok_or("provider no longer configured")?;
     if def.revocation_url.is_none() {
@@ -53,9 +54,9 @@ pub async fn revoke(state: &AppState, org_id: &str, provider: &str, grant: &Gran
         .await
         .map_err(|e| e.to_string())?
         .ok_or("the managed app is gone")?;
-    let (token, hint) = match &grant.refresh {
-        Some(rt) => (rt, "refresh_token"),
-        None => (&grant.access, "access_token"),
+    let (token, hint) = match (&grant.refresh, def.revocation_method) {
+        (Some(rt), RevocationMethod::Rfc7009) => (rt, "refresh_token"),
+        _ => (&grant.access, "access_token"),
     };
     state.provider_client.revoke(def, &creds, token, hint).await
 }

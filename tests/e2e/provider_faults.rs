@@ -13,6 +13,7 @@ backend_tests!(
     an_expired_token_without_a_refresh_token_asks_for_reauth_instead_of_503_forever,
     a_reconnect_revokes_the_replaced_grant_at_the_provider,
     a_refresh_that_loses_its_lease_revokes_the_tokens_it_received,
+    a_reconnect_at_a_github_style_provider_deletes_the_replaced_token,
 );
 
 const YEAR: i64 = 365 * 24 * 3600;
@@ -215,4 +216,69 @@ async fn a_refresh_that_loses_its_lease_revokes_the_tokens_it_received(backend: 
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].0, "success");
     assert_eq!(events[0].1["why"], "refresh_lost_lease");
+}
+
+/// A provider defined in the config file that revokes as GitHub does (token deletion),
+/// served by the sandbox at `base`.
+fn github_style_provider(base: &str) -> std::collections::BTreeMap<String, toml::Value> {
+    let table: toml::Table = format!(
+        r#"
+display_name = "GitHub-style sandbox"
+authorization_url = "{base}/sandbox/authorize"
+token_url = "{base}/sandbox/token"
+revocation_url = "{base}/sandbox/applications/{{client_id}}/token"
+revocation_method = "github_token"
+userinfo_url = "{base}/sandbox/userinfo"
+account_id_field = "sub"
+account_name_field = "name"
+issuer = "{base}/sandbox"
+scopes = ["profile", "items:read"]
+pkce = "required"
+token_auth_method = "client_secret_basic"
+rotates_refresh_tokens = true
+"#
+    )
+    .parse()
+    .unwrap();
+    [("ghsandbox".to_owned(), toml::Value::Table(table))].into_iter().collect()
+}
+
+async fn a_reconnect_at_a_github_style_provider_deletes_the_replaced_token(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let port = latchkey_e2e::free_port();
+    let providers = github_style_provider(&format!("http://127.0.0.1:{port}"));
+    let cloud = Cloud::start_on(&db, port, |c| {
+        c.sandbox = true;
+        c.providers = providers;
+    })
+    .await;
+    let api = cloud.api();
+    let org = SandboxOrg::setup(&api).await;
+    let app = json!({"client_id": org.client_id, "client_secret": org.client_secret});
+    api.put("/v1/orgs/acme/apps/ghsandbox", Some(&org.admin.access), app).await.ok(200);
+    let connector = json!({"provider": "ghsandbox", "scopes": ["profile", "items:read"]});
+    api.put("/v1/orgs/acme/connectors/gh", Some(&org.admin.access), connector).await.ok(200);
+    let (_, page) = consent(&api, &org.member, "acme", "gh").await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    let (_, pat) = api.pat(&org.member, &["connections:token"]).await;
+    let ask = json!({"org": "acme", "connector_key": "gh"});
+    let token = |r: Value| r["access_token"].as_str().unwrap().to_owned();
+    let old_access = token(api.post("/oauth/connection-token", Some(&pat), ask.clone()).await.ok(200));
+
+    let (_, page) = consent(&api, &org.member, "acme", "gh").await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert_eq!(items_status(&api, &old_access).await, 401, "the replaced access token still works");
+    let stats = SandboxOrg::stats(&api).await;
+    assert_eq!(stats["revocations"], 1, "{stats}");
+    // The one token, not the grant: GitHub's grant deletion would end the new grant too.
+    assert_eq!(grant(&stats, 0)["revoked"], false, "{stats}");
+    let new_access = token(api.post("/oauth/connection-token", Some(&pat), ask).await.ok(200));
+    assert_eq!(items_status(&api, &new_access).await, 200);
+    let events = superseded_events(&db).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!((events[0].0.as_str(), &events[0].1["revoked_at_provider"]), ("success", &json!(true)));
+
+    // Disconnecting deletes the current token the same way.
+    api.delete("/v1/orgs/acme/connections/gh", Some(&org.member.access)).await.ok(204);
+    assert_eq!(items_status(&api, &new_access).await, 401, "a disconnected token still works");
 }

@@ -8,7 +8,7 @@
 //! quirks (Slack's nested user token, JSON token requests) live in the registry data.
 
 use crate::oauth::credentials::AppCredentials;
-use crate::providers::{ProviderDef, TokenAuthMethod, TokenRequestFormat};
+use crate::providers::{ProviderDef, RevocationMethod, TokenAuthMethod, TokenRequestFormat};
 use base64::Engine;
 use latchkey_shared::secret::SecretString;
 use serde_json::Value;
@@ -97,7 +97,8 @@ impl ProviderClient {
         self.token_request(def, creds, params).await
     }
 
-    /// RFC 7009 revocation. `Ok(false)` when the provider has no revocation endpoint.
+    /// Revokes `token` (whose kind `hint` names) as the provider's `revocation_method`
+    /// says. `Ok(false)` when the provider has no revocation endpoint.
     pub async fn revoke(
         &self,
         def: &ProviderDef,
@@ -106,8 +107,21 @@ impl ProviderClient {
         hint: &str,
     ) -> Result<bool, String> {
         let Some(url) = &def.revocation_url else { return Ok(false) };
-        let params = vec![("token", token.expose().clone()), ("token_type_hint", hint.to_owned())];
-        let resp = self.authenticated(def, creds, url, params).send().await.map_err(|e| describe(&e))?;
+        let request = match def.revocation_method {
+            RevocationMethod::Rfc7009 => {
+                let params = vec![("token", token.expose().clone()), ("token_type_hint", hint.to_owned())];
+                self.authenticated(def, creds, url, params)
+            }
+            RevocationMethod::GithubToken => {
+                let id = url::form_urlencoded::byte_serialize(creds.client_id.expose().as_bytes()).collect::<String>();
+                self.http
+                    .delete(url.replace("{client_id}", &id))
+                    .basic_auth(creds.client_id.expose(), Some(creds.client_secret.expose()))
+                    .header("accept", "application/vnd.github+json")
+                    .json(&serde_json::json!({ "access_token": token.expose() }))
+            }
+        };
+        let resp = request.send().await.map_err(|e| describe(&e))?;
         let status = resp.status();
         if status.is_success() {
             Ok(true)

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -328,6 +328,46 @@ fn revoke_token(st: &mut SandboxState, headers: &HeaderMap, params: &Params) -> 
         }
     }
     Ok(())
+}
+
+/// `DELETE /sandbox/applications/{client_id}/token`, as GitHub has it: HTTP Basic
+/// authentication of the client named in the path, JSON body `{"access_token": …}`.
+/// Revokes that one access token: 204; 404 for a token the client does not own.
+pub(super) async fn delete_token(
+    State(sb): State<Sandbox>,
+    Path(path_client): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        access_token: String,
+    }
+    let mut st = sb.lock();
+    let client_id = match authenticate_client(&st, &headers, &Params::parse(b"")) {
+        Ok(id) if id == path_client && headers.contains_key(header::AUTHORIZATION) => id,
+        Ok(_) => {
+            return OAuthError::invalid_client("Basic credentials of the client in the path are required")
+                .into_response()
+        }
+        Err(e) => return e.into_response(),
+    };
+    let Ok(Body { access_token }) = serde_json::from_slice::<Body>(&body) else {
+        return OAuthError::invalid_request("body: {\"access_token\": \"…\"} is required").into_response();
+    };
+    st.revocations += 1;
+    let owned = st
+        .access_tokens
+        .get(&access_token)
+        .and_then(|t| st.grants.get(t.grant))
+        .is_some_and(|g| g.client_id == client_id);
+    match st.access_tokens.get_mut(&access_token) {
+        Some(token) if owned => {
+            token.revoked = true;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => OAuthError::new(StatusCode::NOT_FOUND, "not_found", "no such token for this client").into_response(),
+    }
 }
 
 #[cfg(test)]
