@@ -21,7 +21,8 @@ pub const MAX_ACCESS_TOKEN_TTL_SECS: u64 = 31_536_000;
 /// endpoint). `token_status` and `token_delay_ms` apply to every token request;
 /// `token_429_retry_after`, `refresh_invalid_grant` and `refresh_invalid_grant_in_200`
 /// only to `refresh_token` grants. When several are set, `token_status` wins, then 429,
-/// then `refresh_invalid_grant`, then `refresh_invalid_grant_in_200`.
+/// then `refresh_invalid_grant`, then `refresh_invalid_grant_in_200`. `token_expires_in`
+/// shapes every successful token answer; `issue_refresh_tokens` only code exchanges.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Faults {
     /// Wait this long before answering a token request.
