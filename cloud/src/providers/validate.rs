@@ -419,6 +419,8 @@ mod tests {
             ("token_response_pointer = \"authed_user\"", "token_response_pointer"),
             ("userinfo_headers = { Authorization = \"x\" }", "userinfo_headers"),
             ("display_name = \" \"", "display_name"),
+            ("revocation_method = \"github_token\"", "revocation_method"),
+            ("revocation_url = \"https://a.example/token\"\nrevocation_method = \"github_token\"", "revocation_method"),
         ] {
             let src = if extra.starts_with("display_name") {
                 base.replace("display_name = \"Acme\"", extra)
