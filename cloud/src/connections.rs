@@ -6,11 +6,10 @@ use crate::access::{authorize, Need, Principal};
 use crate::audit;
 use crate::error::{Error, Result};
 use crate::oauth::client::TokenSet;
-use crate::oauth::credentials;
+use crate::revocation::{self, Grant, Superseded};
 use crate::sealed;
 use crate::state::AppState;
 use crate::store::{new_id, now, rfc3339, unique_violation};
-use latchkey_shared::secret::SecretString;
 use latchkey_shared::{ErrorCode, Scope};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -119,15 +118,22 @@ pub struct NewGrant<'a> {
     pub tokens: &'a TokenSet,
 }
 
-/// Stores a consented grant; reconnecting replaces the tokens of the same connection.
+/// Attempts at storing a grant; each lost race (another consent of the same member for
+/// the same connector stored first) costs one.
+const STORE_ATTEMPTS: usize = 10;
+
+/// Stores a consented grant; reconnecting replaces the tokens of the same connection and
+/// then revokes the replaced grant at the provider, so it does not stay live there.
 pub async fn store_grant(state: &AppState, grant: NewGrant<'_>) -> Result<String> {
-    // A second round when another consent for the same member and connector inserted the
-    // row first (two tabs): it then finds that row, and the later grant replaces the
-    // earlier one, as a reconnect does.
-    for _ in 0..2 {
-        if let Some(id) = existing_connection(state, &grant).await? {
-            update_grant(state, &id, &grant).await?;
-            return Ok(id);
+    // Another round when another consent for the same member and connector wrote the row
+    // first (two tabs): the later grant then replaces the earlier one, as a reconnect does.
+    for _ in 0..STORE_ATTEMPTS {
+        if let Some(old) = existing_connection(state, &grant).await? {
+            if update_grant(state, &old, &grant).await? {
+                revoke_replaced(state, &old, &grant).await;
+                return Ok(old.id);
+            }
+            continue;
         }
         let id = new_id();
         match insert_grant(state, &id, &grant).await {
@@ -139,13 +145,37 @@ pub async fn store_grant(state: &AppState, grant: NewGrant<'_>) -> Result<String
     Err(Error::conflict(ErrorCode::Conflict, "the connection changed while it was being stored; connect again"))
 }
 
-async fn existing_connection(state: &AppState, grant: &NewGrant<'_>) -> Result<Option<String>> {
-    Ok(sqlx::query_scalar("select id from connections where org_id = $1 and connector_key = $2 and user_id = $3")
-        .bind(grant.org_id)
-        .bind(grant.connector_key)
-        .bind(grant.user_id)
-        .fetch_optional(state.store.pool())
-        .await?)
+/// The grant a connection holds before a reconnect replaces it.
+#[derive(sqlx::FromRow)]
+struct StoredGrant {
+    id: String,
+    provider: String,
+    access_token_ct: Vec<u8>,
+    refresh_token_ct: Option<Vec<u8>>,
+}
+
+async fn existing_connection(state: &AppState, grant: &NewGrant<'_>) -> Result<Option<StoredGrant>> {
+    Ok(sqlx::query_as(
+        "select id, provider, access_token_ct, refresh_token_ct from connections \
+         where org_id = $1 and connector_key = $2 and user_id = $3",
+    )
+    .bind(grant.org_id)
+    .bind(grant.connector_key)
+    .bind(grant.user_id)
+    .fetch_optional(state.store.pool())
+    .await?)
+}
+
+/// Revokes the grant a reconnect replaced, unless the provider handed back the same grant
+/// (a shared token), which the connection still holds.
+async fn revoke_replaced(state: &AppState, old: &StoredGrant, new: &NewGrant<'_>) {
+    let replaced = Grant::open(state, &old.id, &old.access_token_ct, old.refresh_token_ct.as_deref());
+    let current = Grant { access: new.tokens.access_token.clone(), refresh: new.tokens.refresh_token.clone() };
+    if replaced.as_ref().is_ok_and(|r| r.shares_a_token_with(&current)) {
+        return;
+    }
+    let at = Superseded { connection_id: &old.id, org_id: new.org_id, provider: &old.provider, why: "reconnect" };
+    revocation::revoke_superseded(state, &at, replaced).await;
 }
 
 /// The grant's tokens sealed for connection `id` (the row id is in the associated data).
@@ -164,18 +194,22 @@ fn seal_tokens(state: &AppState, id: &str, tokens: &TokenSet) -> Result<SealedTo
     })
 }
 
-/// Replaces the tokens (and account) of connection `id`, and clears its lease so an
-/// in-flight refresh of the old grant cannot write over the new one.
-async fn update_grant(state: &AppState, id: &str, grant: &NewGrant<'_>) -> Result<()> {
+/// Replaces the tokens (and account) of connection `old`, only while it still holds the
+/// grant `old` was read with (so the replaced grant is the one revoked), and clears its
+/// lease so an in-flight refresh of the old grant cannot write over the new one. False
+/// when the row changed meanwhile.
+async fn update_grant(state: &AppState, old: &StoredGrant, grant: &NewGrant<'_>) -> Result<bool> {
     write_grant(
         state,
         "update connections set provider = $5, app_id = $6, account_id = $7, account_name = $8, scopes = $9, \
          status = 'active', consent_only = $10, access_token_ct = $11, refresh_token_ct = $12, token_type = $13, \
          expires_at = $14, key_version = $15, failure_count = 0, last_error = null, next_attempt_at = null, \
          refresh_lock_owner = null, refresh_lock_until = null, last_refreshed_at = $16, connected_at = $16, \
-         updated_at = $16 where id = $1 and org_id = $2 and connector_key = $3 and user_id = $4",
-        id,
+         updated_at = $16 where id = $1 and org_id = $2 and connector_key = $3 and user_id = $4 \
+         and access_token_ct = $17",
+        &old.id,
         grant,
+        Some(&old.access_token_ct),
     )
     .await
 }
@@ -189,16 +223,24 @@ async fn insert_grant(state: &AppState, id: &str, grant: &NewGrant<'_>) -> Resul
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'active', $10, $11, $12, $13, $14, $15, $16, $16, $16, $16)",
         id,
         grant,
+        None,
     )
-    .await
+    .await?;
+    Ok(())
 }
 
 /// Runs `sql` with the grant's fields as parameters $1 to $16, in the order of the
-/// insert's columns.
-async fn write_grant(state: &AppState, sql: &str, id: &str, grant: &NewGrant<'_>) -> Result<()> {
+/// insert's columns, and `guard` as $17 when given; true when it wrote a row.
+async fn write_grant(
+    state: &AppState,
+    sql: &str,
+    id: &str,
+    grant: &NewGrant<'_>,
+    guard: Option<&Vec<u8>>,
+) -> Result<bool> {
     let now = now();
     let sealed = seal_tokens(state, id, grant.tokens)?;
-    sqlx::query(sql)
+    let mut query = sqlx::query(sql)
         .bind(id)
         .bind(grant.org_id)
         .bind(grant.connector_key)
@@ -214,10 +256,11 @@ async fn write_grant(state: &AppState, sql: &str, id: &str, grant: &NewGrant<'_>
         .bind(&grant.tokens.token_type)
         .bind(grant.tokens.expires_in.map(|s| now + s))
         .bind(i64::from(state.keys.active_version()))
-        .bind(now)
-        .execute(state.store.pool())
-        .await?;
-    Ok(())
+        .bind(now);
+    if let Some(guard) = guard {
+        query = query.bind(guard.clone());
+    }
+    Ok(query.execute(state.store.pool()).await?.rows_affected() == 1)
 }
 
 /// Disconnects the caller's own connection.
@@ -321,7 +364,10 @@ async fn disconnect(state: &AppState, id: &str, actor: Option<&str>, pat_id: Opt
     else {
         return Ok(());
     };
-    let outcome = revoke_at_provider(state, id, &org_id, &provider, &access_ct, refresh_ct.as_deref()).await;
+    let outcome = match Grant::open(state, id, &access_ct, refresh_ct.as_deref()) {
+        Ok(grant) => revocation::revoke(state, &org_id, &provider, &grant).await,
+        Err(e) => Err(e),
+    };
     sqlx::query("delete from connections where id = $1").bind(id).execute(state.store.pool()).await?;
     let (result, detail) = match &outcome {
         Ok(true) => ("success", serde_json::json!({ "connector": connector_key, "revoked_at_provider": true })),
@@ -351,30 +397,6 @@ async fn disconnect(state: &AppState, id: &str, actor: Option<&str>, pat_id: Opt
         },
     )
     .await
-}
-
-async fn revoke_at_provider(
-    state: &AppState,
-    id: &str,
-    org_id: &str,
-    provider: &str,
-    access_ct: &[u8],
-    refresh_ct: Option<&[u8]>,
-) -> std::result::Result<bool, String> {
-    let def = state.providers.get(provider).ok_or("provider no longer configured")?;
-    if def.revocation_url.is_none() {
-        return Ok(false);
-    }
-    let creds = credentials::load(&state.store, &state.keys, org_id, provider)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or("the managed app is gone")?;
-    // Revoking the refresh token ends the whole grant; without one, the access token.
-    let (token, hint): (SecretString, &str) = match refresh_ct {
-        Some(ct) => (state.keys.open_str(sealed::refresh_token(id), ct).map_err(|e| e.to_string())?, "refresh_token"),
-        None => (state.keys.open_str(sealed::access_token(id), access_ct).map_err(|e| e.to_string())?, "access_token"),
-    };
-    state.provider_client.revoke(def, &creds, &token, hint).await
 }
 
 #[cfg(test)]

@@ -38,6 +38,7 @@ pub mod pats;
 pub mod providers;
 pub mod ratelimit;
 pub mod refresh;
+pub mod revocation;
 pub mod sandbox;
 pub mod sealed;
 pub mod server;

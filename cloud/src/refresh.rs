@@ -15,6 +15,7 @@ use crate::audit;
 use crate::error::{Error, Result};
 use crate::oauth::client::TokenError;
 use crate::oauth::credentials;
+use crate::revocation;
 use crate::sealed;
 use crate::state::AppState;
 use crate::store::now;
@@ -75,6 +76,9 @@ pub async fn fresh_token(state: &AppState, row: TokenRow) -> Result<Fresh> {
     if row.status == "needs_reauth" {
         return Ok(Fresh::Reauth);
     }
+    if row.refresh_token_ct.is_none() && !row.still_valid(now) {
+        return expired_without_refresh_token(state, &row, now).await;
+    }
     if !row.needs_refresh(window, now) || row.refresh_token_ct.is_none() {
         return serve(state, &row, now);
     }
@@ -103,6 +107,33 @@ fn serve(state: &AppState, row: &TokenRow, now: i64) -> Result<Fresh> {
     }
     let access_token = state.keys.open_str(sealed::access_token(&row.id), &row.access_token_ct)?;
     Ok(Fresh::Token { access_token, token_type: row.token_type.clone(), expires_at: row.expires_at })
+}
+
+/// The access token has expired and there is no refresh token: the grant is over, and only
+/// a reconnect brings it back. Marks the connection for reauth (unless a reconnect has
+/// just replaced the token) and audits it once.
+async fn expired_without_refresh_token(state: &AppState, row: &TokenRow, now: i64) -> Result<Fresh> {
+    let reason = "the access token expired and the provider gave no refresh token";
+    let marked = sqlx::query(
+        "update connections set status = 'needs_reauth', last_error = $1, updated_at = $2 \
+         where id = $3 and status = 'active' and access_token_ct = $4 and refresh_token_ct is null",
+    )
+    .bind(reason)
+    .bind(now)
+    .bind(&row.id)
+    .bind(&row.access_token_ct)
+    .execute(state.store.pool())
+    .await?;
+    if marked.rows_affected() == 1 {
+        record(state, row, "needs_reauth", Some(reason)).await;
+        return Ok(Fresh::Reauth);
+    }
+    // Someone else marked it, or a reconnect replaced the grant: answer from the row as it is.
+    let current = read(state, &row.id).await?;
+    if current.status == "needs_reauth" {
+        return Ok(Fresh::Reauth);
+    }
+    serve(state, &current, now)
 }
 
 /// Refreshes one connection unless another task or replica is already doing it, in
@@ -184,6 +215,7 @@ async fn refresh_holding_lease(state: &AppState, row: TokenRow) -> Result<TokenR
     let result = call_provider(state, &row).await;
     let now = now();
     let holder = LeaseHolder { pool: state.store.pool(), owner: &state.instance_id, id: &row.id };
+    let mut received = None;
     let (outcome, reason, saved) = match result {
         Ok(tokens) => {
             // The provider has already consumed the old refresh token: save the new one
@@ -194,10 +226,11 @@ async fn refresh_holding_lease(state: &AppState, row: TokenRow) -> Result<TokenR
                     Some(rt) => Some(state.keys.seal_str(sealed::refresh_token(&row.id), rt)?),
                     None => row.refresh_token_ct.clone(),
                 },
-                token_type: tokens.token_type,
+                token_type: tokens.token_type.clone(),
                 expires_at: tokens.expires_in.map(|s| now + s),
                 key_version: i64::from(state.keys.active_version()),
             };
+            received = Some(tokens);
             ("success", None, holder.save_refreshed(&refreshed, now).await?)
         }
         Err(RefreshFailure::Grant(reason)) => {
@@ -219,8 +252,28 @@ async fn refresh_holding_lease(state: &AppState, row: TokenRow) -> Result<TokenR
         // it): what this refresh learnt is about a grant the row no longer holds.
         tracing::warn!(connection = %row.id, outcome, "the connection changed during a refresh; its result was dropped");
         record(state, &row, "superseded", reason.as_deref()).await;
+        if let Some(tokens) = received {
+            revoke_dropped(state, &row, tokens).await;
+        }
     }
     read(state, &row.id).await
+}
+
+/// Revokes what a dropped refresh received, which no row holds but which would stay live
+/// at the provider: the new refresh token (with its grant), or only the new access token
+/// when the provider kept the refresh token we sent, which may still be the row's.
+async fn revoke_dropped(state: &AppState, row: &TokenRow, tokens: crate::oauth::client::TokenSet) {
+    let sent = row.refresh_token_ct.as_deref().map(|ct| state.keys.open_str(sealed::refresh_token(&row.id), ct));
+    let sent = sent.and_then(std::result::Result::ok);
+    let rotated = tokens.refresh_token.filter(|new| sent.as_ref().is_none_or(|old| old.expose() != new.expose()));
+    let dropped = revocation::Grant { access: tokens.access_token, refresh: rotated };
+    let at = revocation::Superseded {
+        connection_id: &row.id,
+        org_id: &row.org_id,
+        provider: &row.provider,
+        why: "refresh_lost_lease",
+    };
+    revocation::revoke_superseded(state, &at, Ok(dropped)).await;
 }
 
 /// A provider's answer to a refresh, sealed for the row.

@@ -18,6 +18,7 @@ mod openapi;
 mod orgs;
 mod pat_binding;
 mod pats;
+mod provider_faults;
 mod quickstart;
 mod replicas;
 mod sandbox_exposure;

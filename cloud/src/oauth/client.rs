@@ -8,7 +8,7 @@
 //! quirks (Slack's nested user token, JSON token requests) live in the registry data.
 
 use crate::oauth::credentials::AppCredentials;
-use crate::providers::{ProviderDef, TokenAuthMethod, TokenRequestFormat};
+use crate::providers::{ProviderDef, RevocationMethod, TokenAuthMethod, TokenRequestFormat};
 use base64::Engine;
 use latchkey_shared::secret::SecretString;
 use serde_json::Value;
@@ -97,7 +97,8 @@ impl ProviderClient {
         self.token_request(def, creds, params).await
     }
 
-    /// RFC 7009 revocation. `Ok(false)` when the provider has no revocation endpoint.
+    /// Revokes `token` (whose kind `hint` names) as the provider's `revocation_method`
+    /// says. `Ok(false)` when the provider has no revocation endpoint.
     pub async fn revoke(
         &self,
         def: &ProviderDef,
@@ -106,8 +107,21 @@ impl ProviderClient {
         hint: &str,
     ) -> Result<bool, String> {
         let Some(url) = &def.revocation_url else { return Ok(false) };
-        let params = vec![("token", token.expose().clone()), ("token_type_hint", hint.to_owned())];
-        let resp = self.authenticated(def, creds, url, params).send().await.map_err(|e| describe(&e))?;
+        let request = match def.revocation_method {
+            RevocationMethod::Rfc7009 => {
+                let params = vec![("token", token.expose().clone()), ("token_type_hint", hint.to_owned())];
+                self.authenticated(def, creds, url, params)
+            }
+            RevocationMethod::GithubToken => {
+                let id = url::form_urlencoded::byte_serialize(creds.client_id.expose().as_bytes()).collect::<String>();
+                self.http
+                    .delete(url.replace("{client_id}", &id))
+                    .basic_auth(creds.client_id.expose(), Some(creds.client_secret.expose()))
+                    .header("accept", "application/vnd.github+json")
+                    .json(&serde_json::json!({ "access_token": token.expose() }))
+            }
+        };
+        let resp = request.send().await.map_err(|e| describe(&e))?;
         let status = resp.status();
         if status.is_success() {
             Ok(true)
@@ -209,7 +223,7 @@ impl ProviderClient {
             access_token: SecretString::new(access_token.to_owned()),
             refresh_token: fields.get("refresh_token").and_then(Value::as_str).map(|s| SecretString::new(s.to_owned())),
             token_type: fields.get("token_type").and_then(Value::as_str).unwrap_or("Bearer").to_owned(),
-            expires_in: fields.get("expires_in").and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok())),
+            expires_in: fields.get("expires_in").and_then(expires_in),
             scope: fields.get("scope").and_then(|v| match v {
                 Value::String(s) => Some(s.clone()),
                 Value::Array(a) => Some(a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")),
@@ -252,14 +266,43 @@ impl ProviderClient {
     }
 }
 
-/// `Retry-After` in seconds or as an HTTP date (RFC 9110 10.2.3).
+/// The longest token lifetime we believe: a provider's number becomes an `expires_at`
+/// by addition, so an absurd one must neither overflow nor keep a token for ages.
+pub const MAX_EXPIRES_IN_SECS: i64 = 365 * 24 * 3600;
+/// The shortest and longest provider `Retry-After` we honour: a past date must not make
+/// us hammer the provider, and a huge value must not park a connection for years.
+pub const RETRY_AFTER_SECS: std::ops::RangeInclusive<u64> = 1..=3600;
+
+/// `expires_in` as a number or a numeric string (some providers send `"3600"`), clamped
+/// to 0 ..= [`MAX_EXPIRES_IN_SECS`]. A negative value means already expired; one too big
+/// for an integer is still a lifetime, just a capped one.
+fn expires_in(v: &Value) -> Option<i64> {
+    let secs = match v {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    if secs.is_nan() {
+        return None;
+    }
+    // In range after the clamp, so the cast neither saturates nor wraps.
+    Some(secs.clamp(0.0, MAX_EXPIRES_IN_SECS as f64) as i64)
+}
+
+/// `Retry-After` in seconds or as an HTTP date (RFC 9110 10.2.3), clamped to
+/// [`RETRY_AFTER_SECS`].
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+    let secs = match value.parse::<u64>() {
+        Ok(secs) => secs,
+        // Digits that overflow a u64 are still a (very long) number of seconds.
+        Err(_) if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => u64::MAX,
+        Err(_) => {
+            let when = httpdate::parse_http_date(value).ok()?;
+            when.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO).as_secs()
+        }
+    };
+    Some(Duration::from_secs(secs.clamp(*RETRY_AFTER_SECS.start(), *RETRY_AFTER_SECS.end())))
 }
 
 /// A reqwest error without its URL (which could carry a token in a query string).
@@ -284,7 +327,35 @@ mod tests {
         let future = SystemTime::now() + Duration::from_secs(90);
         let secs = parse_retry_after(&httpdate::fmt_http_date(future)).unwrap().as_secs();
         assert!((85..=90).contains(&secs), "{secs}");
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    /// A provider's `Retry-After` of zero, a past date, a huge number or a far-off date:
+    /// never a retry within a second, never a wait past an hour, never an overflow.
+    #[test]
+    fn an_absurd_retry_after_is_clamped_to_one_second_to_an_hour() {
+        let hour = Some(Duration::from_secs(3600));
+        let second = Some(Duration::from_secs(1));
+        assert_eq!(parse_retry_after("0"), second);
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), second);
+        assert_eq!(parse_retry_after(&u64::MAX.to_string()), hour);
+        assert_eq!(parse_retry_after("99999999999999999999999999"), hour);
+        assert_eq!(parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT"), hour);
+    }
+
+    /// `expires_in` as providers send it, sane or not: a year at most, never negative.
+    #[test]
+    fn an_absurd_expires_in_is_clamped_to_zero_to_a_year() {
+        use serde_json::json;
+        assert_eq!(expires_in(&json!(3600)), Some(3600));
+        assert_eq!(expires_in(&json!("3600")), Some(3600));
+        assert_eq!(expires_in(&json!(3599.9)), Some(3599));
+        assert_eq!(expires_in(&json!(i64::MAX)), Some(MAX_EXPIRES_IN_SECS));
+        assert_eq!(expires_in(&json!(u64::MAX)), Some(MAX_EXPIRES_IN_SECS));
+        assert_eq!(expires_in(&json!(1e300)), Some(MAX_EXPIRES_IN_SECS));
+        assert_eq!(expires_in(&json!("99999999999999999999999")), Some(MAX_EXPIRES_IN_SECS));
+        assert_eq!(expires_in(&json!(-5)), Some(0));
+        assert_eq!(expires_in(&json!("soon")), None);
+        assert_eq!(expires_in(&json!(null)), None);
     }
 }

@@ -10,12 +10,13 @@
 //!   return a new refresh token on refresh — even "sometimes" — because treating a stable
 //!   token as rotating is harmless while the reverse loses grants.
 //! * `revocation_url` is only set where the endpoint takes an RFC 7009 style `token=`
-//!   request; providers with a bespoke revocation call (GitHub, Dropbox, Strava) have none.
+//!   request, or GitHub's token deletion (`revocation_method = github_token`); providers
+//!   with another bespoke revocation call (Dropbox, Strava) have none.
 //! * `issuer` is only set where the provider advertises RFC 9207 support.
 
 use std::collections::BTreeMap;
 
-use super::{Pkce, ProviderDef, TokenAuthMethod, TokenRequestFormat, UserinfoMethod};
+use super::{Pkce, ProviderDef, RevocationMethod, TokenAuthMethod, TokenRequestFormat, UserinfoMethod};
 
 use Pkce::{Required, Supported};
 use TokenAuthMethod::{ClientSecretBasic, ClientSecretPost};
@@ -40,6 +41,7 @@ fn base(name: &str, display_name: &str, authorization_url: &str, token_url: &str
         authorization_url: authorization_url.to_owned(),
         token_url: token_url.to_owned(),
         revocation_url: None,
+        revocation_method: RevocationMethod::Rfc7009,
         userinfo_url: None,
         userinfo_method: UserinfoMethod::Get,
         userinfo_body: None,
@@ -115,8 +117,12 @@ pub fn all() -> Vec<ProviderDef> {
         },
         // GitHub (OAuth apps and GitHub Apps). PKCE supported since July 2025. OAuth-app
         // tokens do not expire; GitHub-App user tokens expire and their refresh tokens are
-        // single-use. Revocation is `DELETE /applications/{client_id}/grant`, not RFC 7009.
+        // single-use. Revocation is not RFC 7009: we delete the one token
+        // (`DELETE /applications/{client_id}/token`), as deleting the grant would also end a
+        // newer grant of the same member.
         ProviderDef {
+            revocation_url: s("https://api.github.com/applications/{client_id}/token"),
+            revocation_method: RevocationMethod::GithubToken,
             userinfo_url: s("https://api.github.com/user"),
             account_name_field: s("login"),
             scopes: list(&["read:user"]),

@@ -40,6 +40,20 @@ pub enum TokenRequestFormat {
     Json,
 }
 
+/// How a token is revoked at `revocation_url`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevocationMethod {
+    /// RFC 7009: `POST` with `token` and `token_type_hint`, client authentication as at the
+    /// token endpoint. A refresh token is sent when there is one (it ends the grant).
+    #[default]
+    Rfc7009,
+    /// GitHub's token deletion: `DELETE` of the URL with `{client_id}` filled in, HTTP
+    /// Basic client authentication, JSON body `{"access_token": …}`. Only the access token
+    /// is sent: GitHub's grant deletion would also end a newer grant of the same member.
+    GithubToken,
+}
+
 /// HTTP method for the userinfo request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -104,9 +118,13 @@ pub struct ProviderDef {
     pub authorization_url: String,
     /// Token endpoint.
     pub token_url: String,
-    /// RFC 7009 style revocation endpoint (`token=` in the body), if the provider has one.
+    /// Revocation endpoint, if the provider has one: RFC 7009 style (`token=` in the body),
+    /// or as `revocation_method` says.
     #[serde(default)]
     pub revocation_url: Option<String>,
+    /// How `revocation_url` is called (default `rfc7009`).
+    #[serde(default)]
+    pub revocation_method: RevocationMethod,
     /// Endpoint returning the connected account as JSON.
     #[serde(default)]
     pub userinfo_url: Option<String>,

@@ -57,7 +57,7 @@ mod registry;
 mod test_support;
 mod validate;
 
-pub use definition::{Pkce, ProviderDef, TokenAuthMethod, TokenRequestFormat, UserinfoMethod};
+pub use definition::{Pkce, ProviderDef, RevocationMethod, TokenAuthMethod, TokenRequestFormat, UserinfoMethod};
 pub use overrides::ProviderOverride;
 pub use registry::ProviderRegistry;
 pub use validate::{is_valid_provider_name, DefinitionSource, RegistryError};

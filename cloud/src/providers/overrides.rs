@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Pkce, ProviderDef, TokenAuthMethod, TokenRequestFormat, UserinfoMethod};
+use super::{Pkce, ProviderDef, RevocationMethod, TokenAuthMethod, TokenRequestFormat, UserinfoMethod};
 
 /// A config-file partial override of a built-in provider: every field is optional and
 /// replaces the built-in's value when given.
@@ -22,6 +22,7 @@ pub struct ProviderOverride {
     pub authorization_url: Option<String>,
     pub token_url: Option<String>,
     pub revocation_url: Option<String>,
+    pub revocation_method: Option<RevocationMethod>,
     pub userinfo_url: Option<String>,
     pub userinfo_method: Option<UserinfoMethod>,
     pub userinfo_body: Option<String>,
@@ -73,6 +74,9 @@ impl ProviderOverride {
             base.token_url = v;
         }
         set_optional(&mut base.revocation_url, self.revocation_url);
+        if let Some(v) = self.revocation_method {
+            base.revocation_method = v;
+        }
         set_optional(&mut base.userinfo_url, self.userinfo_url);
         if let Some(v) = self.userinfo_method {
             base.userinfo_method = v;

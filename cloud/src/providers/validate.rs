@@ -1,7 +1,7 @@
 //! Checks that a provider definition is usable before it enters the registry, and the
 //! errors that say which provider, which field and how to fix it.
 
-use super::{ProviderDef, ProviderOverride, UserinfoMethod};
+use super::{ProviderDef, ProviderOverride, RevocationMethod, UserinfoMethod};
 
 /// Where a definition came from; decides whether loopback `http` URLs are allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,6 +165,15 @@ impl ProviderDef {
         }
         if let Some(u) = &self.docs_url {
             self.check_url("docs_url", u, source)?;
+        }
+        if self.revocation_method == RevocationMethod::GithubToken
+            && !self.revocation_url.as_deref().is_some_and(|u| u.contains("{client_id}"))
+        {
+            return Err(self.field_error(
+                "revocation_method",
+                "is \"github_token\" but revocation_url has no {client_id}",
+                "set revocation_url = \"https://api.github.com/applications/{client_id}/token\"",
+            ));
         }
         if self.userinfo_body.is_some() {
             if self.userinfo_method != UserinfoMethod::Post {
@@ -410,6 +419,8 @@ mod tests {
             ("token_response_pointer = \"authed_user\"", "token_response_pointer"),
             ("userinfo_headers = { Authorization = \"x\" }", "userinfo_headers"),
             ("display_name = \" \"", "display_name"),
+            ("revocation_method = \"github_token\"", "revocation_method"),
+            ("revocation_url = \"https://a.example/token\"\nrevocation_method = \"github_token\"", "revocation_method"),
         ] {
             let src = if extra.starts_with("display_name") {
                 base.replace("display_name = \"Acme\"", extra)

@@ -38,7 +38,8 @@ pub const MAX_ACCESS_TOKEN_TTL_SECS: u64 = 31_536_000;
 /// endpoint). `token_status` and `token_delay_ms` apply to every token request;
 /// `token_429_retry_after`, `refresh_invalid_grant` and `refresh_invalid_grant_in_200`
 /// only to `refresh_token` grants. When several are set, `token_status` wins, then 429,
-/// then `refresh_invalid_grant`, then `refresh_invalid_grant_in_200`.
+/// then `refresh_invalid_grant`, then `refresh_invalid_grant_in_200`. `token_expires_in`
+/// shapes every successful token answer; `issue_refresh_tokens` only code exchanges.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Faults {
     /// Wait this long before answering a token request.
@@ -57,6 +58,12 @@ pub struct Faults {
     pub rotate_refresh_tokens: bool,
     /// Skip the consent page and approve at once.
     pub auto_approve: bool,
+    /// Send this as `expires_in` instead of the real lifetime (a number or a string, as a
+    /// careless or hostile provider might: huge, negative, fractional).
+    pub token_expires_in: Option<Value>,
+    /// Issue a refresh token with each code exchange (off: like an app without offline
+    /// access, whose grant ends when its access token expires).
+    pub issue_refresh_tokens: bool,
 }
 
 impl Default for Faults {
@@ -70,6 +77,8 @@ impl Default for Faults {
             access_token_ttl_secs: 3600,
             rotate_refresh_tokens: true,
             auto_approve: false,
+            token_expires_in: None,
+            issue_refresh_tokens: true,
         }
     }
 }
@@ -89,6 +98,9 @@ struct FaultsPatch {
     access_token_ttl_secs: Option<u64>,
     rotate_refresh_tokens: Option<bool>,
     auto_approve: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    token_expires_in: Option<Option<Value>>,
+    issue_refresh_tokens: Option<bool>,
 }
 
 /// Distinguishes a field given as `null` (`Some(None)`) from a missing one (`None`).
@@ -108,6 +120,11 @@ impl FaultsPatch {
         }
         if self.access_token_ttl_secs.is_some_and(|t| t > MAX_ACCESS_TOKEN_TTL_SECS) {
             return Err(format!("access_token_ttl_secs must be at most {MAX_ACCESS_TOKEN_TTL_SECS}"));
+        }
+        if let Some(Some(v)) = &self.token_expires_in {
+            if !(v.is_number() || v.is_string()) {
+                return Err("token_expires_in must be a number or a string".to_owned());
+            }
         }
         let mut next = faults.clone();
         if let Some(v) = self.token_delay_ms {
@@ -133,6 +150,12 @@ impl FaultsPatch {
         }
         if let Some(v) = self.auto_approve {
             next.auto_approve = v;
+        }
+        if let Some(v) = self.token_expires_in {
+            next.token_expires_in = v;
+        }
+        if let Some(v) = self.issue_refresh_tokens {
+            next.issue_refresh_tokens = v;
         }
         *faults = next;
         Ok(())

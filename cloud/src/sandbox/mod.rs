@@ -19,6 +19,9 @@
 //!   grant.
 //! * `POST /sandbox/revoke` — RFC 7009: a refresh token revokes the whole grant, an access
 //!   token only itself, unknown tokens still answer 200.
+//! * `DELETE /sandbox/applications/{client_id}/token` — GitHub's token deletion, for
+//!   providers defined with `revocation_method = "github_token"`: HTTP Basic for the client
+//!   in the path, JSON `{"access_token"}`; revokes that access token only; 204, or 404.
 //! * `GET /sandbox/userinfo` and the data API `GET /sandbox/api/items` — bearer access token.
 //! * `GET /sandbox/.well-known/oauth-authorization-server` — RFC 8414 metadata.
 //! * `/sandbox/admin/{stats,faults,reset,clients,items}` — test hooks, each refused (401)
@@ -53,7 +56,7 @@ use base64::Engine as _;
 use rand::RngCore as _;
 use sha2::{Digest, Sha256};
 
-use crate::providers::{Pkce, ProviderDef, TokenAuthMethod, TokenRequestFormat, UserinfoMethod};
+use crate::providers::{Pkce, ProviderDef, RevocationMethod, TokenAuthMethod, TokenRequestFormat, UserinfoMethod};
 use latchkey_shared::secret::SecretString;
 
 pub use admin::Faults;
@@ -133,6 +136,7 @@ impl Sandbox {
             .route("/sandbox/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
             .route("/sandbox/token", post(token::token))
             .route("/sandbox/revoke", post(token::revoke))
+            .route("/sandbox/applications/{client_id}/token", axum::routing::delete(token::delete_token))
             .route("/sandbox/userinfo", get(resource::userinfo))
             .route("/sandbox/api/items", get(resource::items))
             .route("/sandbox/.well-known/oauth-authorization-server", get(admin::metadata))
@@ -160,6 +164,7 @@ impl Sandbox {
             authorization_url: format!("{base}/authorize"),
             token_url: format!("{base}/token"),
             revocation_url: Some(format!("{base}/revoke")),
+            revocation_method: RevocationMethod::Rfc7009,
             userinfo_url: Some(format!("{base}/userinfo")),
             userinfo_method: UserinfoMethod::Get,
             userinfo_body: None,

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -115,7 +115,7 @@ fn run_grant(
     }
     let client_id = authenticate_client(st, headers, params)?;
     match kind {
-        Kind::AuthorizationCode => exchange_code(st, &client_id, params),
+        Kind::AuthorizationCode => exchange_code(st, faults, &client_id, params),
         Kind::RefreshToken => refresh(st, faults, &client_id, params),
         Kind::Other => match params.get("grant_type") {
             None => Err(OAuthError::invalid_request("grant_type is required")),
@@ -170,11 +170,17 @@ fn parse_basic(value: Option<&str>) -> Option<(String, String)> {
     Some((form_decode(id)?, form_decode(secret)?))
 }
 
-fn token_response(access_token: String, expires_in: u64, refresh_token: Option<String>, scope: String) -> Value {
+fn token_response(
+    faults: &Faults,
+    access_token: String,
+    expires_in: u64,
+    refresh_token: Option<String>,
+    scope: String,
+) -> Value {
     let mut body = Map::new();
     body.insert("access_token".into(), access_token.into());
     body.insert("token_type".into(), "Bearer".into());
-    body.insert("expires_in".into(), expires_in.into());
+    body.insert("expires_in".into(), faults.token_expires_in.clone().unwrap_or_else(|| expires_in.into()));
     if let Some(rt) = refresh_token {
         body.insert("refresh_token".into(), rt.into());
     }
@@ -191,7 +197,12 @@ fn pkce_matches(verifier: &str, challenge: &str) -> bool {
     well_formed && bool::from(computed.as_bytes().ct_eq(challenge.as_bytes()))
 }
 
-fn exchange_code(st: &mut SandboxState, client_id: &str, params: &Params) -> Result<Value, OAuthError> {
+fn exchange_code(
+    st: &mut SandboxState,
+    faults: &Faults,
+    client_id: &str,
+    params: &Params,
+) -> Result<Value, OAuthError> {
     let code = params.get("code").ok_or_else(|| OAuthError::invalid_request("code is required"))?;
     let Some(rec) = st.codes.get_mut(code) else {
         return Err(OAuthError::invalid_grant("unknown authorization code"));
@@ -226,8 +237,8 @@ fn exchange_code(st: &mut SandboxState, client_id: &str, params: &Params) -> Res
         rec.grant = Some(grant);
     }
     let (access, ttl) = st.issue_access_token(grant, scope.clone());
-    let refresh = st.issue_refresh_token(grant);
-    Ok(token_response(access, ttl, Some(refresh), scope))
+    let refresh = faults.issue_refresh_tokens.then(|| st.issue_refresh_token(grant));
+    Ok(token_response(faults, access, ttl, refresh, scope))
 }
 
 fn refresh(st: &mut SandboxState, faults: &Faults, client_id: &str, params: &Params) -> Result<Value, OAuthError> {
@@ -274,7 +285,7 @@ fn refresh(st: &mut SandboxState, faults: &Faults, client_id: &str, params: &Par
     } else {
         None
     };
-    Ok(token_response(access, ttl, new_refresh, scope))
+    Ok(token_response(faults, access, ttl, new_refresh, scope))
 }
 
 /// `POST /sandbox/revoke` (RFC 7009): a refresh token revokes its whole grant, an access
@@ -317,6 +328,46 @@ fn revoke_token(st: &mut SandboxState, headers: &HeaderMap, params: &Params) -> 
         }
     }
     Ok(())
+}
+
+/// `DELETE /sandbox/applications/{client_id}/token`, as GitHub has it: HTTP Basic
+/// authentication of the client named in the path, JSON body `{"access_token": …}`.
+/// Revokes that one access token: 204; 404 for a token the client does not own.
+pub(super) async fn delete_token(
+    State(sb): State<Sandbox>,
+    Path(path_client): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        access_token: String,
+    }
+    let mut st = sb.lock();
+    let client_id = match authenticate_client(&st, &headers, &Params::parse(b"")) {
+        Ok(id) if id == path_client && headers.contains_key(header::AUTHORIZATION) => id,
+        Ok(_) => {
+            return OAuthError::invalid_client("Basic credentials of the client in the path are required")
+                .into_response()
+        }
+        Err(e) => return e.into_response(),
+    };
+    let Ok(Body { access_token }) = serde_json::from_slice::<Body>(&body) else {
+        return OAuthError::invalid_request("body: {\"access_token\": \"…\"} is required").into_response();
+    };
+    st.revocations += 1;
+    let owned = st
+        .access_tokens
+        .get(&access_token)
+        .and_then(|t| st.grants.get(t.grant))
+        .is_some_and(|g| g.client_id == client_id);
+    match st.access_tokens.get_mut(&access_token) {
+        Some(token) if owned => {
+            token.revoked = true;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => OAuthError::new(StatusCode::NOT_FOUND, "not_found", "no such token for this client").into_response(),
+    }
 }
 
 #[cfg(test)]
