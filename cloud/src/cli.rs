@@ -19,6 +19,8 @@ Settings (environment wins over the config file; flags win over both):
   LATCHKEY_SANDBOX=1         serve the sandbox OAuth provider (loopback public URLs only,
                              unless LATCHKEY_SANDBOX_FORCE=1)
   LATCHKEY_PROVIDER_TIMEOUT_SECS  timeout of calls to providers [default: 10]
+  LATCHKEY_REFRESH_SAVE_RETRY_SECS  how long a refresh retries saving a provider's new
+                             tokens while the database fails (--refresh-save-retry-secs) [default: 60]
   LATCHKEY_LOG_FORMAT        human | json
   LATCHKEY_TOKEN_RATE_LIMIT  connection-token requests per minute per PAT (0 = no limit)
   RUST_LOG                   log filter [default: info]
@@ -59,6 +61,9 @@ pub struct Cli {
     /// Log as JSON lines.
     #[arg(long, global = true)]
     log_json: bool,
+    /// How long a refresh retries saving a provider's new tokens while the database fails.
+    #[arg(long, global = true, value_name = "SECS")]
+    refresh_save_retry_secs: Option<u64>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -125,6 +130,7 @@ impl Cli {
             dev: self.dev.then_some(true),
             sandbox: self.sandbox.then_some(true),
             log_format: self.log_json.then_some(LogFormat::Json),
+            refresh_save_retry_secs: self.refresh_save_retry_secs,
         }
     }
 }

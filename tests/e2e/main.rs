@@ -13,6 +13,7 @@ mod openapi;
 mod orgs;
 mod pats;
 mod quickstart;
+mod refresh_save;
 mod replicas;
 mod single_flight;
 mod token;

@@ -11,11 +11,13 @@ pub mod chrome;
 mod cloud;
 mod db;
 mod http;
+mod own_pg;
 mod sandbox_org;
 
 pub use cloud::*;
 pub use db::*;
 pub use http::*;
+pub use own_pg::*;
 pub use sandbox_org::*;
 pub use serde_json::json;
 
