@@ -246,11 +246,12 @@ async fn save_until_stored(
         never = heartbeat(holder, lease_secs(state)) => match never {},
     };
     saved.map_err(|e| {
+        let rotated = refreshed.refresh_token_ct != row.refresh_token_ct;
         tracing::error!(
-            connection = %row.id, org = %row.org_id, error = %e, retried_secs = budget.as_secs(),
-            "LOST A ROTATED REFRESH TOKEN: the provider refreshed this connection but the database refused the \
-             new tokens; its next refresh will present the old refresh token, and the member will likely have to \
-             reconnect"
+            connection = %row.id, org = %row.org_id, error = %e, retried_secs = budget.as_secs(), rotated,
+            "LOST A REFRESH: the provider refreshed this connection but the database refused the new tokens; \
+             when it rotated the refresh token (rotated=true), the next refresh presents the old one and the \
+             member will likely have to reconnect"
         );
         // The audit log is in the same failing database: try, but do not wait for it.
         let (state, row, reason) = (state.clone(), row.clone(), format!("saving the refreshed tokens failed: {e}"));
