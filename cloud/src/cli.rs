@@ -20,6 +20,8 @@ Settings (environment wins over the config file; flags win over both):
   LATCHKEY_SANDBOX_ADMIN_SECRET  secret of the sandbox's admin hooks (X-Sandbox-Admin);
                              unset: a random one, printed at start
   LATCHKEY_PROVIDER_TIMEOUT_SECS  timeout of calls to providers [default: 10]
+  LATCHKEY_REFRESH_SAVE_RETRY_SECS  how long a refresh retries saving a provider's new
+                             tokens while the database fails (--refresh-save-retry-secs) [default: 60]
   LATCHKEY_LOG_FORMAT        human | json
   LATCHKEY_TOKEN_RATE_LIMIT  connection-token requests per minute per PAT (0 = no limit)
   LATCHKEY_TRUSTED_PROXY_HOPS  proxies in front that append to X-Forwarded-For; the client IP
@@ -68,6 +70,9 @@ pub struct Cli {
     /// Proxies in front that append to X-Forwarded-For (0: use the socket's peer address).
     #[arg(long, global = true, value_name = "N")]
     trusted_proxy_hops: Option<u32>,
+    /// How long a refresh retries saving a provider's new tokens while the database fails.
+    #[arg(long, global = true, value_name = "SECS")]
+    refresh_save_retry_secs: Option<u64>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -135,6 +140,7 @@ impl Cli {
             sandbox: self.sandbox.then_some(true),
             log_format: self.log_json.then_some(LogFormat::Json),
             trusted_proxy_hops: self.trusted_proxy_hops,
+            refresh_save_retry_secs: self.refresh_save_retry_secs,
         }
     }
 }

@@ -65,6 +65,9 @@ pub struct Config {
     pub refresh_window_secs: i64,
     /// How long a request waits for another task's or replica's refresh, in seconds.
     pub refresh_wait_secs: u64,
+    /// How long a refresh keeps retrying to save the provider's new tokens while the
+    /// database fails, in seconds; the rotated refresh token is lost after that.
+    pub refresh_save_retry_secs: u64,
     /// The background refresher looks for expiring tokens this often, in seconds.
     pub refresher_interval_secs: u64,
     /// …and renews those expiring within this many seconds.
@@ -114,6 +117,7 @@ impl Default for Config {
             provider_timeout_secs: 10,
             refresh_window_secs: 60,
             refresh_wait_secs: 15,
+            refresh_save_retry_secs: 60,
             refresher_interval_secs: 15,
             refresher_lead_secs: 300,
             refresher_concurrency: 4,
@@ -151,6 +155,7 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trusted_proxy_hops: Option<u32>,
+    pub refresh_save_retry_secs: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -293,7 +298,7 @@ pub enum KeySource {
 /// The setting `trusted_proxy_hops` replaced; still read, to refuse it.
 const REPLACED_FORWARDED_FOR: &str = "trust_forwarded_for";
 
-const ENV_KEYS: [&str; 28] = [
+const ENV_KEYS: [&str; 29] = [
     "LISTEN",
     "PUBLIC_URL",
     "DATA_DIR",
@@ -307,6 +312,7 @@ const ENV_KEYS: [&str; 28] = [
     "PROVIDER_TIMEOUT_SECS",
     "REFRESH_WINDOW_SECS",
     "REFRESH_WAIT_SECS",
+    "REFRESH_SAVE_RETRY_SECS",
     "REFRESHER_INTERVAL_SECS",
     "REFRESHER_LEAD_SECS",
     "REFRESHER_CONCURRENCY",

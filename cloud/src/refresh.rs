@@ -183,8 +183,13 @@ async fn read(state: &AppState, id: &str) -> Result<TokenRow> {
 /// sealed with a fresh random nonce each time, so unchanged ciphertext means unchanged
 /// tokens, and no version column is needed.
 async fn acquire_lease(state: &AppState, row: &TokenRow, now: i64) -> Result<bool> {
-    let lease = i64::try_from(state.config.provider_timeout_secs).unwrap_or(10) * 2 + 5;
-    Ok(try_lease(state.store.pool(), &state.instance_id, row, now, lease).await?)
+    Ok(try_lease(state.store.pool(), &state.instance_id, row, now, lease_secs(state)).await?)
+}
+
+/// How long a lease lasts: past the provider call's timeout, so a live holder always
+/// finishes (or, while it retries a save, renews it) before anyone may take it over.
+fn lease_secs(state: &AppState) -> i64 {
+    i64::try_from(state.config.provider_timeout_secs).unwrap_or(10) * 2 + 5
 }
 
 async fn try_lease(
@@ -231,7 +236,7 @@ async fn refresh_holding_lease(state: &AppState, row: TokenRow) -> Result<TokenR
                 key_version: i64::from(state.keys.active_version()),
             };
             received = Some(tokens);
-            ("success", None, holder.save_refreshed(&refreshed, now).await?)
+            ("success", None, save_until_stored(state, &holder, &row, &refreshed).await?)
         }
         Err(RefreshFailure::Grant(reason)) => {
             let saved = holder.mark_needs_reauth(&reason, now).await?;
@@ -274,6 +279,81 @@ async fn revoke_dropped(state: &AppState, row: &TokenRow, tokens: crate::oauth::
         why: "refresh_lost_lease",
     };
     revocation::revoke_superseded(state, &at, Ok(dropped)).await;
+}
+
+/// Saves what the provider returned, retrying while the database fails. The provider has
+/// already spent the old refresh token, so until this lands the new one exists only in
+/// this process's memory: dropped, the next refresh would present a dead token, and a
+/// provider that detects reuse revokes the whole grant. While it retries, a heartbeat
+/// keeps the lease, so no other replica refreshes with the old token meanwhile.
+async fn save_until_stored(
+    state: &AppState,
+    holder: &LeaseHolder<'_>,
+    row: &TokenRow,
+    refreshed: &Refreshed,
+) -> Result<bool> {
+    let budget = Duration::from_secs(state.config.refresh_save_retry_secs);
+    let saved = tokio::select! {
+        biased;
+        saved = retry_save(holder, refreshed, budget) => saved,
+        never = heartbeat(holder, lease_secs(state)) => match never {},
+    };
+    saved.map_err(|e| {
+        let rotated = refreshed.refresh_token_ct != row.refresh_token_ct;
+        tracing::error!(
+            connection = %row.id, org = %row.org_id, error = %e, retried_secs = budget.as_secs(), rotated,
+            "LOST A REFRESH: the provider refreshed this connection but the database refused the new tokens; \
+             when it rotated the refresh token (rotated=true), the next refresh presents the old one and the \
+             member will likely have to reconnect"
+        );
+        // The audit log is in the same failing database: try, but do not wait for it.
+        let (state, row, reason) = (state.clone(), row.clone(), format!("saving the refreshed tokens failed: {e}"));
+        tokio::spawn(async move { record(&state, &row, "save_failed", Some(&reason)).await });
+        Error::from(e)
+    })
+}
+
+/// First pause between save attempts; it doubles up to `SAVE_PAUSE_MAX`.
+const SAVE_PAUSE_FIRST: Duration = Duration::from_millis(100);
+const SAVE_PAUSE_MAX: Duration = Duration::from_secs(5);
+
+/// Tries the save until it lands, the lease turns out lost (`false`), or `budget` is
+/// spent; then the last error.
+async fn retry_save(
+    holder: &LeaseHolder<'_>,
+    refreshed: &Refreshed,
+    budget: Duration,
+) -> std::result::Result<bool, sqlx::Error> {
+    let started = tokio::time::Instant::now();
+    let mut pause = SAVE_PAUSE_FIRST;
+    loop {
+        match holder.save_refreshed(refreshed, now()).await {
+            Ok(saved) => return Ok(saved),
+            Err(e) if started.elapsed() + pause > budget => return Err(e),
+            Err(e) => {
+                tracing::warn!(connection = %holder.id, error = %e, retry_in_ms = pause.as_millis(),
+                    "saving a refreshed grant failed; retrying while holding its lease");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(SAVE_PAUSE_MAX);
+            }
+        }
+    }
+}
+
+/// Renews the lease every third of its length, for as long as it is polled. Once the
+/// lease is no longer ours it stops writing (the save will then find it lost too).
+async fn heartbeat(holder: &LeaseHolder<'_>, lease_secs: i64) -> std::convert::Infallible {
+    let period = Duration::from_secs(u64::try_from(lease_secs / 3).unwrap_or(1).max(1));
+    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        beat.tick().await;
+        match holder.extend(now() + lease_secs).await {
+            Ok(true) => {}
+            Ok(false) => return std::future::pending().await,
+            Err(e) => tracing::warn!(connection = %holder.id, error = %e, "could not renew a refresh lease"),
+        }
+    }
 }
 
 /// A provider's answer to a refresh, sealed for the row.
@@ -320,6 +400,15 @@ impl<'a> LeaseHolder<'a> {
             .bind(t.expires_at)
             .bind(t.key_version)
             .bind(now),
+        )
+        .await
+    }
+
+    /// The heartbeat: pushes the lease's end to `until`.
+    async fn extend(&self, until: i64) -> std::result::Result<bool, sqlx::Error> {
+        self.apply(
+            sqlx::query("update connections set refresh_lock_until = $1 where id = $2 and refresh_lock_owner = $3")
+                .bind(until),
         )
         .await
     }
@@ -530,6 +619,65 @@ mod tests {
         let backing_off = row(&db).await;
         assert!(!try_lease(pool, "y", &backing_off, now, LEASE).await.unwrap(), "in backoff");
         assert!(try_lease(pool, "y", &backing_off, now + 31, LEASE).await.unwrap(), "after backoff");
+    }
+
+    /// The database refuses the save after the provider has rotated the refresh token (a
+    /// trigger stands in for a failing database), for longer than the retry budget. The
+    /// refresh keeps its lease meanwhile, then gives up loudly: an error, and an audit
+    /// event with outcome `save_failed`.
+    #[tokio::test]
+    async fn a_save_the_database_keeps_refusing_keeps_the_lease_then_is_given_up_with_an_audit_event() {
+        let db = db().await;
+        let config = crate::config::Config {
+            refresh_save_retry_secs: 4,
+            provider_timeout_secs: 1, // a lease of 7 s, renewed every 2 s
+            ..Default::default()
+        };
+        let keys = crate::test_db::ring(1, &[(1, &crate::crypto::generate_master_key())]);
+        let providers = config.provider_registry().unwrap();
+        let state = AppState::new(db.store.clone(), config, keys, providers, None);
+        let pool = db.store.pool();
+        let now = crate::store::now();
+        let before = row(&db).await;
+        assert!(try_lease(pool, &state.instance_id, &before, now, lease_secs(&state)).await.unwrap());
+        sqlx::query(
+            "create trigger refuse_saves before update of access_token_ct on connections \
+             begin select raise(abort, 'the disk is full'); end",
+        )
+        .execute(pool)
+        .await
+        .unwrap();
+
+        let holder = LeaseHolder { pool, owner: &state.instance_id, id: "c1" };
+        let started = std::time::Instant::now();
+        let given_up = save_until_stored(&state, &holder, &before, &refreshed(b"\xa2", b"\xb2", now)).await;
+        assert!(given_up.is_err(), "the save cannot land");
+        assert!(started.elapsed() >= Duration::from_secs(2), "it retried before giving up");
+
+        let (owner, until): (Option<String>, i64) =
+            sqlx::query_as("select refresh_lock_owner, refresh_lock_until from connections where id = 'c1'")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        assert_eq!(owner.as_deref(), Some(state.instance_id.as_str()), "nobody else may refresh meanwhile");
+        assert!(until > now + lease_secs(&state), "the heartbeat renewed the lease");
+        let after = row(&db).await;
+        assert_eq!((after.access_token_ct, after.refresh_token_ct), (before.access_token_ct, before.refresh_token_ct));
+        let mut audited = 0;
+        for _ in 0..50 {
+            audited = sqlx::query_scalar(
+                "select count(*) from audit_events where action = 'connection.refresh' and outcome = 'save_failed' \
+                 and target = 'c1'",
+            )
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            if audited > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(audited, 1_i64, "the give-up is audited");
     }
 
     /// The member reconnects while a refresh of the old grant is at the provider. Whatever

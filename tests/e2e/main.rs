@@ -20,6 +20,7 @@ mod pat_binding;
 mod pats;
 mod provider_faults;
 mod quickstart;
+mod refresh_save;
 mod replicas;
 mod sandbox_exposure;
 mod secret_scan;

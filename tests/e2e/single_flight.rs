@@ -11,7 +11,7 @@ const CONCURRENT: usize = 200;
 /// Bursts in the three-replica test.
 const ROUNDS: u64 = 10;
 
-async fn expire_all(db: &TestDb) {
+pub(crate) async fn expire_all(db: &TestDb) {
     let raw = db.raw().await;
     sqlx::query("update connections set expires_at = 1").execute(&raw).await.unwrap();
     raw.close().await;
@@ -40,7 +40,8 @@ async fn burst(apis: &[Api], pat: &str) -> Vec<String> {
     tokens
 }
 
-fn refreshes(stats: &Value) -> (u64, u64, bool) {
+/// The sandbox's one grant: refreshes asked, failed token requests, revoked.
+pub(crate) fn refreshes(stats: &Value) -> (u64, u64, bool) {
     let g = &stats["grants"][0];
     (
         g["token_requests"]["refresh_token"].as_u64().unwrap(),

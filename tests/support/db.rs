@@ -89,6 +89,11 @@ impl TestDb {
         n
     }
 
+    /// A database this struct does not own (e.g. an [`crate::OwnPg`]'s): not dropped after.
+    pub fn at(backend: Backend, url: String) -> Self {
+        TestDb { backend, url, dir: tempfile::tempdir().expect("temp dir"), pg_name: None }
+    }
+
     /// Raw SQL access, for tests that check what is really stored.
     pub async fn raw(&self) -> sqlx::AnyPool {
         sqlx::any::install_default_drivers();
