@@ -155,6 +155,7 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trusted_proxy_hops: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_save_retry_secs: Option<u64>,
 }
 

@@ -11,15 +11,15 @@ pub mod chrome;
 mod cloud;
 mod db;
 mod http;
-mod proxy;
 mod own_pg;
+mod proxy;
 mod sandbox_org;
 
 pub use cloud::*;
 pub use db::*;
 pub use http::*;
-pub use proxy::*;
 pub use own_pg::*;
+pub use proxy::*;
 pub use sandbox_org::*;
 pub use serde_json::json;
 
