@@ -8,6 +8,7 @@ mod apps;
 mod bad_input;
 mod browser;
 mod consent;
+mod forgery;
 mod keys;
 mod openapi;
 mod orgs;
