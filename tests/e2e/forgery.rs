@@ -23,11 +23,13 @@ async fn count(db: &TestDb, table: &str) -> i64 {
     n
 }
 
-/// The attacker's site: one page, served on another loopback port.
-async fn hostile_site(page: String) -> (String, tokio::task::JoinHandle<()>) {
+/// The attacker's site: its pages, served on another loopback port.
+async fn hostile_site(pages: Vec<(&'static str, String)>) -> (String, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = axum::Router::new().route("/", axum::routing::get(move || async move { axum::response::Html(page) }));
+    let app = pages.into_iter().fold(axum::Router::new(), |app, (path, page)| {
+        app.route(path, axum::routing::get(move || async move { axum::response::Html(page) }))
+    });
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -111,7 +113,7 @@ async fn a_cross_site_login_post_is_refused() {
             ("csrf", "tossed"),
         ],
     );
-    let (hostile, server) = hostile_site(page).await;
+    let (hostile, server) = hostile_site(vec![("/", page)]).await;
     visit(&browser, &format!("{hostile}/")).await;
 
     assert_eq!(session_cookie(&browser).await, victims, "the victim's session cookie was replaced");
@@ -127,21 +129,25 @@ async fn a_cross_site_login_post_is_refused() {
     browser.close().await.unwrap();
 }
 
-/// The same hostile page, now posting the confirm page's form itself.
+/// A hostile page that posts the confirm page's form itself, and one that sends the
+/// browser to `/connect/…` (which, before the confirm page, started the consent at once).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cross_site_connect_post_starts_no_consent() {
+async fn a_cross_site_page_starts_no_consent() {
     let Victim { browser, _driver, api, _cloud, db } = Victim::signed_in().await;
+    let connect = format!("{}/connect/acme/sandbox", api.base);
+    let link = format!(r#"<!doctype html><script>location.href = "{connect}";</script>"#);
+    let (hostile, server) = hostile_site(vec![("/", auto_submit(&connect, &[])), ("/link", link)]).await;
 
-    let (hostile, server) = hostile_site(auto_submit(&format!("{}/connect/acme/sandbox", api.base), &[])).await;
     visit(&browser, &format!("{hostile}/")).await;
-    assert_eq!(count(&db, "consent_states").await, 0, "a consent started");
+    assert_eq!(count(&db, "consent_states").await, 0, "a cross-site post started a consent");
+    visit(&browser, &format!("{hostile}/link")).await;
+    assert_eq!(count(&db, "consent_states").await, 0, "a cross-site link started a consent");
+    let at = browser.current_url().await.unwrap().to_string();
+    assert_eq!(at, connect, "the link did not stop at the confirm page");
     assert_eq!(count(&db, "connections").await, 0, "a grant was stored");
 
-    // A plain link from the hostile site lands on the confirm page, which starts nothing…
-    browser.goto(&format!("{}/connect/acme/sandbox", api.base)).await.unwrap();
+    // The confirm page starts the consent only when the member presses its button.
     let confirm = browser.wait().for_element(Locator::Id("confirm-connect")).await.unwrap();
-    assert_eq!(count(&db, "consent_states").await, 0, "showing the confirm page started a consent");
-    // …until the member presses its button.
     confirm.click().await.unwrap();
     browser.wait().for_element(Locator::Id("result")).await.unwrap();
     assert_eq!(count(&db, "connections").await, 1);
