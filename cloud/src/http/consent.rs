@@ -3,7 +3,7 @@
 //! form's `POST` starts it), and the provider's redirect back (`/oauth/callback`), whose
 //! page tells the org page the result.
 
-use super::pages::{browser_session, render, to_login};
+use super::pages::{browser_session, render, to_login, CsrfForm};
 use crate::access::{csrf, MaybePrincipal, Principal};
 use crate::consent::{self, CallbackParams, Outcome};
 use crate::error::Result;
@@ -16,7 +16,7 @@ use axum::routing::get;
 use axum::Router;
 use latchkey_shared::ErrorBody;
 use minijinja::context;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -66,17 +66,12 @@ async fn confirm(
     )
 }
 
-#[derive(Deserialize)]
-struct ConnectForm {
-    csrf: Option<String>,
-}
-
 /// The confirm page's button: starts the consent and sends the browser to the provider.
 async fn connect(
     State(state): State<AppState>,
     principal: MaybePrincipal,
     Path((org, key)): Path<(String, String)>,
-    MaybeForm(form): MaybeForm<ConnectForm>,
+    MaybeForm(form): MaybeForm<CsrfForm>,
 ) -> Result<Response> {
     let Some(principal) = browser_session(principal) else { return Ok(to_login(&format!("/connect/{org}/{key}"))) };
     csrf::check_session_token(&state.keys, &principal, form.and_then(|f| f.csrf).as_deref())?;

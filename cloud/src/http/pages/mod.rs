@@ -75,6 +75,12 @@ pub fn render(status: StatusCode, name: &str, ctx: minijinja::Value) -> Result<R
     Ok(response)
 }
 
+/// The body of a signed-in form whose only field is its token (`access::csrf`).
+#[derive(serde::Deserialize)]
+pub struct CsrfForm {
+    pub csrf: Option<String>,
+}
+
 /// A page needs a browser login.
 pub fn browser_session(principal: MaybePrincipal) -> Option<Principal> {
     principal.0.filter(|p| matches!(p.via, Via::Session { .. }))

@@ -1,6 +1,6 @@
 //! Signing in and out in a browser, and the home page.
 
-use super::{browser_session, render, to_login};
+use super::{browser_session, render, to_login, CsrfForm};
 use crate::access::{csrf, ClientMeta, MaybePrincipal, SameOrigin};
 use crate::accounts::{self, LoginRequest};
 use crate::error::{Error, Result};
@@ -81,17 +81,12 @@ fn login_again(
     Ok((jar, page).into_response())
 }
 
-#[derive(Deserialize)]
-pub struct LogoutForm {
-    csrf: Option<String>,
-}
-
 /// Signing out is a form of the signed-in pages, with this login's token.
 pub async fn logout(
     State(state): State<AppState>,
     jar: CookieJar,
     principal: MaybePrincipal,
-    MaybeForm(form): MaybeForm<LogoutForm>,
+    MaybeForm(form): MaybeForm<CsrfForm>,
 ) -> Result<Response> {
     if let Some(principal) = browser_session(principal) {
         csrf::check_session_token(&state.keys, &principal, form.and_then(|f| f.csrf).as_deref())?;
