@@ -8,7 +8,8 @@
 //! This module owns the `consent_states` table; connectors, memberships and grants are
 //! read and written through `apps`, `orgs` and `connections`.
 
-use crate::access::{authorize, Need, Principal, Via};
+use crate::access::{authorize, Need, Org, Principal, Via};
+use crate::accounts;
 use crate::apps::{self, ConnectorTerms};
 use crate::audit;
 use crate::connections::{self, NewGrant};
@@ -40,8 +41,52 @@ fn random_b64url() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Starts a consent: returns the provider's authorization URL.
-pub async fn start(state: &AppState, principal: &Principal, org_ref: &str, key: &str) -> Result<String> {
+/// What a member is about to connect: checked as `start` checks it, for the page that asks
+/// them to confirm.
+#[derive(Debug, serde::Serialize)]
+pub struct Preview {
+    pub org_slug: String,
+    pub org_name: String,
+    pub connector_key: String,
+    pub description: String,
+    pub provider: String,
+    pub provider_display_name: String,
+    /// The Latchkey account that will own the grant.
+    pub account_username: String,
+    pub account_email: String,
+}
+
+/// The confirm page's facts. Nothing is started or stored.
+pub async fn preview(state: &AppState, principal: &Principal, org_ref: &str, key: &str) -> Result<Preview> {
+    let target = target(state, principal, org_ref, key).await?;
+    let me = accounts::me(state, &principal.user_id).await?;
+    let description = apps::list_connectors(state, principal, &target.org.id)
+        .await?
+        .into_iter()
+        .find(|c| c.key == key)
+        .map(|c| c.description)
+        .unwrap_or_default();
+    Ok(Preview {
+        org_slug: target.org.slug,
+        org_name: target.org.name,
+        connector_key: key.to_owned(),
+        description,
+        provider: target.terms.provider,
+        provider_display_name: target.def.display_name.clone(),
+        account_username: me.username,
+        account_email: me.email,
+    })
+}
+
+/// The org, connector, provider and managed app a consent would use, after the checks.
+struct Target<'a> {
+    org: Org,
+    terms: ConnectorTerms,
+    def: &'a ProviderDef,
+    creds: AppCredentials,
+}
+
+async fn target<'a>(state: &'a AppState, principal: &Principal, org_ref: &str, key: &str) -> Result<Target<'a>> {
     principal.require(Scope::ConnectionsCreate)?;
     let org = authorize(state, principal, org_ref, Need::Member).await?;
     let terms =
@@ -53,6 +98,12 @@ pub async fn start(state: &AppState, principal: &Principal, org_ref: &str, key: 
     let creds = credentials::load(&state.store, &state.keys, &org.id, &terms.provider)
         .await?
         .ok_or_else(|| Error::bad_request("this org has no managed app for the connector's provider; ask an admin"))?;
+    Ok(Target { org, terms, def, creds })
+}
+
+/// Starts a consent: returns the provider's authorization URL.
+pub async fn start(state: &AppState, principal: &Principal, org_ref: &str, key: &str) -> Result<String> {
+    let Target { org, terms, def, creds } = target(state, principal, org_ref, key).await?;
     let started = Started {
         state_token: random_b64url(),
         verifier: (def.pkce != Pkce::None).then(|| SecretString::new(random_b64url())),

@@ -55,6 +55,7 @@ impl Aad<'_> {
 struct KeyMaterial {
     aead: Aes256Gcm,
     jwt: Zeroizing<Vec<u8>>,
+    csrf: Zeroizing<Vec<u8>>,
 }
 
 /// All configured master keys; `active` encrypts, every one decrypts.
@@ -104,9 +105,12 @@ impl KeyRing {
                 .map_err(|_| CryptoError::BadMasterKey(String::new()))?;
             let mut jwt = Zeroizing::new(vec![0u8; 32]);
             hk.expand(b"latchkey/jwt-hs256/v1", jwt.as_mut()).map_err(|_| CryptoError::BadMasterKey(String::new()))?;
+            let mut csrf = Zeroizing::new(vec![0u8; 32]);
+            hk.expand(b"latchkey/csrf-hmac-sha256/v1", csrf.as_mut())
+                .map_err(|_| CryptoError::BadMasterKey(String::new()))?;
             let aead =
                 Aes256Gcm::new_from_slice(data_key.as_ref()).map_err(|_| CryptoError::BadMasterKey(String::new()))?;
-            ring.insert(*version, KeyMaterial { aead, jwt });
+            ring.insert(*version, KeyMaterial { aead, jwt, csrf });
         }
         if !ring.contains_key(&active) {
             return Err(CryptoError::UnknownKeyVersion(active));
@@ -179,6 +183,13 @@ impl KeyRing {
     /// HS256 signing key for access JWTs, derived from the given master key version.
     pub fn jwt_key(&self, version: u32) -> Option<&[u8]> {
         self.keys.get(&version).map(|k| k.jwt.as_slice())
+    }
+
+    /// HMAC-SHA256 keys for form tokens (`access::csrf`): the active one first, then the
+    /// others, so a form rendered before a rotation still posts.
+    pub fn csrf_keys(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let active = self.keys.get(&self.active).map(|k| k.csrf.as_slice());
+        active.into_iter().chain(self.keys.iter().filter(|(v, _)| **v != self.active).map(|(_, k)| k.csrf.as_slice()))
     }
 }
 

@@ -118,7 +118,7 @@ fn print_next_steps(state: &AppState, data_dir: &std::path::Path) {
          Next, in another terminal (with `latchkey` on your PATH):\n\
          \x20 latchkey init --cloud-url {url} --org demo --connector sandbox\n\
          \x20 latchkey login            # approve the code on {url}/device, signed in as the member\n\
-         \x20 latchkey connect sandbox  # approve on the sandbox provider's page; the command waits\n\
+         \x20 latchkey connect sandbox  # continue on the cloud's page, approve on the sandbox's; it waits\n\
          \x20 latchkey sync sandbox     # the data goes to the agent's local database, not the cloud\n\
          \x20 latchkey events --limit 5\n\
          \x20 latchkey status\n\

@@ -117,7 +117,7 @@ async fn run(backend: Backend, secs: u64) {
     SandboxOrg::faults(&api, json!({"auto_approve": true})).await;
     let browser = Browser::new();
     browser.login(&api.base, &org.member).await;
-    let (_, page) = browser.follow(&format!("{}/connect/acme/sandbox", api.base)).await;
+    let (_, page) = browser.connect(&api.base, "acme", "sandbox").await;
     assert_eq!(page.status, 200);
     let (_, pat) = api.pat(&org.member, &["connections:token"]).await;
     let url = format!("{}/oauth/connection-token", api.base);

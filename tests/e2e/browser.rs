@@ -1,7 +1,8 @@
 //! The org page in a real headless Chromium (Debian's chromium + chromedriver; `.ci/run`
-//! installs them): Connect opens the sandbox in a new tab, Approve lands on the callback
-//! page, and the card turns active through the callback page's broadcast — or, when the
-//! consent finishes in a browser that shares nothing with the page, through polling.
+//! installs them): Connect opens the cloud's confirm page in a new tab, its button the
+//! sandbox, Approve lands on the callback page, and the card turns active through the
+//! callback page's broadcast — or, when the consent finishes in a browser that shares
+//! nothing with the page, through polling.
 
 use fantoccini::{Client, Locator};
 use latchkey_e2e::chrome::{self, chromedriver};
@@ -53,6 +54,8 @@ async fn connect_on_the_org_page_turns_the_card_active_through_the_broadcast() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     browser.switch_to_window(tab.expect("Connect opened a new tab")).await.unwrap();
+    // The cloud asks first; its button goes on to the provider.
+    browser.wait().for_element(Locator::Id("confirm-connect")).await.unwrap().click().await.unwrap();
     browser.wait().for_element(Locator::Id("approve")).await.unwrap().click().await.unwrap();
 
     // Back on the org page: the card turns active, and the notice shows the callback's
@@ -100,6 +103,7 @@ async fn the_org_page_resolves_by_polling_when_no_message_can_reach_it() {
     for _ in 0..50 {
         if let Some(w) = page_browser.windows().await.unwrap().into_iter().find(|w| *w != org_page) {
             page_browser.switch_to_window(w).await.unwrap();
+            page_browser.wait().for_element(Locator::Id("confirm-connect")).await.unwrap().click().await.unwrap();
             page_browser.wait().for_element(Locator::Id("approve")).await.unwrap();
             provider_url = Some(page_browser.current_url().await.unwrap());
             // Close the provider tab: the page that opened it is left with nobody to talk to.

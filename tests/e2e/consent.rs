@@ -81,7 +81,7 @@ async fn connect_stores_an_encrypted_grant_owned_by_the_member(backend: Backend)
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
 
     // Reconnecting replaces the tokens of the same connection.
-    let (_, again) = browser.follow(&format!("{}/connect/acme/sandbox", api.base)).await;
+    let (_, again) = browser.connect(&api.base, "acme", "sandbox").await;
     assert_eq!(again.status, 200, "{}", again.text);
     let conn2 = api.get("/v1/orgs/acme/connections/sandbox", Some(&org.member.access)).await.ok(200);
     assert_eq!(conn2["id"], conn["id"]);
@@ -101,7 +101,7 @@ async fn refused_callbacks_store_nothing(backend: Backend) {
     let to_callback = |browser: Browser| {
         let base = api.base.clone();
         async move {
-            let (hops, last) = browser.follow(&format!("{base}/connect/acme/sandbox")).await;
+            let (hops, last) = browser.connect(&base, "acme", "sandbox").await;
             assert!(last.status.is_success() || last.status.is_client_error());
             hops.into_iter().find(|h| h.contains("/oauth/callback")).expect("the provider redirected to the callback")
         }
@@ -121,7 +121,7 @@ async fn refused_callbacks_store_nothing(backend: Backend) {
     let provider_redirect = |browser: Browser| {
         let base = api.base.clone();
         async move {
-            let start = browser.get(&format!("{base}/connect/acme/sandbox")).await;
+            let start = browser.start_consent(&base, "acme", "sandbox").await;
             let authorize = start.header("location").unwrap().to_owned();
             let back = browser.get(&authorize).await;
             assert!(back.status.is_redirection(), "{}", back.text);
@@ -201,7 +201,7 @@ async fn refused_callbacks_store_nothing(backend: Backend) {
 
     // access_denied at the provider.
     SandboxOrg::faults(&api, json!({"auto_approve": false})).await;
-    let start = browser.get(&format!("{}/connect/acme/sandbox", api.base)).await;
+    let start = browser.start_consent(&api.base, "acme", "sandbox").await;
     let authorize = url::Url::parse(start.header("location").unwrap()).unwrap();
     let mut form: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
     form.push(("decision".into(), "deny".into()));

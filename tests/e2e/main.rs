@@ -12,6 +12,7 @@ mod cascades;
 mod consent;
 mod contract_fuzz;
 mod devices;
+mod forgery;
 mod keys;
 mod limits;
 mod openapi;

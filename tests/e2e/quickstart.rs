@@ -2,15 +2,16 @@
 //! blocks (`<!-- quickstart:cloud|agent|sync -->`), not from this file, and run through
 //! `sh` with the built binaries first on `PATH`, in a fresh `HOME`, as a newcomer's would.
 //! Where the quickstart sends the reader to a browser, this test makes the same HTTP calls
-//! the pages make: the login form, the device page's approve call, the sandbox provider's
-//! consent form, the callback. Then it checks what the README promises: the events are in
-//! the agent's local database, and the cloud's database holds none of them.
+//! the pages make: the login form, the device page's approve call, the cloud's confirm
+//! page for a consent, the sandbox provider's consent form, the callback. Then it checks
+//! what the README promises: the events are in the agent's local database, and the
+//! cloud's database holds none of them.
 //!
 //! It leaves a transcript in `target/quickstart/transcript.txt` and a screenshot of the
 //! org page after consent in `target/screenshots/quickstart-org-page.png`.
 
 use fantoccini::Locator;
-use latchkey_e2e::{binary, chrome, free_port, Api, Browser, Reply};
+use latchkey_e2e::{binary, chrome, free_port, hidden_fields, Api, Browser, Reply};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -198,22 +199,6 @@ fn url_with(text: &str, needle: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The hidden fields of the sandbox consent form, decoded.
-fn hidden_fields(html: &str) -> Vec<(String, String)> {
-    html.split("<input type=\"hidden\" ")
-        .skip(1)
-        .filter_map(|rest| {
-            let name = rest.strip_prefix("name=\"")?.split('"').next()?;
-            let value = rest.split("value=\"").nth(1)?.split('"').next()?;
-            Some((name.to_owned(), unescape(value)))
-        })
-        .collect()
-}
-
-fn unescape(text: &str) -> String {
-    text.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-}
-
 /// Signs in through the cloud's login form, as the member would on the page it sent them to.
 async fn sign_in(browser: &Browser, demo: &Demo, next: &str) {
     let reply = browser.login_as(&demo.base, &demo.email, &demo.password, next).await;
@@ -248,10 +233,18 @@ async fn login(mut run: Running, browser: &Browser, demo: &Demo) -> (bool, Strin
     (ok, output, Some(format!("in the browser: signed in as {} on the device page, approved {code}", demo.email)))
 }
 
-/// `latchkey connect`: open its URL, approve on the provider's page, land on the callback.
+/// `latchkey connect`: open its URL, confirm on the cloud's page, approve on the provider's
+/// page, land on the callback.
 async fn connect(mut run: Running, browser: &Browser, demo: &Demo) -> (bool, String, Option<String>) {
     let start = run.wait_for("the consent URL", |l| url_with(l, "/connect/")).await;
-    let (hops, consent_page) = browser.follow(&start).await;
+    let confirm = browser.get(&start).await;
+    assert_eq!(confirm.status, 200, "the cloud's confirm page: {}", confirm.text);
+    assert!(confirm.text.contains(&demo.email), "the confirm page names the account that will own the grant");
+    let path = start.strip_prefix(&demo.base).unwrap_or_else(|| panic!("the consent URL is on the cloud: {start}"));
+    let confirmed = browser.post_form(&demo.base, path, &hidden_fields(&confirm.text)).await;
+    let provider =
+        confirmed.header("location").unwrap_or_else(|| panic!("confirming: {} {}", confirmed.status, confirmed.text));
+    let (hops, consent_page) = browser.follow(provider).await;
     assert_eq!(consent_page.status, 200, "the provider's consent page after {hops:?}: {}", consent_page.text);
     assert!(consent_page.text.contains("id=\"approve\""), "the sandbox asks for consent: {}", consent_page.text);
     let mut form = hidden_fields(&consent_page.text);
@@ -267,7 +260,10 @@ async fn connect(mut run: Running, browser: &Browser, demo: &Demo) -> (bool, Str
     (
         ok,
         output,
-        Some(format!("in the browser: opened {start}, approved on the sandbox's page, landed on the callback page")),
+        Some(format!(
+            "in the browser: opened {start}, confirmed on the cloud's page, approved on the sandbox's page, \
+             landed on the callback page"
+        )),
     )
 }
 

@@ -145,7 +145,7 @@ async fn one_refresh_across_three_replicas_on_postgres_and_a_dead_lease_expires(
     SandboxOrg::faults(&sandbox, json!({"auto_approve": true, "rotate_refresh_tokens": true})).await;
     let browser = Browser::new();
     assert!(browser.login(&api.base, &org.member).await.status.is_redirection());
-    let (_, page) = browser.follow(&format!("{}/connect/acme/sandbox", api.base)).await;
+    let (_, page) = browser.connect(&api.base, "acme", "sandbox").await;
     assert_eq!(page.status, 200, "{}\n{}", page.text, a.log_text());
     let (_, pat) = api.pat(&org.member, &["connections:token"]).await;
 
@@ -234,7 +234,7 @@ async fn background_refreshers_on_two_replicas_renew_once_before_expiry() {
     SandboxOrg::faults(&sandbox, json!({"auto_approve": true, "rotate_refresh_tokens": true})).await;
     let browser = Browser::new();
     browser.login(&api.base, &org.member).await;
-    let (_, page) = browser.follow(&format!("{}/connect/acme/sandbox", api.base)).await;
+    let (_, page) = browser.connect(&api.base, "acme", "sandbox").await;
     assert_eq!(page.status, 200, "{}", page.text);
 
     // Two minutes left: both replicas' refreshers see it as due; one renews it.

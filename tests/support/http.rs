@@ -170,14 +170,35 @@ impl Browser {
         self.login_as(base, &user.email, &user.password, "/").await
     }
 
-    /// Signs in through the login form with these credentials, then goes to `next`.
+    /// Signs in through the login form with these credentials, then goes to `next`: the
+    /// form's page first (its token and cookie), then its post, from the cloud's origin.
     pub async fn login_as(&self, base: &str, email: &str, password: &str, next: &str) -> Reply {
-        Api::read(self.client.post(format!("{base}/login")).form(&[
-            ("email", email),
-            ("password", password),
-            ("next", next),
-        ]))
-        .await
+        let next_q: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
+        let page = self.get(&format!("{base}/login?next={next_q}")).await;
+        let fields = form_fields(&page.text, &[("email", email), ("password", password), ("next", next)]);
+        self.post_form(base, "/login", &fields).await
+    }
+
+    /// Posts a form as our own pages do: with `Origin` naming the cloud.
+    pub async fn post_form(&self, base: &str, path: &str, fields: &[(String, String)]) -> Reply {
+        Api::read(self.client.post(format!("{base}{path}")).header("origin", base).form(fields)).await
+    }
+
+    /// Opens `/connect/{org}/{key}` and presses its button: the answer is the redirect to
+    /// the provider.
+    pub async fn start_consent(&self, base: &str, org: &str, key: &str) -> Reply {
+        let path = format!("/connect/{org}/{key}");
+        let page = self.get(&format!("{base}{path}")).await;
+        assert_eq!(page.status, 200, "the confirm page of {path}: {}", page.text);
+        self.post_form(base, &path, &hidden_fields(&page.text)).await
+    }
+
+    /// A whole consent from the confirm page on, following every redirect after its button.
+    pub async fn connect(&self, base: &str, org: &str, key: &str) -> (Vec<String>, Reply) {
+        let start = self.start_consent(base, org, key).await;
+        let provider =
+            start.header("location").unwrap_or_else(|| panic!("no redirect: {} {}", start.status, start.text));
+        self.follow(provider).await
     }
 
     pub async fn get(&self, url: &str) -> Reply {
@@ -204,4 +225,31 @@ impl Browser {
         }
         (hops, reply)
     }
+}
+
+/// The hidden fields of a page's forms, decoded; a name that several forms share (the
+/// CSRF token) once, as one form would post it.
+pub fn hidden_fields(html: &str) -> Vec<(String, String)> {
+    let mut seen = std::collections::HashSet::new();
+    html.split("<input type=\"hidden\" ")
+        .skip(1)
+        .filter_map(|rest| {
+            let name = rest.strip_prefix("name=\"")?.split('"').next()?;
+            let value = rest.split("value=\"").nth(1)?.split('"').next()?;
+            Some((name.to_owned(), unescape(value)))
+        })
+        .filter(|(name, _)| seen.insert(name.clone()))
+        .collect()
+}
+
+/// A page's hidden fields (its CSRF token) with these fields filled in.
+pub fn form_fields(html: &str, filled: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, String)> =
+        hidden_fields(html).into_iter().filter(|(k, _)| !filled.iter().any(|(f, _)| f == k)).collect();
+    fields.extend(filled.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    fields
+}
+
+fn unescape(text: &str) -> String {
+    text.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 }

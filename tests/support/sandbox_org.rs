@@ -88,6 +88,6 @@ pub async fn consent(api: &Api, user: &User, org: &str, key: &str) -> (Browser, 
     let browser = Browser::new();
     assert!(browser.login(&api.base, user).await.status.is_redirection());
     SandboxOrg::faults(api, json!({"auto_approve": true})).await;
-    let (_, page) = browser.follow(&format!("{}/connect/{org}/{key}", api.base)).await;
+    let (_, page) = browser.connect(&api.base, org, key).await;
     (browser, page)
 }

@@ -1,8 +1,9 @@
 //! The caller as handlers receive it: `Principal` (a credential is required),
-//! `MaybePrincipal` (pages that send a signed-out browser to sign in), and `ClientMeta`
+//! `MaybePrincipal` (pages that send a signed-out browser to sign in), `SameOrigin` (the
+//! sign-in form) and `ClientMeta`
 //! (where the request came from, for audit events and per-IP limits).
 
-use super::credentials::{bearer, check_same_origin, is_pat, session_cookie};
+use super::credentials::{bearer, check_same_origin, is_pat, require_same_origin, session_cookie};
 use super::{pat, session, Principal};
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -42,6 +43,18 @@ impl FromRequestParts<AppState> for MaybePrincipal {
         } else {
             Ok(MaybePrincipal(None))
         }
+    }
+}
+
+/// A request from our own pages (`Origin`, else `Referer`), whatever its credential: the
+/// sign-in form sets the cookie rather than using one, so the cookie check cannot guard it.
+pub struct SameOrigin;
+
+impl FromRequestParts<AppState> for SameOrigin {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        require_same_origin(&parts.headers, &state.public_url).map(|()| SameOrigin)
     }
 }
 

@@ -3,7 +3,9 @@
 //! domain services) uses it:
 //!
 //! - `credentials`: reading the `Authorization: Bearer` header and the session cookie,
-//!   and refusing cross-site cookie writes;
+//!   and refusing cross-site cookie writes (`Origin`, else `Referer`);
+//! - `csrf`: the tokens of the page forms, bound to the login (or, for the sign-in form,
+//!   to a double-submit cookie);
 //! - `pat`: the one PAT verifier (format and checksum, one look-up by hash, revoked or
 //!   expired, `last_used_at`), which a hot path may extend with joins so it still takes
 //!   one round trip;
@@ -18,6 +20,7 @@
 //! session or PAT stops working at once on every replica.
 
 pub mod credentials;
+pub mod csrf;
 pub mod extract;
 pub mod org;
 pub mod pat;
@@ -25,7 +28,7 @@ pub mod principal;
 pub mod session;
 
 pub use credentials::SESSION_COOKIE;
-pub use extract::{ClientMeta, MaybePrincipal};
+pub use extract::{ClientMeta, MaybePrincipal, SameOrigin};
 pub use org::{authorize, Need, Org, Role, Visibility};
 pub use principal::{Principal, Via};
 

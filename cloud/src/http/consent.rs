@@ -1,12 +1,13 @@
 //! The consent routes, over `crate::consent`: starting a consent from the API or from a
-//! browser (`/connect/{org}/{key}`), and the provider's redirect back (`/oauth/callback`),
-//! whose page tells the org page the result.
+//! browser (`GET /connect/{org}/{key}` shows what will be connected and for whom; its
+//! form's `POST` starts it), and the provider's redirect back (`/oauth/callback`), whose
+//! page tells the org page the result.
 
-use super::pages::{browser_session, render, to_login};
-use crate::access::{MaybePrincipal, Principal};
+use super::pages::{browser_session, render, to_login, CsrfForm};
+use crate::access::{csrf, MaybePrincipal, Principal};
 use crate::consent::{self, CallbackParams, Outcome};
 use crate::error::Result;
-use crate::http::extract::{Path, Query};
+use crate::http::extract::{MaybeForm, Path, Query};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -26,7 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// The browser routes, outside the API document.
 pub fn page_router() -> Router<AppState> {
-    Router::new().route("/connect/{org}/{key}", get(connect)).route("/oauth/callback", get(callback))
+    Router::new().route("/connect/{org}/{key}", get(confirm).post(connect)).route("/oauth/callback", get(callback))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -47,13 +48,33 @@ async fn authorize(
     Ok(axum::Json(AuthorizeUrl { authorize_url: consent::start(&state, &principal, &org, &key).await? }))
 }
 
-/// Browser entry to a consent: straight to the provider (a new tab opened it).
-async fn connect(
+/// Browser entry to a consent: a page that names the org, connector, provider and the
+/// account that will own the grant. A link from anywhere may open it; only its button
+/// starts anything, so another site cannot start a consent in the member's name.
+async fn confirm(
     State(state): State<AppState>,
     principal: MaybePrincipal,
     Path((org, key)): Path<(String, String)>,
 ) -> Result<Response> {
     let Some(principal) = browser_session(principal) else { return Ok(to_login(&format!("/connect/{org}/{key}"))) };
+    let preview = consent::preview(&state, &principal, &org, &key).await?;
+    let csrf = csrf::session_token(&state.keys, &principal);
+    render(
+        StatusCode::OK,
+        "connect.html",
+        context! { c => preview, csrf => csrf, username => preview.account_username },
+    )
+}
+
+/// The confirm page's button: starts the consent and sends the browser to the provider.
+async fn connect(
+    State(state): State<AppState>,
+    principal: MaybePrincipal,
+    Path((org, key)): Path<(String, String)>,
+    MaybeForm(form): MaybeForm<CsrfForm>,
+) -> Result<Response> {
+    let Some(principal) = browser_session(principal) else { return Ok(to_login(&format!("/connect/{org}/{key}"))) };
+    csrf::check_session_token(&state.keys, &principal, form.and_then(|f| f.csrf).as_deref())?;
     let url = consent::start(&state, &principal, &org, &key).await?;
     Ok(Redirect::to(&url).into_response())
 }

@@ -1,5 +1,5 @@
-//! `latchkey connect`: opens the cloud's consent page for a connector and waits until the
-//! connection is active.
+//! `latchkey connect`: opens the cloud's connect page for a connector (it asks the member
+//! to confirm, then sends them to the provider) and waits until the connection is active.
 
 use super::{Agent, Paths};
 use crate::cloud::{CloudClient, Connection};
@@ -22,7 +22,10 @@ pub(super) async fn connect(paths: &Paths, name: &str, no_browser: bool) -> Resu
         println!("{name} is already connected{account}. To connect it again, open {url}");
         return Ok(ExitCode::SUCCESS);
     }
-    println!("To connect {name}, open this page (sign in to the cloud if asked) and approve:\n\n    {url}\n");
+    println!(
+        "To connect {name}, open this page (sign in to the cloud if asked), check the account it names, \
+         continue, and approve at the provider:\n\n    {url}\n"
+    );
     if !no_browser && crate::browser::open(agent.cloud.base(), url.as_str()) {
         println!("Your browser should have opened it.");
     }

@@ -38,6 +38,7 @@ fn templates() -> &'static Environment<'static> {
             ("home.html", include_str!("../../../templates/home.html")),
             ("org.html", include_str!("../../../templates/org.html")),
             ("callback.html", include_str!("../../../templates/callback.html")),
+            ("connect.html", include_str!("../../../templates/connect.html")),
             ("device.html", include_str!("../../../templates/device.html")),
         ] {
             if let Err(e) = env.add_template(name, source) {
@@ -67,7 +68,17 @@ pub fn render(status: StatusCode, name: &str, ctx: minijinja::Value) -> Result<R
         headers.insert(header::CONTENT_SECURITY_POLICY, v);
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Under `no-referrer` a browser sends `Origin: null` with a page's own form posts, and
+    // the same-origin check (`access::credentials`) could not tell them from another
+    // site's. `same-origin` still sends nothing to any other site.
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     Ok(response)
+}
+
+/// The body of a signed-in form whose only field is its token (`access::csrf`).
+#[derive(serde::Deserialize)]
+pub struct CsrfForm {
+    pub csrf: Option<String>,
 }
 
 /// A page needs a browser login.

@@ -1,7 +1,7 @@
 //! The org page: a card per connector, with the member's connection and what to do next.
 
 use super::{browser_session, render, to_login};
-use crate::access::{MaybePrincipal, Need, Org, Principal};
+use crate::access::{csrf, MaybePrincipal, Need, Org, Principal};
 use crate::apps::{self, Connector};
 use crate::connections::{self, Connection};
 use crate::error::Result;
@@ -21,7 +21,12 @@ pub async fn org_page(
     let Some(principal) = browser_session(principal) else { return Ok(to_login(&format!("/orgs/{org_ref}"))) };
     let (org, cards) = cards(&state, &principal, &org_ref).await?;
     let me = accounts::me(&state, &principal.user_id).await?;
-    render(StatusCode::OK, "org.html", context! { org => org, connectors => cards, username => me.username })
+    let csrf = csrf::session_token(&state.keys, &principal);
+    render(
+        StatusCode::OK,
+        "org.html",
+        context! { org => org, connectors => cards, username => me.username, csrf => csrf },
+    )
 }
 
 /// A card on the org page.

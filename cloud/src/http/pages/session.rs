@@ -1,7 +1,7 @@
 //! Signing in and out in a browser, and the home page.
 
-use super::{browser_session, render, to_login};
-use crate::access::{ClientMeta, MaybePrincipal, Principal};
+use super::{browser_session, render, to_login, CsrfForm};
+use crate::access::{csrf, ClientMeta, MaybePrincipal, SameOrigin};
 use crate::accounts::{self, LoginRequest};
 use crate::error::{Error, Result};
 use crate::http::cookies;
@@ -20,7 +20,8 @@ pub async fn home(State(state): State<AppState>, principal: MaybePrincipal) -> R
     let Some(principal) = browser_session(principal) else { return Ok(to_login("/")) };
     let me = accounts::me(&state, &principal.user_id).await?;
     let orgs = orgs::list(&state, &principal, false).await?;
-    render(StatusCode::OK, "home.html", context! { username => me.username, orgs => orgs })
+    let csrf = csrf::session_token(&state.keys, &principal);
+    render(StatusCode::OK, "home.html", context! { username => me.username, orgs => orgs, csrf => csrf })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -28,8 +29,8 @@ pub struct NextQuery {
     next: Option<String>,
 }
 
-pub async fn login_page(Query(q): Query<NextQuery>) -> Result<Response> {
-    render(StatusCode::OK, "login.html", context! { next => safe_next(q.next.as_deref()), email => "" })
+pub async fn login_page(State(state): State<AppState>, jar: CookieJar, Query(q): Query<NextQuery>) -> Result<Response> {
+    login_again(&state, jar, StatusCode::OK, &safe_next(q.next.as_deref()), "", None)
 }
 
 #[derive(Deserialize)]
@@ -37,33 +38,59 @@ pub struct LoginForm {
     email: String,
     password: SecretString,
     next: Option<String>,
+    csrf: Option<String>,
 }
 
+/// Only from our own sign-in page: another site's form would sign the victim's browser
+/// into the attacker's account (`access::csrf`).
 pub async fn login_submit(
     State(state): State<AppState>,
+    _: SameOrigin,
     jar: CookieJar,
     meta: ClientMeta,
     MaybeForm(form): MaybeForm<LoginForm>,
 ) -> Result<Response> {
-    let Some(LoginForm { email, password, next }) = form else {
-        return login_again(StatusCode::BAD_REQUEST, "/", "", "Enter your email and password.");
+    let Some(LoginForm { email, password, next, csrf }) = form else {
+        return login_again(&state, jar, StatusCode::BAD_REQUEST, "/", "", Some("Enter your email and password."));
     };
     let next = safe_next(next.as_deref());
-    match accounts::login(&state, LoginRequest { email: email.clone(), password }, &meta).await {
+    let outcome = async {
+        csrf::check_login_token(jar.get(csrf::LOGIN_COOKIE).map(|c| c.value()), csrf.as_deref())?;
+        accounts::login(&state, LoginRequest { email: email.clone(), password }, &meta).await
+    };
+    match outcome.await {
         Ok(login) => Ok((jar.add(cookies::session(&state, &login)), Redirect::to(&next)).into_response()),
-        Err(Error::Client { status, description, .. }) => login_again(status, &next, &email, &description),
+        Err(Error::Client { status, description, .. }) => {
+            login_again(&state, jar, status, &next, &email, Some(&description))
+        }
         Err(e) => Err(e),
     }
 }
 
-/// The sign-in form again, with what went wrong.
-fn login_again(status: StatusCode, next: &str, email: &str, error: &str) -> Result<Response> {
-    render(status, "login.html", context! { next => next, email => email, error => error })
+/// The sign-in form, with its token (and cookie) and what went wrong, if anything.
+fn login_again(
+    state: &AppState,
+    jar: CookieJar,
+    status: StatusCode,
+    next: &str,
+    email: &str,
+    error: Option<&str>,
+) -> Result<Response> {
+    let (jar, csrf) = cookies::login_csrf(state, jar);
+    let page = render(status, "login.html", context! { next => next, email => email, error => error, csrf => csrf })?;
+    Ok((jar, page).into_response())
 }
 
-pub async fn logout(State(state): State<AppState>, jar: CookieJar, principal: MaybePrincipal) -> Result<Response> {
-    if let Some(session_id) = principal.0.as_ref().and_then(Principal::session_id) {
-        accounts::logout(&state, session_id).await?;
+/// Signing out is a form of the signed-in pages, with this login's token.
+pub async fn logout(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    principal: MaybePrincipal,
+    MaybeForm(form): MaybeForm<CsrfForm>,
+) -> Result<Response> {
+    if let Some(principal) = browser_session(principal) {
+        csrf::check_session_token(&state.keys, &principal, form.and_then(|f| f.csrf).as_deref())?;
+        accounts::logout(&state, principal.require_login()?).await?;
     }
     Ok((jar.remove(cookies::cleared()), Redirect::to("/login")).into_response())
 }
