@@ -94,7 +94,7 @@ async fn a_consent_finished_after_its_connector_moved_serves_no_token(backend: B
     let browser = Browser::new();
     assert!(browser.login(&api.base, &org.member).await.status.is_redirection());
     SandboxOrg::faults(&api, json!({"auto_approve": true})).await;
-    let start = browser.get(&format!("{}/connect/acme/sandbox", api.base)).await;
+    let start = browser.start_consent(&api.base, "acme", "sandbox").await;
     let back = browser.get(start.header("location").unwrap()).await;
     let callback = back.header("location").unwrap().to_owned();
 
