@@ -1,0 +1,155 @@
+//! The lease, the stale-write guards and the save retry, against a real SQLite.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+use crate::test_db::TempSqlite;
+
+const LEASE: i64 = 11;
+
+async fn db() -> TempSqlite {
+    let db = TempSqlite::new().await;
+    db.seed_connection(b"\xa1", b"\xb1", 1).await;
+    db
+}
+
+async fn row(db: &TempSqlite) -> TokenRow {
+    sqlx::query_as(TOKEN_ROW).bind("c1").fetch_one(db.store.pool()).await.unwrap()
+}
+
+fn refreshed(access: &[u8], refresh: &[u8], now: i64) -> Refreshed {
+    Refreshed {
+        access_token_ct: access.to_vec(),
+        refresh_token_ct: Some(refresh.to_vec()),
+        token_type: "bearer".into(),
+        expires_at: Some(now + 3600),
+        key_version: 1,
+    }
+}
+
+/// The race CI caught across three replicas: X reads the row, Y refreshes and releases
+/// the lease, then X tries the lease with what it read. X must not get it, or it would
+/// spend the refresh token Y already rotated.
+#[tokio::test]
+async fn a_replica_holding_a_stale_read_cannot_take_the_lease_after_another_refreshed() {
+    let db = db().await;
+    let pool = db.store.pool();
+    let now = crate::store::now();
+    let stale = row(&db).await;
+
+    assert!(try_lease(pool, "y", &stale, now, LEASE).await.unwrap(), "Y takes the free lease");
+    assert!(!try_lease(pool, "x", &stale, now, LEASE).await.unwrap(), "X waits while Y holds it");
+    let y = LeaseHolder { pool, owner: "y", id: "c1" };
+    assert!(y.save_refreshed(&refreshed(b"\xa2", b"\xb2", now), now).await.unwrap());
+    assert!(!try_lease(pool, "x", &stale, now, LEASE).await.unwrap(), "the lease is free again, but X's read is stale");
+
+    let fresh = row(&db).await;
+    assert_eq!(fresh.refresh_token_ct.as_deref(), Some(&b"\xb2"[..]));
+    assert_eq!(fresh.expires_at, Some(now + 3600));
+    assert!(try_lease(pool, "x", &fresh, now, LEASE).await.unwrap(), "with a fresh read X may refresh");
+}
+
+/// A dead holder's lease runs out; a connection in backoff is not refreshed early.
+#[tokio::test]
+async fn an_expired_lease_is_taken_over_but_backoff_is_respected() {
+    let db = db().await;
+    let pool = db.store.pool();
+    let now = crate::store::now();
+    let current = row(&db).await;
+    assert!(try_lease(pool, "dead", &current, now - 2 * LEASE, LEASE).await.unwrap());
+    assert!(try_lease(pool, "x", &current, now, LEASE).await.unwrap(), "the dead holder's lease expired");
+
+    let x = LeaseHolder { pool, owner: "x", id: "c1" };
+    assert!(x.back_off(1, "HTTP 503", now + 30, now).await.unwrap());
+    let backing_off = row(&db).await;
+    assert!(!try_lease(pool, "y", &backing_off, now, LEASE).await.unwrap(), "in backoff");
+    assert!(try_lease(pool, "y", &backing_off, now + 31, LEASE).await.unwrap(), "after backoff");
+}
+
+/// The database refuses the save after the provider has rotated the refresh token (a
+/// trigger stands in for a failing database), for longer than the retry budget. The
+/// refresh keeps its lease meanwhile, then gives up loudly: an error, and an audit
+/// event with outcome `save_failed`.
+#[tokio::test]
+async fn a_save_the_database_keeps_refusing_keeps_the_lease_then_is_given_up_with_an_audit_event() {
+    let db = db().await;
+    let config = crate::config::Config {
+        refresh_save_retry_secs: 4,
+        provider_timeout_secs: 1, // a lease of 7 s, renewed every 2 s
+        ..Default::default()
+    };
+    let keys = crate::test_db::ring(1, &[(1, &crate::crypto::generate_master_key())]);
+    let providers = config.provider_registry().unwrap();
+    let state = AppState::new(db.store.clone(), config, keys, providers, None);
+    let pool = db.store.pool();
+    let now = crate::store::now();
+    let before = row(&db).await;
+    assert!(try_lease(pool, &state.instance_id, &before, now, lease_secs(&state)).await.unwrap());
+    sqlx::query(
+        "create trigger refuse_saves before update of access_token_ct on connections \
+         begin select raise(abort, 'the disk is full'); end",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+
+    let holder = LeaseHolder { pool, owner: &state.instance_id, id: "c1" };
+    let started = std::time::Instant::now();
+    let given_up = save_until_stored(&state, &holder, &before, &refreshed(b"\xa2", b"\xb2", now)).await;
+    assert!(given_up.is_err(), "the save cannot land");
+    assert!(started.elapsed() >= Duration::from_secs(2), "it retried before giving up");
+
+    let (owner, until): (Option<String>, i64) =
+        sqlx::query_as("select refresh_lock_owner, refresh_lock_until from connections where id = 'c1'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(owner.as_deref(), Some(state.instance_id.as_str()), "nobody else may refresh meanwhile");
+    assert!(until > now + lease_secs(&state), "the heartbeat renewed the lease");
+    let after = row(&db).await;
+    assert_eq!((after.access_token_ct, after.refresh_token_ct), (before.access_token_ct, before.refresh_token_ct));
+    let mut audited = 0;
+    for _ in 0..50 {
+        audited = sqlx::query_scalar(
+            "select count(*) from audit_events where action = 'connection.refresh' and outcome = 'save_failed' \
+             and target = 'c1'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if audited > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(audited, 1_i64, "the give-up is audited");
+}
+
+/// The member reconnects while a refresh of the old grant is at the provider. Whatever
+/// that refresh then learns must not touch the new grant.
+#[tokio::test]
+async fn a_refresh_finishing_after_a_reconnect_leaves_the_new_grant_alone() {
+    let db = db().await;
+    let state = db.state();
+    let pool = db.store.pool();
+    let now = crate::store::now();
+    let old = row(&db).await;
+    assert!(try_lease(pool, &state.instance_id, &old, now, LEASE).await.unwrap());
+
+    let tokens = crate::test_db::tokens("new-grant-access", "new-grant-refresh");
+    let grant = crate::test_db::grant(&tokens);
+    assert_eq!(crate::connections::store_grant(&state, grant).await.unwrap(), "c1");
+    let reconnected = row(&db).await;
+
+    let old_refresh = LeaseHolder { pool, owner: &state.instance_id, id: "c1" };
+    assert!(!old_refresh.save_refreshed(&refreshed(b"\xa2", b"\xb2", now), now).await.unwrap());
+    assert!(!old_refresh.mark_needs_reauth("invalid_grant", now).await.unwrap());
+    assert!(!old_refresh.back_off(1, "HTTP 503", now + 30, now).await.unwrap());
+
+    let after = row(&db).await;
+    assert_eq!(after.status, "active");
+    assert_eq!(after.access_token_ct, reconnected.access_token_ct);
+    assert_eq!(after.refresh_token_ct, reconnected.refresh_token_ct);
+    assert_eq!((after.failure_count, after.next_attempt_at), (0, None));
+    let access = state.keys.open_str(sealed::access_token("c1"), &after.access_token_ct).unwrap();
+    assert_eq!(access.expose(), "new-grant-access");
+}
