@@ -17,6 +17,7 @@ use crate::store::{now, rfc3339};
 use axum::http::{HeaderMap, StatusCode};
 use latchkey_shared::wire::{ConnectionTokenRequest, ConnectionTokenResponse};
 use latchkey_shared::{ErrorCode, Scope};
+use std::sync::LazyLock;
 
 const MAX_NAME_LEN: usize = 64;
 
@@ -187,7 +188,8 @@ async fn check_and_issue(
         }
     };
     trace.connector_key = Some(req.connector_key.clone());
-    let joined = Joined { columns: JOINED_COLUMNS, joins: JOINS, binds: &[&req.org, &req.connector_key] };
+    static SQL: LazyLock<String> = LazyLock::new(|| pat::select_sql(JOINED_COLUMNS, JOINS));
+    let joined = Joined { sql: &SQL, binds: &[&req.org, &req.connector_key] };
     let (principal, mut row) = pat::verify_joined::<Lookup>(state, token, &joined).await?;
     trace.caller(&principal);
     // 2. The scope, before anything about the org or connection is used.

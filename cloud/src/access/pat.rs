@@ -3,7 +3,7 @@
 //! revoked or expired answer 401. `last_used_at` is kept at minute granularity.
 //!
 //! The token endpoint reads the org, the membership and the connection in the PAT's own
-//! round trip: it passes `Joined` columns and joins, and gets its row back beside the
+//! round trip: it builds its query once with `select_sql` and gets its row back beside the
 //! verified principal. Every other caller uses `verify`.
 
 use super::{Principal, Via, LAST_USED_GRANULARITY_SECS};
@@ -13,6 +13,7 @@ use crate::store::now;
 use latchkey_shared::{Pat, ScopeSet};
 use sqlx::any::AnyRow;
 use sqlx::FromRow;
+use std::sync::LazyLock;
 
 /// The PAT's columns, under names no joined table uses; `p` is the PAT's alias.
 const PAT_COLUMNS: &str = "p.id as pat_id, p.user_id as pat_user_id, p.scopes as pat_scopes, \
@@ -31,17 +32,24 @@ struct PatRow {
     pat_last_used_at: Option<i64>,
 }
 
-/// What a caller reads in the PAT's own query: extra `columns`, the `joins` that supply
-/// them (the PAT is `p`, its hash is `$1`), and the values of `$2`, `$3`, … in order.
+/// What a caller reads in the PAT's own query: its SQL, made once by `select_sql`, and
+/// the values of `$2`, `$3`, … in order (`$1` is the PAT's hash).
 pub struct Joined<'a> {
-    pub columns: &'static str,
-    pub joins: &'static str,
+    pub sql: &'a str,
     pub binds: &'a [&'a str],
+}
+
+/// The PAT's query with a caller's extra `columns` and the `joins` that supply them (the
+/// PAT is `p`). Build it once (e.g. in a `LazyLock`): the request path then only binds.
+pub fn select_sql(columns: &str, joins: &str) -> String {
+    let separator = if columns.is_empty() { "" } else { ", " };
+    format!("select {PAT_COLUMNS}{separator}{columns} from pats p {joins} where p.token_hash = $1")
 }
 
 /// The principal behind a PAT.
 pub async fn verify(state: &AppState, token: &str) -> Result<Principal> {
-    let joined = Joined { columns: "", joins: "", binds: &[] };
+    static SQL: LazyLock<String> = LazyLock::new(|| select_sql("", ""));
+    let joined = Joined { sql: &SQL, binds: &[] };
     verify_joined::<Nothing>(state, token, &joined).await.map(|(principal, Nothing)| principal)
 }
 
@@ -51,12 +59,7 @@ where
     X: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
 {
     let pat = Pat::parse(token).map_err(|e| Error::unauthenticated(e.to_string()))?;
-    let separator = if joined.columns.is_empty() { "" } else { ", " };
-    let sql = format!(
-        "select {PAT_COLUMNS}{separator}{} from pats p {} where p.token_hash = $1",
-        joined.columns, joined.joins
-    );
-    let mut query = sqlx::query_as::<_, WithPat<X>>(&sql).bind(pat.hash());
+    let mut query = sqlx::query_as::<_, WithPat<X>>(joined.sql).bind(pat.hash());
     for value in joined.binds {
         query = query.bind(*value);
     }
