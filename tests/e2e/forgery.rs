@@ -186,7 +186,7 @@ async fn a_login_post_without_the_form_token_is_refused(backend: Backend) {
             req = req.header("origin", o);
         }
         let r = Api::read(req).await;
-        r.assert_error(403, "forbidden");
+        r.assert_page_error(403);
         assert!(no_session(&r));
     }
     assert_eq!(count(&db, "sessions").await, sessions, "a login session was made");
@@ -218,17 +218,17 @@ async fn a_link_to_connect_shows_a_confirm_page_and_starts_no_consent(backend: B
 
     // Its button without the token, with another login's token, or from another origin.
     let r = browser.post_form(&api.base, path, &[]).await;
-    r.assert_error(403, "forbidden");
+    r.assert_page_error(403);
     let other = Browser::new();
     other.login(&api.base, &org.member).await;
     let others = hidden_fields(&other.get(&format!("{}{path}", api.base)).await.text);
-    browser.post_form(&api.base, path, &others).await.assert_error(403, "forbidden");
+    browser.post_form(&api.base, path, &others).await.assert_page_error(403);
     let mine = hidden_fields(&page.text);
     let cross = Api::read(
         browser.client.post(format!("{}{path}", api.base)).header("origin", "http://127.0.0.1:1").form(&mine),
     )
     .await;
-    cross.assert_error(403, "forbidden");
+    cross.assert_page_error(403);
     assert_eq!(count(&db, "consent_states").await, 0, "a refused post started a consent");
 
     // The button from our own page: to the provider.
@@ -275,7 +275,7 @@ async fn a_cross_site_logout_post_is_refused(backend: Backend) {
     assert_eq!(me().await, 200);
 
     // From our own origin without the form's token, and from another origin with it.
-    browser.post_form(&api.base, "/logout", &[]).await.assert_error(403, "forbidden");
+    browser.post_form(&api.base, "/logout", &[]).await.assert_page_error(403);
     assert_eq!(me().await, 200, "a sign-out without the form's token ended the login");
     let home = browser.get(&format!("{}/", api.base)).await;
     let token = hidden_fields(&home.text);
@@ -284,7 +284,7 @@ async fn a_cross_site_logout_post_is_refused(backend: Backend) {
         browser.client.post(format!("{}/logout", api.base)).header("origin", "http://127.0.0.1:1").form(&token),
     )
     .await;
-    cross.assert_error(403, "forbidden");
+    cross.assert_page_error(403);
     assert_eq!(me().await, 200, "a cross-site sign-out ended the login");
 
     // The page's own sign-out button.

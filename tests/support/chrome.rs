@@ -50,6 +50,7 @@ impl ChromeDriver {
         let profile = self.profiles.path().join(uuid::Uuid::new_v4().simple().to_string());
         let binary = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         let caps = serde_json::json!({
+            "goog:loggingPrefs": { "browser": "ALL" },
             "goog:chromeOptions": {
                 "binary": binary,
                 "args": [
@@ -67,6 +68,68 @@ impl ChromeDriver {
             .await
             .expect("a Chromium session")
     }
+}
+
+impl ChromeDriver {
+    /// What every page test checks on each page it shows: no serious or critical
+    /// accessibility violation (axe-core, injected into the page), no error in the
+    /// browser's console since the last check, and a screenshot written to
+    /// `tests/screenshots/<name>.png` (the admin guide's pictures come from there).
+    pub async fn check_page(&self, browser: &Client, name: &str) {
+        let url = browser.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+        let violations = axe_violations(browser).await;
+        assert!(
+            violations.as_array().is_some_and(Vec::is_empty),
+            "{name} ({url}) has serious accessibility violations: {violations:#}"
+        );
+        let errors = self.console_errors(browser).await;
+        assert!(errors.is_empty(), "{name} ({url}) logged console errors: {errors:#?}");
+        let png = browser.screenshot().await.expect("a screenshot");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("screenshots");
+        std::fs::create_dir_all(&dir).expect("tests/screenshots");
+        std::fs::write(dir.join(format!("{name}.png")), png).expect("write the screenshot");
+    }
+
+    /// The console's errors (level SEVERE) since the last read; reading drains the log.
+    pub async fn console_errors(&self, browser: &Client) -> Vec<String> {
+        let session = browser.session_id().await.ok().flatten().expect("a WebDriver session");
+        let log: serde_json::Value = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{}/session/{session}/se/log", self.port))
+            .json(&serde_json::json!({ "type": "browser" }))
+            .send()
+            .await
+            .expect("chromedriver's log endpoint")
+            .json()
+            .await
+            .expect("chromedriver's log as JSON");
+        log["value"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|entry| entry["level"] == "SEVERE")
+            .map(|entry| entry["message"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+}
+
+/// The page's serious and critical accessibility violations, as axe-core reports them.
+/// axe-core comes from npm (`tests/a11y`, installed by `.ci/run`); the check fails loudly
+/// when it is missing rather than passing unchecked.
+pub async fn axe_violations(browser: &Client) -> serde_json::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("a11y/node_modules/axe-core/axe.min.js");
+    let source = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!("{} is missing ({e}): run `npm ci --prefix tests/a11y` (`bash .ci/run` does)", path.display())
+    });
+    browser.execute(&format!("{source}\nreturn true;"), vec![]).await.expect("inject axe-core");
+    let script = r#"
+        const done = arguments[arguments.length - 1];
+        axe.run(document, { resultTypes: ["violations"] })
+          .then(r => done(r.violations
+            .filter(v => v.impact === "serious" || v.impact === "critical")
+            .map(v => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 5).map(n => n.target.join(" ")) }))))
+          .catch(e => done([{ id: "axe-failed", help: String(e) }]));
+    "#;
+    browser.execute_async(script, vec![]).await.expect("run axe-core")
 }
 
 /// Signs in on the cloud's login page, typing as a person would, and waits for the page

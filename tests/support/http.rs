@@ -34,6 +34,19 @@ impl Reply {
         description.to_owned()
     }
 
+    /// Asserts an HTML error page (what a browser gets on a page route, never JSON) and
+    /// returns the reason it shows.
+    #[track_caller]
+    pub fn assert_page_error(&self, status: u16) -> String {
+        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.text);
+        let kind = self.header("content-type").unwrap_or_default();
+        assert!(kind.starts_with("text/html"), "an error page, not {kind}: {}", self.text);
+        let reason = self.text.split("id=\"error-reason\">").nth(1).and_then(|r| r.split('<').next());
+        let reason = reason.unwrap_or_else(|| panic!("the error page gives no reason: {}", self.text));
+        assert!(!reason.trim().is_empty());
+        reason.to_owned()
+    }
+
     #[track_caller]
     pub fn ok(&self, status: u16) -> Value {
         assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.text);

@@ -3,11 +3,12 @@
 //! form's `POST` starts it), and the provider's redirect back (`/oauth/callback`), whose
 //! page tells the org page the result.
 
-use super::pages::{browser_session, render, to_login, CsrfForm};
-use crate::access::{csrf, MaybePrincipal, Principal};
+use super::pages::layout::{NoFields, OptionalSession};
+use super::pages::{render, Page, PagePost, PageResult};
+use crate::access::Principal;
 use crate::consent::{self, CallbackParams, Outcome};
 use crate::error::Result;
-use crate::http::extract::{MaybeForm, Path, Query};
+use crate::http::extract::{Path, Query};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -51,31 +52,18 @@ async fn authorize(
 /// Browser entry to a consent: a page that names the org, connector, provider and the
 /// account that will own the grant. A link from anywhere may open it; only its button
 /// starts anything, so another site cannot start a consent in the member's name.
-async fn confirm(
-    State(state): State<AppState>,
-    principal: MaybePrincipal,
-    Path((org, key)): Path<(String, String)>,
-) -> Result<Response> {
-    let Some(principal) = browser_session(principal) else { return Ok(to_login(&format!("/connect/{org}/{key}"))) };
-    let preview = consent::preview(&state, &principal, &org, &key).await?;
-    let csrf = csrf::session_token(&state.keys, &principal);
-    render(
-        StatusCode::OK,
-        "connect.html",
-        context! { c => preview, csrf => csrf, username => preview.account_username },
-    )
+async fn confirm(State(state): State<AppState>, page: Page, Path((org, key)): Path<(String, String)>) -> PageResult {
+    let preview = consent::preview(&state, &page.principal, &org, &key).await?;
+    page.ok("connect.html", context! { c => preview })
 }
 
 /// The confirm page's button: starts the consent and sends the browser to the provider.
 async fn connect(
     State(state): State<AppState>,
-    principal: MaybePrincipal,
     Path((org, key)): Path<(String, String)>,
-    MaybeForm(form): MaybeForm<CsrfForm>,
-) -> Result<Response> {
-    let Some(principal) = browser_session(principal) else { return Ok(to_login(&format!("/connect/{org}/{key}"))) };
-    csrf::check_session_token(&state.keys, &principal, form.and_then(|f| f.csrf).as_deref())?;
-    let url = consent::start(&state, &principal, &org, &key).await?;
+    post: PagePost<NoFields>,
+) -> PageResult {
+    let url = consent::start(&state, &post.page.principal, &org, &key).await?;
     Ok(Redirect::to(&url).into_response())
 }
 
@@ -83,10 +71,10 @@ async fn connect(
 /// says what went wrong.
 async fn callback(
     State(state): State<AppState>,
-    principal: MaybePrincipal,
+    OptionalSession(principal): OptionalSession,
     Query(params): Query<CallbackParams>,
 ) -> Result<Response> {
-    let outcome = consent::callback(&state, principal.0.as_ref(), params).await?;
+    let outcome = consent::callback(&state, principal.as_ref(), params).await?;
     let status = if outcome.ok { StatusCode::OK } else { StatusCode::BAD_REQUEST };
     render(status, "callback.html", callback_page(outcome))
 }

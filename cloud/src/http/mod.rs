@@ -122,7 +122,13 @@ pub fn app(state: AppState) -> Router {
         .merge(consent::page_router())
         .route("/metrics", axum::routing::get(crate::metrics::serve).with_state(Arc::clone(&metrics)))
         .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&metrics), crate::metrics::track))
-        .fallback(|| async { Error::not_found("no such endpoint") })
+        .fallback(|headers: axum::http::HeaderMap| async move {
+            if pages::wants_html(&headers) {
+                pages::layout::error_page(StatusCode::NOT_FOUND, "Not found", "There is no page at this address.")
+            } else {
+                Error::not_found("no such endpoint").into_response()
+            }
+        })
         .method_not_allowed_fallback(|| async {
             Error::client(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed, "method not allowed here")
         })

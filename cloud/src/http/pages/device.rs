@@ -2,16 +2,13 @@
 //! request and approves or denies it. A code, typed or pre-filled by a link, first shows
 //! what asked and what it will get; only "Yes, this is my device" approves.
 
-use super::{browser_session, render, to_login};
-use crate::access::{ClientMeta, MaybePrincipal};
-use crate::accounts;
+use super::{Page, PageResult};
+use crate::access::ClientMeta;
 use crate::devices;
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::http::extract::Query;
 use crate::state::AppState;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::Response;
 use minijinja::context;
 use serde::Deserialize;
 
@@ -22,35 +19,23 @@ pub struct DeviceQuery {
 
 pub async fn device_page(
     State(state): State<AppState>,
-    principal: MaybePrincipal,
+    page: Page,
     meta: ClientMeta,
     Query(q): Query<DeviceQuery>,
-) -> Result<Response> {
-    let Some(principal) = browser_session(principal) else { return Ok(to_login(&q.back_here())) };
-    let username = accounts::me(&state, &principal.user_id).await?.username;
+) -> PageResult {
     let Some(code) = q.user_code.as_deref().filter(|c| !c.trim().is_empty()) else {
-        return render(StatusCode::OK, "device.html", context! { username });
+        return page.ok("device.html", context! {});
     };
-    match devices::review(&state, &principal, &meta, code).await {
-        Ok(review) => render(StatusCode::OK, "device.html", context! { username, review }),
+    match devices::review(&state, &page.principal, &meta, code).await {
+        Ok(review) => page.ok("device.html", context! { review }),
         Err(Error::Client { status, description, .. }) => {
-            render(status, "device.html", context! { username, error => description, user_code => q.shown_code() })
+            page.render(status, "device.html", context! { error => description, user_code => q.shown_code() })
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 
 impl DeviceQuery {
-    /// Where sign-in returns to: this page with the same code.
-    fn back_here(&self) -> String {
-        match &self.user_code {
-            Some(c) => {
-                format!("/device?user_code={}", url::form_urlencoded::byte_serialize(c.as_bytes()).collect::<String>())
-            }
-            None => "/device".to_owned(),
-        }
-    }
-
     /// The code to show again in the form, with anything that cannot be part of a code dropped.
     fn shown_code(&self) -> String {
         let code = self.user_code.as_deref().unwrap_or_default();

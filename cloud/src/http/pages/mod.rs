@@ -1,13 +1,34 @@
-//! Server-rendered pages: sign-in, home, the org page with its connector cards, and the
-//! device page. (The consent pages, `/connect/…` and the OAuth callback, live with the
-//! other consent routes in `http::consent`.) Templates are compiled in; every page
-//! carries a strict Content-Security-Policy whose script nonce is fresh per response.
+//! Server-rendered pages: the console. Templates under `templates/` are compiled in
+//! (`build.rs`); every page carries a strict Content-Security-Policy whose script nonce is
+//! fresh per response.
+//!
+//! # Adding a page
+//!
+//! - **Domain first**: a page calls the same domain function as the JSON route that does
+//!   the same thing (`crate::orgs`, `crate::apps`, …); whatever a page can do, the API can.
+//! - **Handler** in the module that owns the area (one file per area, each with its own
+//!   `router()` merged below): take [`Page`] for a GET (a signed-out, expired or revoked
+//!   browser is sent to sign in and brought back), [`PagePost<T>`] for a form (same-origin
+//!   and this login's CSRF token are checked before the handler runs; `T` reads the form
+//!   and ignores the `csrf` field), and return [`PageResult`]: a domain error becomes a
+//!   page with the reason, never JSON. Render with `page.ok("x.html", context! {…})`;
+//!   after a successful post redirect with [`notice`] (post/redirect/get) unless the
+//!   answer must show something once (a new token), which renders directly.
+//! - **Template** `templates/x.html` extends `base.html` (navigation, signed-in user, Sign
+//!   out, the notice) and puts `<input type="hidden" name="csrf" value="{{ csrf }}">` in
+//!   every form. Admin pages include `admin_nav.html` (with `org` and `section`), account
+//!   pages `account_nav.html` (with `section`). Inline script only as
+//!   `<script nonce="{{ nonce }}">`; no inline event handlers (the CSP refuses them).
+//! - **Test** in Chromium or over HTTP (`tests/e2e/`): what the user sees, the cross-site
+//!   post refused, and the accessibility check (`tests/support/chrome.rs`).
 
 mod device;
+pub mod layout;
 mod org;
 mod session;
 
-use crate::access::{MaybePrincipal, Principal, Via};
+pub use layout::{notice, Page, PageError, PagePost, PageResult};
+
 use crate::error::Result;
 use crate::state::AppState;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -28,23 +49,15 @@ pub fn router() -> Router<AppState> {
         .route("/device", get(device::device_page))
 }
 
+// The embedding macro panics on a template that does not compile. Templates are part of
+// the build, not input: the unit test below loads every one, so such a mistake fails CI.
+#[allow(clippy::expect_used)]
 fn templates() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Environment::new();
-        for (name, source) in [
-            ("base.html", include_str!("../../../templates/base.html")),
-            ("login.html", include_str!("../../../templates/login.html")),
-            ("home.html", include_str!("../../../templates/home.html")),
-            ("org.html", include_str!("../../../templates/org.html")),
-            ("callback.html", include_str!("../../../templates/callback.html")),
-            ("connect.html", include_str!("../../../templates/connect.html")),
-            ("device.html", include_str!("../../../templates/device.html")),
-        ] {
-            if let Err(e) = env.add_template(name, source) {
-                tracing::error!(template = name, error = %e, "a page template does not compile");
-            }
-        }
+        // Every file under `templates/`, compiled in by `build.rs`.
+        minijinja_embed::load_templates!(&mut env);
         env
     })
 }
@@ -75,17 +88,6 @@ pub fn render(status: StatusCode, name: &str, ctx: minijinja::Value) -> Result<R
     Ok(response)
 }
 
-/// The body of a signed-in form whose only field is its token (`access::csrf`).
-#[derive(serde::Deserialize)]
-pub struct CsrfForm {
-    pub csrf: Option<String>,
-}
-
-/// A page needs a browser login.
-pub fn browser_session(principal: MaybePrincipal) -> Option<Principal> {
-    principal.0.filter(|p| matches!(p.via, Via::Session { .. }))
-}
-
 /// …otherwise it sends the browser to sign in and come back.
 pub fn to_login(back_to: &str) -> Response {
     Redirect::to(&format!(
@@ -93,4 +95,22 @@ pub fn to_login(back_to: &str) -> Response {
         url::form_urlencoded::byte_serialize(back_to.as_bytes()).collect::<String>()
     ))
     .into_response()
+}
+
+/// A browser that asked for a route we do not have gets a page; anything else gets the
+/// contract's JSON error.
+pub fn wants_html(headers: &axum::http::HeaderMap) -> bool {
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_template_compiles() {
+        let env = super::templates();
+        assert!(env.templates().count() >= 8);
+        for (name, template) in env.templates() {
+            assert!(template.source().len() > 10, "{name} is empty");
+        }
+    }
 }

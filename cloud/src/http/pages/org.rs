@@ -1,32 +1,19 @@
 //! The org page: a card per connector, with the member's connection and what to do next.
 
-use super::{browser_session, render, to_login};
-use crate::access::{csrf, MaybePrincipal, Need, Org, Principal};
+use super::{Page, PageResult};
+use crate::access;
+use crate::access::{Need, Org, Principal};
 use crate::apps::{self, Connector};
 use crate::connections::{self, Connection};
 use crate::error::Result;
 use crate::http::extract::Path;
 use crate::state::AppState;
-use crate::{access, accounts};
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::Response;
 use minijinja::context;
 
-pub async fn org_page(
-    State(state): State<AppState>,
-    principal: MaybePrincipal,
-    Path(org_ref): Path<String>,
-) -> Result<Response> {
-    let Some(principal) = browser_session(principal) else { return Ok(to_login(&format!("/orgs/{org_ref}"))) };
-    let (org, cards) = cards(&state, &principal, &org_ref).await?;
-    let me = accounts::me(&state, &principal.user_id).await?;
-    let csrf = csrf::session_token(&state.keys, &principal);
-    render(
-        StatusCode::OK,
-        "org.html",
-        context! { org => org, connectors => cards, username => me.username, csrf => csrf },
-    )
+pub async fn org_page(State(state): State<AppState>, page: Page, Path(org_ref): Path<String>) -> PageResult {
+    let (org, cards) = cards(&state, &page.principal, &org_ref).await?;
+    page.ok("org.html", context! { org => org, connectors => cards })
 }
 
 /// A card on the org page.

@@ -1,12 +1,12 @@
 //! Signing in and out in a browser, and the home page.
 
-use super::{browser_session, render, to_login, CsrfForm};
-use crate::access::{csrf, ClientMeta, MaybePrincipal, SameOrigin};
+use super::layout::NoFields;
+use super::{render, Page, PageError, PagePost, PageResult};
+use crate::access::{csrf, ClientMeta, SameOrigin};
 use crate::accounts::{self, LoginRequest};
 use crate::error::{Error, Result};
 use crate::http::cookies;
 use crate::http::extract::{MaybeForm, Query};
-use crate::orgs;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -16,12 +16,8 @@ use latchkey_shared::secret::SecretString;
 use minijinja::context;
 use serde::Deserialize;
 
-pub async fn home(State(state): State<AppState>, principal: MaybePrincipal) -> Result<Response> {
-    let Some(principal) = browser_session(principal) else { return Ok(to_login("/")) };
-    let me = accounts::me(&state, &principal.user_id).await?;
-    let orgs = orgs::list(&state, &principal, false).await?;
-    let csrf = csrf::session_token(&state.keys, &principal);
-    render(StatusCode::OK, "home.html", context! { username => me.username, orgs => orgs, csrf => csrf })
+pub async fn home(page: Page) -> PageResult {
+    page.ok("home.html", context! { orgs => &page.layout.orgs })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -45,11 +41,14 @@ pub struct LoginForm {
 /// into the attacker's account (`access::csrf`).
 pub async fn login_submit(
     State(state): State<AppState>,
-    _: SameOrigin,
+    origin: Result<SameOrigin, Error>,
     jar: CookieJar,
     meta: ClientMeta,
     MaybeForm(form): MaybeForm<LoginForm>,
 ) -> Result<Response> {
+    if let Err(e) = origin {
+        return Ok(PageError(e).into_response());
+    }
     let Some(LoginForm { email, password, next, csrf }) = form else {
         return login_again(&state, jar, StatusCode::BAD_REQUEST, "/", "", Some("Enter your email and password."));
     };
@@ -82,16 +81,8 @@ fn login_again(
 }
 
 /// Signing out is a form of the signed-in pages, with this login's token.
-pub async fn logout(
-    State(state): State<AppState>,
-    jar: CookieJar,
-    principal: MaybePrincipal,
-    MaybeForm(form): MaybeForm<CsrfForm>,
-) -> Result<Response> {
-    if let Some(principal) = browser_session(principal) {
-        csrf::check_session_token(&state.keys, &principal, form.and_then(|f| f.csrf).as_deref())?;
-        accounts::logout(&state, principal.require_login()?).await?;
-    }
+pub async fn logout(State(state): State<AppState>, jar: CookieJar, post: PagePost<NoFields>) -> PageResult {
+    accounts::logout(&state, post.page.principal.require_login()?).await?;
     Ok((jar.remove(cookies::cleared()), Redirect::to("/login")).into_response())
 }
 
