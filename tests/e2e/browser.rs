@@ -39,6 +39,7 @@ async fn connect_on_the_org_page_turns_the_card_active_through_the_broadcast() {
     let browser = driver.browser().await;
 
     sign_in(&browser, &api.base, &org.member).await;
+    driver.check_page(&browser, "org-page").await;
     assert_eq!(text_of(&browser, "status-sandbox").await, "Not connected");
     let org_page = browser.window().await.unwrap();
     browser.find(Locator::Id("connect-sandbox")).await.unwrap().click().await.unwrap();
@@ -55,7 +56,9 @@ async fn connect_on_the_org_page_turns_the_card_active_through_the_broadcast() {
     }
     browser.switch_to_window(tab.expect("Connect opened a new tab")).await.unwrap();
     // The cloud asks first; its button goes on to the provider.
-    browser.wait().for_element(Locator::Id("confirm-connect")).await.unwrap().click().await.unwrap();
+    browser.wait().for_element(Locator::Id("confirm-connect")).await.unwrap();
+    driver.check_page(&browser, "connect-confirm").await;
+    browser.find(Locator::Id("confirm-connect")).await.unwrap().click().await.unwrap();
     browser.wait().for_element(Locator::Id("approve")).await.unwrap().click().await.unwrap();
 
     // Back on the org page: the card turns active, and the notice shows the callback's
@@ -65,10 +68,7 @@ async fn connect_on_the_org_page_turns_the_card_active_through_the_broadcast() {
     assert!(wait_for_text(&browser, "notice", "Connected.", 5).await, "no message reached the org page");
     assert_eq!(text_of(&browser, "connect-sandbox").await, "Reconnect");
     assert_eq!(text_of(&browser, "account-sandbox").await, "sandbox-user");
-    let shot = browser.screenshot().await.unwrap();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
-    let _ = std::fs::create_dir_all(&dir);
-    let _ = std::fs::write(dir.join("org-page-after-consent.png"), shot);
+    driver.check_page(&browser, "org-page-connected").await;
 
     // The callback tab closed itself.
     for _ in 0..30 {
@@ -126,6 +126,7 @@ async fn the_org_page_resolves_by_polling_when_no_message_can_reach_it() {
     other.wait().for_element(Locator::Id("approve")).await.unwrap().click().await.unwrap();
     other.wait().for_element(Locator::Id("result")).await.unwrap();
     assert_eq!(text_of(&other, "result").await, "Connected");
+    driver.check_page(&other, "callback").await;
 
     // The org page learns it by polling alone: its notice never got a message.
     assert!(

@@ -78,6 +78,7 @@ async fn a_phishing_link_shows_the_device_and_approves_nothing_without_confirmat
     let driver = chromedriver().await;
     let browser = driver.browser().await;
     chrome::sign_in(&browser, &api.base, &victim.email, &victim.password, "/device", "user_code").await;
+    driver.check_page(&browser, &format!("device-enter-{backend:?}")).await;
 
     // Mallory starts pairing on her own machine and sends the victim the link.
     let bait = start_pairing(&api, "mallory-box").await;
@@ -94,10 +95,7 @@ async fn a_phishing_link_shows_the_device_and_approves_nothing_without_confirmat
     assert_eq!(text_of(&browser, "code").await, user_code(&bait));
     assert_eq!(text_of(&browser, "confirm").await, "Yes, this is my device");
     assert!(browser.find(Locator::Id("approve")).await.is_err(), "no one-click Approve next to a pre-filled code");
-    let shot = browser.screenshot().await.unwrap();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
-    let _ = std::fs::create_dir_all(&dir);
-    let _ = std::fs::write(dir.join(format!("device-review-{backend:?}.png")), shot);
+    driver.check_page(&browser, &format!("device-review-{backend:?}")).await;
 
     // Opening the link approved nothing; Cancel denies the code for good.
     poll(&api, &bait).await.assert_error(400, "authorization_pending");
