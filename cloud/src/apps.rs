@@ -86,6 +86,10 @@ pub struct Provider {
     extra_authorize_params: BTreeMap<String, String>,
     rotates_refresh_tokens: bool,
     docs_url: Option<String>,
+    /// The provider's developer console, where the OAuth app is registered.
+    console_url: Option<String>,
+    /// The scopes the local agent's connector for this provider needs (empty: none).
+    suggested_scopes: Vec<String>,
 }
 
 impl From<&ProviderDef> for Provider {
@@ -105,6 +109,8 @@ impl From<&ProviderDef> for Provider {
             extra_authorize_params: p.extra_authorize_params.clone(),
             rotates_refresh_tokens: p.rotates_refresh_tokens,
             docs_url: p.docs_url.clone(),
+            console_url: p.console_url.clone(),
+            suggested_scopes: p.suggested_scopes.clone(),
         }
     }
 }
