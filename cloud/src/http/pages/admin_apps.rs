@@ -262,7 +262,8 @@ async fn connectors_page(
         .into_iter()
         .map(|a| {
             let def = state.providers.get(&a.provider);
-            let suggested = def.map(|p| p.suggested_scopes.clone()).filter(|s| !s.is_empty()).unwrap_or(a.scopes.clone());
+            let suggested =
+                def.map(|p| p.suggested_scopes.clone()).filter(|s| !s.is_empty()).unwrap_or_else(|| a.scopes.clone());
             AppChoice {
                 display_name: def.map_or_else(|| a.provider.clone(), |p| p.display_name.clone()),
                 name: a.provider,
