@@ -169,7 +169,7 @@ async fn an_admin_runs_apps_and_connectors_in_the_pages(backend: Backend) {
     driver.check_page(&browser, "admin-connector-unpublish").await;
     seen.page(&browser).await;
     let consequence = text_of(&browser, "consequence").await;
-    assert!(consequence.contains("disconnects 1 of your members' connections"), "{consequence}");
+    assert!(consequence.contains("disconnects 1 connection your members made with it"), "{consequence}");
     let before = revocations(&api).await;
     let flash = submit(&browser, "confirm").await;
     assert!(flash.contains("Unpublished the connector music"), "{flash}");
@@ -194,7 +194,7 @@ async fn an_admin_runs_apps_and_connectors_in_the_pages(backend: Backend) {
     driver.check_page(&browser, "admin-app-delete").await;
     seen.page(&browser).await;
     let consequence = text_of(&browser, "consequence").await;
-    assert!(consequence.contains("disconnects 1 of your members' connections"), "{consequence}");
+    assert!(consequence.contains("disconnects 1 connection your members made with it"), "{consequence}");
     assert!(consequence.contains("leaves 1 connector without an app"), "{consequence}");
     let before = revocations(&api).await;
     let flash = submit(&browser, "confirm").await;
@@ -221,13 +221,16 @@ async fn an_admin_runs_apps_and_connectors_in_the_pages(backend: Backend) {
     .unwrap();
     raw.close().await;
     let actions: Vec<&str> = events.iter().map(|e| e.0.as_str()).collect();
+    // Each action done in the pages carries the browser's user agent.
     for action in ["app.put", "connector.put", "connector.delete", "app.delete"] {
-        assert!(actions.contains(&action), "{action} not audited: {actions:?}");
+        assert!(
+            events.iter().any(|e| e.0 == action && e.3.as_deref().is_some_and(|ua| ua.contains("Chrome"))),
+            "{action} not audited with the browser's user agent: {actions:?}"
+        );
     }
-    for (action, actor, ip, ua, detail) in &events {
+    for (action, actor, ip, _, detail) in &events {
         assert_eq!(actor.as_deref(), Some(admin.id.as_str()), "{action}");
-        assert!(ip.as_deref().is_some_and(|ip| !ip.is_empty()), "{action} without an IP");
-        assert!(ua.as_deref().is_some_and(|ua| !ua.is_empty()), "{action} without a user agent");
+        assert!(ip.as_deref().is_some_and(|ip| !ip.is_empty() && ip != "unknown"), "{action} without an IP");
         let detail = detail.clone().unwrap_or_default();
         assert!(!detail.contains(&secret) && !detail.contains(&new_secret), "a secret in the audit log");
     }

@@ -205,7 +205,7 @@ async fn delete_confirm(
             section => "apps",
             title => format!("Delete the {name} app?"),
             consequence => format!(
-                "Deleting it disconnects {} of your members' connections (each is revoked at {name}), and leaves {} without an app until one is configured again.",
+                "Deleting it disconnects {} your members made with it (each is revoked at {name}), and leaves {} without an app until one is configured again.",
                 plural(app.connections, "connection", "connections"),
                 plural(app.connectors, "connector", "connectors"),
             ),
@@ -338,7 +338,7 @@ async fn unpublish_confirm(
             section => "connectors",
             title => format!("Unpublish the connector {key}?"),
             consequence => format!(
-                "Unpublishing it disconnects {} of your members' connections (each is revoked at {}); members no longer see it.",
+                "Unpublishing it disconnects {} your members made with it (each is revoked at {}); members no longer see it.",
                 plural(connections, "connection", "connections"),
                 connector.provider_display_name,
             ),
