@@ -268,10 +268,8 @@ pub async fn put_app(
         })),
     )
     .await?;
-    let row: AppRow = sqlx::query_as(&format!("{APP_SELECT} where a.id = $1"))
-        .bind(&id)
-        .fetch_one(state.store.pool())
-        .await?;
+    let row: AppRow =
+        sqlx::query_as(&format!("{APP_SELECT} where a.id = $1")).bind(&id).fetch_one(state.store.pool()).await?;
     Ok(row.into_view())
 }
 

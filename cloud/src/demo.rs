@@ -84,11 +84,7 @@ async fn seed(state: &AppState, items: usize) -> crate::error::Result<()> {
         &meta,
         "demo",
         "sandbox",
-        PutApp {
-            client_id: Some(SecretString::from(SANDBOX_CLIENT_ID)),
-            client_secret: Some(secret),
-            scopes: None,
-        },
+        PutApp { client_id: Some(SecretString::from(SANDBOX_CLIENT_ID)), client_secret: Some(secret), scopes: None },
     )
     .await?;
     apps::put_connector(

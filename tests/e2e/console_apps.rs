@@ -84,8 +84,7 @@ async fn an_admin_runs_apps_and_connectors_in_the_pages(backend: Backend) {
     let mut seen = Seen(Vec::new());
 
     // The registry: the redirect URI to register, a console link, a search.
-    chrome::sign_in(&browser, &api.base, &admin.email, &admin.password, "/orgs/acme/admin/apps", "redirect-uri")
-        .await;
+    chrome::sign_in(&browser, &api.base, &admin.email, &admin.password, "/orgs/acme/admin/apps", "redirect-uri").await;
     driver.check_page(&browser, "admin-apps").await;
     seen.page(&browser).await;
     assert_eq!(text_of(&browser, "redirect-uri").await, format!("{}/oauth/callback", api.base));
@@ -319,7 +318,11 @@ async fn the_admin_pages_refuse_what_they_must(backend: Backend) {
     let reason = refused.assert_page_error(400);
     assert!(reason.contains("admin:all") && reason.contains("not among the scopes"), "{reason}");
     let refused = api
-        .put("/v1/orgs/acme/connectors/wide", Some(&org.admin.access), json!({"provider": "sandbox", "scopes": ["admin:all"]}))
+        .put(
+            "/v1/orgs/acme/connectors/wide",
+            Some(&org.admin.access),
+            json!({"provider": "sandbox", "scopes": ["admin:all"]}),
+        )
         .await;
     assert!(refused.assert_error(400, "invalid_request").contains("not among the scopes"));
     // The app's scopes cannot drop one a connector uses.

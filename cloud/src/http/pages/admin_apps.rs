@@ -63,7 +63,7 @@ async fn apps_page(
     let configured = apps::list_apps(&state, &page.principal, &org.id).await?;
     let q = search.q.unwrap_or_default().trim().chars().take(100).collect::<String>();
     let needle = q.to_lowercase();
-    let providers: Vec<ProviderRow> = state
+    let mut providers: Vec<ProviderRow> = state
         .providers
         .iter()
         .filter(|p| {
@@ -87,6 +87,8 @@ async fn apps_page(
             }
         })
         .collect();
+    // The org's apps first, then the rest of the registry.
+    providers.sort_by(|a, b| (a.app.is_none(), &a.name).cmp(&(b.app.is_none(), &b.name)));
     page.ok(
         "admin_apps.html",
         context! {
