@@ -62,6 +62,9 @@ async fn submit(browser: &Client, id: &str) -> String {
     flash.text().await.unwrap()
 }
 
+/// `(action, actor_id, ip, user_agent, detail)` of an audit event.
+type AuditRow = (String, Option<String>, Option<String>, Option<String>, Option<String>);
+
 /// Every page the test saw, to search for the secret at the end.
 struct Seen(Vec<String>);
 
@@ -211,7 +214,7 @@ async fn an_admin_runs_apps_and_connectors_in_the_pages(backend: Backend) {
         assert!(!html.contains(&secret) && !html.contains(&new_secret), "a secret in a page");
     }
     let raw = db.raw().await;
-    let events: Vec<(String, Option<String>, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+    let events: Vec<AuditRow> = sqlx::query_as(
         "select action, actor_id, ip, user_agent, detail from audit_events \
          where action like 'app.%' or action like 'connector.%' order by created_at",
     )
