@@ -81,20 +81,23 @@ async fn seed(state: &AppState, items: usize) -> crate::error::Result<()> {
     apps::put_app(
         state,
         &admin_p,
+        &meta,
         "demo",
         "sandbox",
-        PutApp { client_id: SecretString::from(SANDBOX_CLIENT_ID), client_secret: secret, scopes: None },
+        PutApp { client_id: Some(SecretString::from(SANDBOX_CLIENT_ID)), client_secret: Some(secret), scopes: None },
     )
     .await?;
     apps::put_connector(
         state,
         &admin_p,
+        &meta,
         "demo",
         "sandbox",
         PutConnector {
             provider: "sandbox".into(),
             scopes: vec!["profile".into(), "items:read".into()],
             consent_only: Some(true),
+            display_name: Some("Sandbox Music".into()),
             description: Some("Your listening history on the sandbox music service".into()),
         },
     )

@@ -4,6 +4,7 @@
 //! Nothing here talks to a network or a database.
 #![forbid(unsafe_code)]
 
+pub mod agent_connectors;
 pub mod error;
 pub mod pat;
 pub mod scope;

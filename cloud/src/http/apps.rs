@@ -1,6 +1,6 @@
 //! Providers, managed apps (admins) and connectors (admins write, members read).
 
-use crate::access::Principal;
+use crate::access::{ClientMeta, Principal};
 use crate::apps::{self, Connector, ManagedApp, Provider, PutApp, PutConnector};
 use crate::error::Result;
 use crate::http::extract::{Json, Path};
@@ -26,7 +26,8 @@ async fn list_providers(State(state): State<AppState>, _principal: Principal) ->
     axum::Json(apps::providers(&state))
 }
 
-/// The org's managed apps (admins): client id hint only, never the secret.
+/// The org's managed apps (admins): client id hint only, never the secret; with how many
+/// connectors and connections deleting each would end.
 #[utoipa::path(get, path = "/v1/orgs/{org}/apps", tag = "apps", params(("org" = String, Path)),
     responses((status = 200, body = Vec<ManagedApp>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn list_apps(
@@ -37,17 +38,19 @@ async fn list_apps(
     Ok(axum::Json(apps::list_apps(&state, &principal, &org).await?))
 }
 
-/// Create or replace the org's managed app for a provider (admins).
+/// Configure the org's managed app for a provider (admins): create it (client id and secret
+/// needed), or change it, keeping what the body omits (`{client_secret}` alone rotates the secret).
 #[utoipa::path(put, path = "/v1/orgs/{org}/apps/{provider}", tag = "apps", params(("org" = String, Path), ("provider" = String, Path)),
     request_body = PutApp,
     responses((status = 200, body = ManagedApp), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn put_app(
     State(state): State<AppState>,
     principal: Principal,
+    meta: ClientMeta,
     Path((org, provider)): Path<(String, String)>,
     Json(req): Json<PutApp>,
 ) -> Result<axum::Json<ManagedApp>> {
-    Ok(axum::Json(apps::put_app(&state, &principal, &org, &provider, req).await?))
+    Ok(axum::Json(apps::put_app(&state, &principal, &meta, &org, &provider, req).await?))
 }
 
 /// Delete the org's managed app for a provider (admins).
@@ -56,9 +59,10 @@ async fn put_app(
 async fn delete_app(
     State(state): State<AppState>,
     principal: Principal,
+    meta: ClientMeta,
     Path((org, provider)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    apps::delete_app(&state, &principal, &org, &provider).await?;
+    apps::delete_app(&state, &principal, &meta, &org, &provider).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -80,10 +84,11 @@ async fn list_connectors(
 async fn put_connector(
     State(state): State<AppState>,
     principal: Principal,
+    meta: ClientMeta,
     Path((org, key)): Path<(String, String)>,
     Json(req): Json<PutConnector>,
 ) -> Result<axum::Json<Connector>> {
-    Ok(axum::Json(apps::put_connector(&state, &principal, &org, &key, req).await?))
+    Ok(axum::Json(apps::put_connector(&state, &principal, &meta, &org, &key, req).await?))
 }
 
 /// Delete a connector (admins).
@@ -92,8 +97,9 @@ async fn put_connector(
 async fn delete_connector(
     State(state): State<AppState>,
     principal: Principal,
+    meta: ClientMeta,
     Path((org, key)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    apps::delete_connector(&state, &principal, &org, &key).await?;
+    apps::delete_connector(&state, &principal, &meta, &org, &key).await?;
     Ok(StatusCode::NO_CONTENT)
 }

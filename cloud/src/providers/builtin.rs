@@ -16,6 +16,8 @@
 
 use std::collections::BTreeMap;
 
+use latchkey_shared::agent_connectors;
+
 use super::{Pkce, ProviderDef, RevocationMethod, TokenAuthMethod, TokenRequestFormat, UserinfoMethod};
 
 use Pkce::{Required, Supported};
@@ -60,6 +62,8 @@ fn base(name: &str, display_name: &str, authorization_url: &str, token_url: &str
         rotates_refresh_tokens: false,
         oidc: false,
         docs_url: None,
+        console_url: None,
+        suggested_scopes: agent_connectors::scopes_for(name),
     }
 }
 
@@ -78,6 +82,7 @@ pub fn all() -> Vec<ProviderDef> {
             extra_authorize_params: map(&[("audience", "api.atlassian.com"), ("prompt", "consent")]),
             rotates_refresh_tokens: true,
             docs_url: s("https://developer.atlassian.com/cloud/oauth/getting-started/implementing-oauth-3lo/"),
+            console_url: s("https://developer.atlassian.com/console/myapps/"),
             ..base(
                 "atlassian",
                 "Atlassian",
@@ -95,6 +100,7 @@ pub fn all() -> Vec<ProviderDef> {
             token_auth_method: ClientSecretBasic,
             rotates_refresh_tokens: true,
             docs_url: s("https://discord.com/developers/docs/topics/oauth2"),
+            console_url: s("https://discord.com/developers/applications"),
             ..base("discord", "Discord", "https://discord.com/oauth2/authorize", "https://discord.com/api/oauth2/token")
         },
         // Dropbox: `token_access_type=offline` is what yields a (long-lived, non-rotating)
@@ -108,6 +114,7 @@ pub fn all() -> Vec<ProviderDef> {
             token_auth_method: ClientSecretBasic,
             extra_authorize_params: map(&[("token_access_type", "offline")]),
             docs_url: s("https://dropbox.tech/developers/using-oauth-2-0-with-offline-access"),
+            console_url: s("https://www.dropbox.com/developers/apps"),
             ..base(
                 "dropbox",
                 "Dropbox",
@@ -128,6 +135,7 @@ pub fn all() -> Vec<ProviderDef> {
             scopes: list(&["read:user"]),
             rotates_refresh_tokens: true,
             docs_url: s("https://docs.github.com/en/apps/oauth-apps/building-oauth-apps/authorizing-oauth-apps"),
+            console_url: s("https://github.com/settings/developers"),
             ..base(
                 "github",
                 "GitHub",
@@ -143,6 +151,7 @@ pub fn all() -> Vec<ProviderDef> {
             scopes: list(&["read_user"]),
             rotates_refresh_tokens: true,
             docs_url: s("https://docs.gitlab.com/api/oauth2/"),
+            console_url: s("https://gitlab.com/-/user_settings/applications"),
             ..base("gitlab", "GitLab", "https://gitlab.com/oauth/authorize", "https://gitlab.com/oauth/token")
         },
         // Google (also YouTube: add e.g. https://www.googleapis.com/auth/youtube.readonly).
@@ -158,6 +167,7 @@ pub fn all() -> Vec<ProviderDef> {
             extra_authorize_params: map(&[("access_type", "offline"), ("prompt", "consent")]),
             oidc: true,
             docs_url: s("https://developers.google.com/identity/protocols/oauth2/web-server"),
+            console_url: s("https://console.cloud.google.com/apis/credentials"),
             ..base(
                 "google",
                 "Google",
@@ -175,6 +185,7 @@ pub fn all() -> Vec<ProviderDef> {
             pkce: Required,
             rotates_refresh_tokens: true,
             docs_url: s("https://docs.kick.com/getting-started/generating-tokens-oauth2-flow"),
+            console_url: s("https://kick.com/settings/developer"),
             ..base("kick", "Kick", "https://id.kick.com/oauth/authorize", "https://id.kick.com/oauth/token")
         },
         // Linear: comma-separated scopes; refresh tokens (mandatory since 2026-04-01) rotate.
@@ -190,6 +201,7 @@ pub fn all() -> Vec<ProviderDef> {
             scope_separator: ",".into(),
             rotates_refresh_tokens: true,
             docs_url: s("https://linear.app/developers/oauth-2-0-authentication"),
+            console_url: s("https://linear.app/settings/api"),
             ..base("linear", "Linear", "https://linear.app/oauth/authorize", "https://api.linear.app/oauth/token")
         },
         // Microsoft identity platform, multi-tenant `common` v2.0 endpoints. Refresh tokens
@@ -202,6 +214,7 @@ pub fn all() -> Vec<ProviderDef> {
             rotates_refresh_tokens: true,
             oidc: true,
             docs_url: s("https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-auth-code-flow"),
+            console_url: s("https://entra.microsoft.com/#view/Microsoft_AAD_RegisteredApps/ApplicationsListBlade"),
             ..base(
                 "microsoft",
                 "Microsoft",
@@ -224,6 +237,7 @@ pub fn all() -> Vec<ProviderDef> {
             extra_authorize_params: map(&[("owner", "user")]),
             rotates_refresh_tokens: true,
             docs_url: s("https://developers.notion.com/reference/create-a-token"),
+            console_url: s("https://www.notion.so/profile/integrations"),
             ..base(
                 "notion",
                 "Notion",
@@ -244,6 +258,7 @@ pub fn all() -> Vec<ProviderDef> {
             extra_authorize_params: map(&[("duration", "permanent")]),
             rotates_refresh_tokens: true,
             docs_url: s("https://github.com/reddit-archive/reddit/wiki/OAuth2"),
+            console_url: s("https://www.reddit.com/prefs/apps"),
             ..base(
                 "reddit",
                 "Reddit",
@@ -267,6 +282,7 @@ pub fn all() -> Vec<ProviderDef> {
             token_response_pointer: s("/authed_user"),
             rotates_refresh_tokens: true,
             docs_url: s("https://docs.slack.dev/reference/methods/oauth.v2.access"),
+            console_url: s("https://api.slack.com/apps"),
             ..base("slack", "Slack", "https://slack.com/oauth/v2/authorize", "https://slack.com/api/oauth.v2.access")
         },
         // Spotify: Basic auth; a refresh response may carry a new refresh token.
@@ -277,6 +293,7 @@ pub fn all() -> Vec<ProviderDef> {
             token_auth_method: ClientSecretBasic,
             rotates_refresh_tokens: true,
             docs_url: s("https://developer.spotify.com/documentation/web-api/tutorials/code-flow"),
+            console_url: s("https://developer.spotify.com/dashboard"),
             ..base(
                 "spotify",
                 "Spotify",
@@ -294,6 +311,7 @@ pub fn all() -> Vec<ProviderDef> {
             pkce: Pkce::None,
             rotates_refresh_tokens: true,
             docs_url: s("https://developers.strava.com/docs/authentication/"),
+            console_url: s("https://www.strava.com/settings/api"),
             ..base("strava", "Strava", "https://www.strava.com/oauth/authorize", "https://www.strava.com/oauth/token")
         },
         // Twitch: client_secret_post only (per its OIDC discovery document); identity from
@@ -309,6 +327,7 @@ pub fn all() -> Vec<ProviderDef> {
             extra_authorize_params: map(&[("claims", r#"{"userinfo":{"preferred_username":null}}"#)]),
             rotates_refresh_tokens: true,
             docs_url: s("https://dev.twitch.tv/docs/authentication/getting-tokens-oauth/"),
+            console_url: s("https://dev.twitch.tv/console/apps"),
             ..base("twitch", "Twitch", "https://id.twitch.tv/oauth2/authorize", "https://id.twitch.tv/oauth2/token")
         },
         // X (Twitter) OAuth 2.0: PKCE mandatory; confidential clients use Basic auth;
@@ -323,6 +342,7 @@ pub fn all() -> Vec<ProviderDef> {
             token_auth_method: ClientSecretBasic,
             rotates_refresh_tokens: true,
             docs_url: s("https://docs.x.com/fundamentals/authentication/oauth-2-0/authorization-code"),
+            console_url: s("https://developer.x.com/en/portal/dashboard"),
             ..base("x", "X (Twitter)", "https://x.com/i/oauth2/authorize", "https://api.x.com/2/oauth2/token")
         },
         // Zoom user-level OAuth: Basic auth; every refresh returns a new refresh token and
@@ -334,6 +354,7 @@ pub fn all() -> Vec<ProviderDef> {
             token_auth_method: ClientSecretBasic,
             rotates_refresh_tokens: true,
             docs_url: s("https://developers.zoom.us/docs/rooms/oauth/"),
+            console_url: s("https://marketplace.zoom.us/user/build"),
             ..base("zoom", "Zoom", "https://zoom.us/oauth/authorize", "https://zoom.us/oauth/token")
         },
     ]

@@ -182,6 +182,15 @@ pub struct ProviderDef {
     /// Where the facts in this definition are documented.
     #[serde(default)]
     pub docs_url: Option<String>,
+    /// The provider's developer console, where an admin registers the OAuth app (client id,
+    /// secret, redirect URI). The admin pages link to it.
+    #[serde(default)]
+    pub console_url: Option<String>,
+    /// The scopes the local agent's connector for this provider needs (see
+    /// `latchkey_shared::agent_connectors`); suggested when an app is configured and a
+    /// connector published. Empty when the agent has no connector for it.
+    #[serde(default)]
+    pub suggested_scopes: Vec<String>,
 }
 
 fn lookup<'a>(v: &'a Value, field: &str) -> Option<&'a Value> {

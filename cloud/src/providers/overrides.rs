@@ -11,7 +11,7 @@ use super::{Pkce, ProviderDef, RevocationMethod, TokenAuthMethod, TokenRequestFo
 /// replaces the built-in's value when given.
 ///
 /// For optional fields (`revocation_url`, `userinfo_url`, `userinfo_body`,
-/// `account_name_field`, `issuer`, `token_response_pointer`, `docs_url`) an empty string
+/// `account_name_field`, `issuer`, `token_response_pointer`, `docs_url`, `console_url`) an empty string
 /// removes the built-in's value. The maps (`extra_authorize_params`, `userinfo_headers`) are
 /// merged key by key; an empty value removes that key.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -41,6 +41,8 @@ pub struct ProviderOverride {
     pub rotates_refresh_tokens: Option<bool>,
     pub oidc: Option<bool>,
     pub docs_url: Option<String>,
+    pub console_url: Option<String>,
+    pub suggested_scopes: Option<Vec<String>>,
 }
 
 fn set_optional(target: &mut Option<String>, value: Option<String>) {
@@ -115,6 +117,10 @@ impl ProviderOverride {
             base.oidc = v;
         }
         set_optional(&mut base.docs_url, self.docs_url);
+        set_optional(&mut base.console_url, self.console_url);
+        if let Some(v) = self.suggested_scopes {
+            base.suggested_scopes = v;
+        }
     }
 }
 

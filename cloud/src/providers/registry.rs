@@ -142,10 +142,12 @@ mod tests {
             urls.extend(p.userinfo_url.iter());
             urls.extend(p.issuer.iter());
             urls.extend(p.docs_url.iter());
+            urls.extend(p.console_url.iter());
             for u in urls {
                 assert!(u.starts_with("https://"), "{}: {u} is not https", p.name);
             }
             assert!(p.docs_url.is_some(), "{} has no docs_url", p.name);
+            assert!(p.console_url.is_some(), "{} has no console_url", p.name);
             assert!(p.userinfo_url.is_some(), "{} has no userinfo_url", p.name);
         }
     }

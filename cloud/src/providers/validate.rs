@@ -166,6 +166,9 @@ impl ProviderDef {
         if let Some(u) = &self.docs_url {
             self.check_url("docs_url", u, source)?;
         }
+        if let Some(u) = &self.console_url {
+            self.check_url("console_url", u, source)?;
+        }
         if self.revocation_method == RevocationMethod::GithubToken
             && !self.revocation_url.as_deref().is_some_and(|u| u.contains("{client_id}"))
         {

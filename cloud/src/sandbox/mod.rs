@@ -183,6 +183,9 @@ impl Sandbox {
             rotates_refresh_tokens: true,
             oidc: false,
             docs_url: None,
+            // Clients are registered with `POST /sandbox/admin/clients`, not in a console.
+            console_url: None,
+            suggested_scopes: latchkey_shared::agent_connectors::scopes_for("sandbox"),
         }
     }
 

@@ -22,6 +22,7 @@
 //! - **Test** in Chromium or over HTTP (`tests/e2e/`): what the user sees, the cross-site
 //!   post refused, and the accessibility check (`tests/support/chrome.rs`).
 
+mod admin_apps;
 mod device;
 pub mod layout;
 mod org;
@@ -50,6 +51,7 @@ pub fn router() -> Router<AppState> {
         // Browsers ask for it on every JSON or page URL they open; there is no icon to
         // give, and "no content" keeps their consoles free of 404s.
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .merge(admin_apps::router())
 }
 
 // The embedding macro panics on a template that does not compile. Templates are part of

@@ -20,6 +20,7 @@ pub async fn org_page(State(state): State<AppState>, page: Page, Path(org_ref): 
 #[derive(serde::Serialize)]
 struct Card {
     key: String,
+    display_name: String,
     provider_display_name: String,
     description: String,
     app_configured: bool,
@@ -40,6 +41,7 @@ impl Card {
         };
         Card {
             key: connector.key,
+            display_name: connector.display_name,
             provider_display_name: connector.provider_display_name,
             description: connector.description,
             app_configured: connector.app_configured,
