@@ -25,6 +25,8 @@
 mod device;
 pub mod layout;
 mod org;
+mod org_admin;
+mod orgs_directory;
 mod session;
 
 pub use layout::{notice, Page, PageError, PagePost, PageResult};
@@ -47,6 +49,8 @@ pub fn router() -> Router<AppState> {
         .route("/logout", post(session::logout))
         .route("/orgs/{org}", get(org::org_page))
         .route("/device", get(device::device_page))
+        .merge(orgs_directory::router())
+        .merge(org_admin::router())
 }
 
 // The embedding macro panics on a template that does not compile. Templates are part of
