@@ -153,7 +153,14 @@ mod tests {
     }
 
     fn org(visibility: Visibility, role: Option<Role>) -> Option<Org> {
-        Some(Org { id: "o1".into(), slug: "acme".into(), name: "Acme".into(), description: String::new(), visibility, role })
+        Some(Org {
+            id: "o1".into(),
+            slug: "acme".into(),
+            name: "Acme".into(),
+            description: String::new(),
+            visibility,
+            role,
+        })
     }
 
     /// The error code `check` answers with, or "ok".

@@ -120,7 +120,8 @@ async fn set_role(
     post: PagePost<RoleForm>,
 ) -> PageResult {
     let PagePost { page, form } = post;
-    let member = orgs::set_role(&state, &page.principal, &org_ref, &user_id, SetRole { role: form.role }, &meta).await?;
+    let member =
+        orgs::set_role(&state, &page.principal, &org_ref, &user_id, SetRole { role: form.role }, &meta).await?;
     let org = admin_org(&state, &page, &org_ref).await;
     let back = org.map_or_else(|_| "/orgs".to_owned(), |o| format!("/orgs/{}/admin/members", o.slug));
     Ok(notice(&back, &format!("{} is now {}.", member.username, member.role.as_str())))
@@ -142,7 +143,11 @@ async fn remove_member(
         .ok_or_else(|| Error::not_found("no such member"))?;
     orgs::remove_member(&state, &page.principal, &org.id, &user_id, &meta).await?;
     // Removing yourself leaves the admin area too.
-    let back = if user_id == page.principal.user_id { "/orgs".to_owned() } else { format!("/orgs/{}/admin/members", org.slug) };
+    let back = if user_id == page.principal.user_id {
+        "/orgs".to_owned()
+    } else {
+        format!("/orgs/{}/admin/members", org.slug)
+    };
     Ok(notice(&back, &format!("Removed {name}; their connections in this org were revoked.")))
 }
 
