@@ -9,6 +9,7 @@ use crate::access::ClientMeta;
 use crate::access::Principal;
 use crate::audit::{self, AuditEntry};
 use crate::error::{Error, Result};
+use crate::invitations;
 use crate::ratelimit;
 use crate::state::AppState;
 use crate::store::{new_id, now, rfc3339, unique_violation};
@@ -41,6 +42,11 @@ pub struct RegisterRequest {
     /// At least 10 characters, and not easy to guess (zxcvbn score 3 or more).
     #[schema(value_type = String, format = Password, min_length = 10, max_length = 256)]
     pub password: SecretString,
+    /// An invitation token (the last part of an invite link): registering with a pending
+    /// invitation is allowed even where open registration is off.
+    #[schema(value_type = Option<String>)]
+    #[serde(default)]
+    pub invitation: Option<SecretString>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -118,9 +124,35 @@ pub struct Login {
     pub max_age_secs: i64,
 }
 
+/// Whether an account may be created now. Open registration allows anyone; otherwise
+/// (an invite-only deployment) only someone holding a pending invitation, for their email
+/// when the invitation names one.
+pub async fn registration_allowed(state: &AppState, invitation: Option<&str>, email: &str) -> Result<bool> {
+    if open_registration(state) {
+        return Ok(true);
+    }
+    match invitation {
+        Some(token) => invitations::is_pending(state, token, Some(email)).await,
+        None => Ok(false),
+    }
+}
+
+/// The deployment's open-registration setting.
+// TODO(lead): read `state.config.open_registration` once that setting is merged; until
+// then registration is open, as it has always been.
+fn open_registration(_state: &AppState) -> bool {
+    true
+}
+
 pub async fn register(state: &AppState, req: RegisterRequest, meta: &ClientMeta) -> Result<User> {
     let email = normalize_email(&req.email)?;
     let username = validate_username(&req.username)?;
+    let invitation = req.invitation.as_ref().map(|t| t.expose().to_owned());
+    if !registration_allowed(state, invitation.as_deref(), &email).await? {
+        return Err(Error::forbidden(
+            "registration here is by invitation only: open the invite link you were sent, for this email address",
+        ));
+    }
     let (hits, retry) = ratelimit::hit(&state.store, &format!("register-ip:{}", meta.ip), REGISTER_WINDOW_SECS).await?;
     if hits > i64::from(state.config.registrations_per_ip) {
         return Err(Error::rate_limited(retry));

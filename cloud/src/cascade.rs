@@ -31,3 +31,9 @@ pub async fn connector_deleted(state: &AppState, org_id: &str, key: &str, actor:
 pub async fn connector_moved(state: &AppState, org_id: &str, key: &str, provider: &str, actor: &str) -> Result<()> {
     connections::disconnect_all(state, Which::ConnectorNotOn { org_id, key, provider }, actor).await
 }
+
+/// An org is being deleted: every connection in it is revoked at the provider while its
+/// managed apps still exist; the rest goes with the org's row.
+pub async fn org_deleted(state: &AppState, org_id: &str, actor: &str) -> Result<()> {
+    connections::disconnect_all(state, Which::Org(org_id), actor).await
+}

@@ -128,6 +128,8 @@ impl Lookup {
             id: self.org_id.take()?,
             slug: self.slug.take().unwrap_or_default(),
             name: self.org_name.take().unwrap_or_default(),
+            // Not needed to decide access; the token endpoint does not read it.
+            description: String::new(),
             visibility: Visibility::parse(self.visibility.as_deref().unwrap_or_default()),
             role: self.role.as_deref().map(Role::parse),
         })

@@ -285,6 +285,8 @@ pub async fn disconnect_own(state: &AppState, principal: &Principal, org_ref: &s
 
 /// Which connections to disconnect in bulk.
 pub enum Which<'a> {
+    /// Every connection in an org (it is being deleted).
+    Org(&'a str),
     /// Every connection made with a managed app (the app is being deleted).
     App(&'a str),
     /// A member's connections in an org (they left or were removed).
@@ -299,6 +301,12 @@ pub enum Which<'a> {
 /// Disconnects every connection `which` selects (see `crate::cascade` for when).
 pub async fn disconnect_all(state: &AppState, which: Which<'_>, actor: &str) -> Result<()> {
     let ids: Vec<String> = match which {
+        Which::Org(org_id) => {
+            sqlx::query_scalar("select id from connections where org_id = $1")
+                .bind(org_id)
+                .fetch_all(state.store.pool())
+                .await?
+        }
         Which::App(app_id) => {
             sqlx::query_scalar("select id from connections where app_id = $1")
                 .bind(app_id)

@@ -47,6 +47,7 @@ async fn seed(state: &AppState, items: usize) -> crate::error::Result<()> {
             email: ADMIN_EMAIL.into(),
             username: "admin".into(),
             password: SecretString::from(ADMIN_PASSWORD),
+            invitation: None,
         },
         &meta,
     )
@@ -57,6 +58,7 @@ async fn seed(state: &AppState, items: usize) -> crate::error::Result<()> {
             email: MEMBER_EMAIL.into(),
             username: "member".into(),
             password: SecretString::from(MEMBER_PASSWORD),
+            invitation: None,
         },
         &meta,
     )
@@ -67,7 +69,12 @@ async fn seed(state: &AppState, items: usize) -> crate::error::Result<()> {
     orgs::create(
         state,
         &admin_p,
-        CreateOrg { slug: "demo".into(), name: "Demo".into(), visibility: Visibility::Public },
+        CreateOrg {
+            slug: "demo".into(),
+            name: "Demo".into(),
+            description: Some("A public org with a sandbox connector, for trying Latchkey".into()),
+            visibility: Visibility::Public,
+        },
     )
     .await?;
     orgs::join(state, &member_p, "demo").await?;

@@ -21,6 +21,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("access: who is calling, what may they touch; ending grants at providers", &["access", "revocation"]),
     ("grants", &["connections", "refresh"]),
     ("cascades", &["cascade"]),
+    ("invitations: joining an org by link, before an account exists", &["invitations"]),
     ("resources", &["orgs", "apps", "pats", "accounts"]),
     ("flows", &["devices", "consent", "connection_token"]),
     ("HTTP", &["http"]),

@@ -30,6 +30,7 @@ pub mod devices;
 pub mod error;
 pub mod gate;
 pub mod http;
+pub mod invitations;
 pub mod keys;
 pub mod metrics;
 pub mod oauth;

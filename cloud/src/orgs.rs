@@ -1,7 +1,7 @@
 //! Orgs and memberships: creating and changing orgs, joining and leaving, roles, and an
 //! org's audit log. Who may see and change an org is decided in `crate::access::org`.
 
-use crate::access::{authorize, Principal};
+use crate::access::{authorize, ClientMeta, Principal};
 pub use crate::access::{Need, Org, Role, Visibility};
 use crate::audit::{self, AuditEntry};
 use crate::cascade;
@@ -25,6 +25,10 @@ pub struct CreateOrg {
         pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
     )]
     pub name: String,
+    /// What the org is for: at most 500 characters.
+    #[schema(max_length = 500)]
+    #[serde(default)]
+    pub description: Option<String>,
     pub visibility: Visibility,
 }
 
@@ -37,7 +41,31 @@ pub struct UpdateOrg {
         pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
     )]
     pub name: Option<String>,
+    /// At most 500 characters; empty clears it.
+    #[schema(max_length = 500)]
+    pub description: Option<String>,
+    /// Owners only.
     pub visibility: Option<Visibility>,
+}
+
+/// An org in a listing: what the directory shows.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct OrgEntry {
+    pub id: String,
+    pub slug: String,
+    pub name: String,
+    pub description: String,
+    pub visibility: Visibility,
+    /// The caller's role; null for a public org they have not joined.
+    pub role: Option<Role>,
+    /// The providers the org offers: those of its connectors whose managed app is configured.
+    pub providers: Vec<OfferedProvider>,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct OfferedProvider {
+    pub name: String,
+    pub display_name: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -77,15 +105,18 @@ pub async fn create(state: &AppState, principal: &Principal, req: CreateOrg) -> 
     }
     let slug = validate_slug(&req.slug)?;
     let name = validate_name(&req.name)?;
+    let description = validate_description(req.description.as_deref().unwrap_or_default())?;
     let id = new_id();
     let now = now();
     let mut tx = state.store.pool().begin().await?;
     let inserted = sqlx::query(
-        "insert into orgs (id, slug, name, visibility, created_at, updated_at) values ($1, $2, $3, $4, $5, $5)",
+        "insert into orgs (id, slug, name, description, visibility, created_at, updated_at) \
+         values ($1, $2, $3, $4, $5, $6, $6)",
     )
     .bind(&id)
     .bind(&slug)
     .bind(&name)
+    .bind(&description)
     .bind(req.visibility.as_str())
     .bind(now)
     .execute(&mut *tx)
@@ -105,30 +136,52 @@ pub async fn create(state: &AppState, principal: &Principal, req: CreateOrg) -> 
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    audit_org(state, principal, &id, "org.create", None).await?;
-    Ok(Org { id, slug, name, visibility: req.visibility, role: Some(Role::Owner) })
+    audit_org(state, principal, &id, "org.create", None, None).await?;
+    Ok(Org { id, slug, name, description, visibility: req.visibility, role: Some(Role::Owner) })
 }
 
-/// The caller's orgs, or with `public` every public org.
-pub async fn list(state: &AppState, principal: &Principal, public: bool) -> Result<Vec<Org>> {
+/// The caller's orgs, or with `public` every public org, with the providers each offers.
+pub async fn list(state: &AppState, principal: &Principal, public: bool) -> Result<Vec<OrgEntry>> {
     principal.require(Scope::OrgsRead)?;
     let sql = if public {
-        "select o.id, o.slug, o.name, o.visibility, m.role from orgs o \
+        "select o.id, o.slug, o.name, o.description, o.visibility, m.role from orgs o \
          left join memberships m on m.org_id = o.id and m.user_id = $1 \
          where o.visibility = 'public' or m.role is not null order by o.slug"
     } else {
-        "select o.id, o.slug, o.name, o.visibility, m.role from orgs o \
+        "select o.id, o.slug, o.name, o.description, o.visibility, m.role from orgs o \
          join memberships m on m.org_id = o.id and m.user_id = $1 order by o.slug"
     };
-    let rows: Vec<(String, String, String, String, Option<String>)> =
+    let rows: Vec<(String, String, String, String, String, Option<String>)> =
         sqlx::query_as(sql).bind(&principal.user_id).fetch_all(state.store.pool()).await?;
+    // Every provider offered by an org this caller may see, in one query.
+    let offered: Vec<(String, String)> = sqlx::query_as(
+        "select distinct c.org_id, c.provider from connectors c \
+         join managed_apps a on a.org_id = c.org_id and a.provider = c.provider \
+         join orgs o on o.id = c.org_id \
+         left join memberships m on m.org_id = o.id and m.user_id = $1 \
+         where o.visibility = 'public' or m.role is not null order by c.provider",
+    )
+    .bind(&principal.user_id)
+    .fetch_all(state.store.pool())
+    .await?;
     Ok(rows
         .into_iter()
         .filter(|(id, ..)| principal.allows_org(id))
-        .map(|(id, slug, name, visibility, role)| Org {
+        .map(|(id, slug, name, description, visibility, role)| OrgEntry {
+            providers: offered
+                .iter()
+                .filter(|(org_id, _)| *org_id == id)
+                .filter_map(|(_, provider)| {
+                    state
+                        .providers
+                        .get(provider)
+                        .map(|p| OfferedProvider { name: provider.clone(), display_name: p.display_name.clone() })
+                })
+                .collect(),
             id,
             slug,
             name,
+            description,
             visibility: Visibility::parse(&visibility),
             role: role.as_deref().map(Role::parse),
         })
@@ -140,24 +193,62 @@ pub async fn get(state: &AppState, principal: &Principal, org_ref: &str) -> Resu
     authorize(state, principal, org_ref, Need::Visible).await
 }
 
-pub async fn update(state: &AppState, principal: &Principal, org_ref: &str, req: UpdateOrg) -> Result<Org> {
+/// Renames or describes an org (owners and admins), or changes its visibility (owners).
+pub async fn update(
+    state: &AppState,
+    principal: &Principal,
+    org_ref: &str,
+    req: UpdateOrg,
+    meta: &ClientMeta,
+) -> Result<Org> {
     principal.require(Scope::OrgsWrite)?;
     let mut org = authorize(state, principal, org_ref, Need::Admin).await?;
     if let Some(name) = req.name {
         org.name = validate_name(&name)?;
     }
+    if let Some(description) = req.description {
+        org.description = validate_description(&description)?;
+    }
     if let Some(visibility) = req.visibility {
+        if visibility != org.visibility && org.role != Some(Role::Owner) {
+            return Err(Error::forbidden("only the org's owners can change its visibility"));
+        }
         org.visibility = visibility;
     }
-    sqlx::query("update orgs set name = $1, visibility = $2, updated_at = $3 where id = $4")
+    sqlx::query("update orgs set name = $1, description = $2, visibility = $3, updated_at = $4 where id = $5")
         .bind(&org.name)
+        .bind(&org.description)
         .bind(org.visibility.as_str())
         .bind(now())
         .bind(&org.id)
         .execute(state.store.pool())
         .await?;
-    audit_org(state, principal, &org.id, "org.update", None).await?;
+    audit_org(state, principal, &org.id, "org.update", None, Some(meta)).await?;
     Ok(org)
+}
+
+/// Deletes an org (owners): every member's connections are revoked at the provider first
+/// (`cascade::org_deleted`), then the org and everything in it goes.
+pub async fn delete(state: &AppState, principal: &Principal, org_ref: &str, meta: &ClientMeta) -> Result<()> {
+    principal.require(Scope::OrgsWrite)?;
+    let org = authorize(state, principal, org_ref, Need::Owner).await?;
+    cascade::org_deleted(state, &org.id, &principal.user_id).await?;
+    sqlx::query("delete from orgs where id = $1").bind(&org.id).execute(state.store.pool()).await?;
+    audit::record(
+        &state.store,
+        audit::Event {
+            org_id: Some(&org.id),
+            actor_id: Some(&principal.user_id),
+            pat_id: principal.pat_id(),
+            action: "org.delete",
+            target: Some(&org.id),
+            outcome: "success",
+            ip: Some(&meta.ip),
+            user_agent: meta.user_agent.as_deref(),
+            detail: Some(serde_json::json!({ "slug": org.slug })),
+        },
+    )
+    .await
 }
 
 /// Joins a public org as a member; joining again changes nothing.
@@ -176,7 +267,7 @@ pub async fn join(state: &AppState, principal: &Principal, org_ref: &str) -> Res
     .bind(now())
     .execute(state.store.pool())
     .await?;
-    audit_org(state, principal, &org.id, "org.join", Some(&principal.user_id)).await?;
+    audit_org(state, principal, &org.id, "org.join", Some(&principal.user_id), None).await?;
     org.role = Some(Role::Member);
     Ok(org)
 }
@@ -206,7 +297,13 @@ pub async fn members(state: &AppState, principal: &Principal, org_ref: &str) -> 
 
 /// Removes a member (owners and admins), or leaves (anyone, for themselves). Admins
 /// cannot remove owners, and the last owner cannot go.
-pub async fn remove_member(state: &AppState, principal: &Principal, org_ref: &str, user_id: &str) -> Result<()> {
+pub async fn remove_member(
+    state: &AppState,
+    principal: &Principal,
+    org_ref: &str,
+    user_id: &str,
+    meta: &ClientMeta,
+) -> Result<()> {
     principal.require(Scope::OrgsWrite)?;
     let leaving = user_id == principal.user_id;
     let org = authorize(state, principal, org_ref, if leaving { Need::Member } else { Need::Admin }).await?;
@@ -224,7 +321,8 @@ pub async fn remove_member(state: &AppState, principal: &Principal, org_ref: &st
         .bind(user_id)
         .execute(state.store.pool())
         .await?;
-    audit_org(state, principal, &org.id, if leaving { "org.leave" } else { "org.remove_member" }, Some(user_id)).await
+    let action = if leaving { "org.leave" } else { "org.remove_member" };
+    audit_org(state, principal, &org.id, action, Some(user_id), Some(meta)).await
 }
 
 /// Owners change roles.
@@ -234,6 +332,7 @@ pub async fn set_role(
     org_ref: &str,
     user_id: &str,
     req: SetRole,
+    meta: &ClientMeta,
 ) -> Result<Member> {
     principal.require(Scope::OrgsWrite)?;
     let org = authorize(state, principal, org_ref, Need::Owner).await?;
@@ -248,7 +347,7 @@ pub async fn set_role(
         .bind(user_id)
         .execute(state.store.pool())
         .await?;
-    audit_org(state, principal, &org.id, "org.set_role", Some(user_id)).await?;
+    audit_org(state, principal, &org.id, "org.set_role", Some(user_id), Some(meta)).await?;
     members(state, principal, &org.id)
         .await?
         .into_iter()
@@ -286,6 +385,7 @@ async fn audit_org(
     org_id: &str,
     action: &str,
     target: Option<&str>,
+    meta: Option<&ClientMeta>,
 ) -> Result<()> {
     audit::record(
         &state.store,
@@ -296,6 +396,8 @@ async fn audit_org(
             action,
             target: target.or(Some(org_id)),
             outcome: "success",
+            ip: meta.map(|m| m.ip.as_str()),
+            user_agent: meta.and_then(|m| m.user_agent.as_deref()),
             ..Default::default()
         },
     )
@@ -313,6 +415,14 @@ fn validate_slug(raw: &str) -> Result<String> {
     } else {
         Err(Error::bad_request("slug: 2 to 32 characters of a-z, 0-9 and -, not starting or ending with -"))
     }
+}
+
+fn validate_description(raw: &str) -> Result<String> {
+    let description = raw.trim();
+    if description.chars().count() > 500 || description.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(Error::bad_request("description: at most 500 printable characters"));
+    }
+    Ok(description.to_owned())
 }
 
 fn validate_name(raw: &str) -> Result<String> {

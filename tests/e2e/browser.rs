@@ -79,8 +79,9 @@ async fn connect_on_the_org_page_turns_the_card_active_through_the_broadcast() {
     }
     assert_eq!(browser.windows().await.unwrap().len(), 1, "the callback tab did not close itself");
 
-    // Disconnect from the page.
+    // Disconnect from the page: it asks first.
     browser.find(Locator::Id("disconnect-sandbox")).await.unwrap().click().await.unwrap();
+    browser.wait().for_element(Locator::Id("confirm-disconnect")).await.unwrap().click().await.unwrap();
     assert!(wait_for_text(&browser, "status-sandbox", "Not connected", 5).await);
     api.get("/v1/orgs/acme/connections/sandbox", Some(&org.member.access)).await.assert_error(404, "not_found");
     browser.close().await.unwrap();

@@ -11,6 +11,7 @@ mod browser;
 mod cascades;
 mod consent;
 mod console_apps;
+mod console_orgs;
 mod contract_fuzz;
 mod devices;
 mod forgery;

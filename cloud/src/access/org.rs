@@ -67,6 +67,8 @@ pub struct Org {
     pub id: String,
     pub slug: String,
     pub name: String,
+    /// What the org is for, as its admins describe it (may be empty).
+    pub description: String,
     pub visibility: Visibility,
     pub role: Option<Role>,
 }
@@ -83,8 +85,8 @@ pub enum Need {
 
 /// Resolves `{org}` (slug or id) for `principal` and checks `need`.
 pub async fn authorize(state: &AppState, principal: &Principal, org_ref: &str, need: Need) -> Result<Org> {
-    let row: Option<(String, String, String, String, Option<String>)> = sqlx::query_as(
-        "select o.id, o.slug, o.name, o.visibility, m.role from orgs o \
+    let row: Option<(String, String, String, String, String, Option<String>)> = sqlx::query_as(
+        "select o.id, o.slug, o.name, o.description, o.visibility, m.role from orgs o \
          left join memberships m on m.org_id = o.id and m.user_id = $2 \
          where o.id = $1 or o.slug = $1",
     )
@@ -92,10 +94,11 @@ pub async fn authorize(state: &AppState, principal: &Principal, org_ref: &str, n
     .bind(&principal.user_id)
     .fetch_optional(state.store.pool())
     .await?;
-    let org = row.map(|(id, slug, name, visibility, role)| Org {
+    let org = row.map(|(id, slug, name, description, visibility, role)| Org {
         id,
         slug,
         name,
+        description,
         visibility: Visibility::parse(&visibility),
         role: role.as_deref().map(Role::parse),
     });
@@ -150,7 +153,14 @@ mod tests {
     }
 
     fn org(visibility: Visibility, role: Option<Role>) -> Option<Org> {
-        Some(Org { id: "o1".into(), slug: "acme".into(), name: "Acme".into(), visibility, role })
+        Some(Org {
+            id: "o1".into(),
+            slug: "acme".into(),
+            name: "Acme".into(),
+            description: String::new(),
+            visibility,
+            role,
+        })
     }
 
     /// The error code `check` answers with, or "ok".

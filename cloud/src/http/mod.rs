@@ -35,6 +35,7 @@ pub mod consent;
 pub mod cookies;
 pub mod devices;
 pub mod extract;
+pub mod invitations;
 pub mod openapi;
 pub mod ops;
 pub mod orgs;
@@ -86,6 +87,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(ops::router())
         .merge(accounts::router())
         .merge(orgs::router())
+        .merge(invitations::router())
         .merge(pats::router())
         .merge(apps::router())
         .merge(consent::router())
@@ -96,6 +98,17 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts();
     openapi::complete(&mut spec);
     (router, spec)
+}
+
+/// A request path as it may be logged: an invitation token in it is masked.
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    for prefix in ["/invite/", "/v1/invitations/"] {
+        if let Some(rest) = path.strip_prefix(prefix) {
+            let tail = rest.find('/').map_or("", |i| &rest[i..]);
+            return format!("{prefix}…{tail}").into();
+        }
+    }
+    path.into()
 }
 
 /// The OpenAPI 3.1 document of the API, as served at `/openapi.json`.
@@ -144,9 +157,10 @@ pub fn app(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
             TraceLayer::new_for_http()
-                // Method and path only: query strings can carry OAuth codes and states.
+                // Method and path only: query strings can carry OAuth codes and states,
+                // and an invite link's path its token.
                 .make_span_with(|req: &axum::http::Request<_>| {
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+                    tracing::info_span!("request", method = %req.method(), path = %loggable_path(req.uri().path()))
                 })
                 .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )

@@ -1,9 +1,9 @@
 //! `/v1/orgs/*`: thin handlers over `crate::orgs`.
 
-use crate::access::Principal;
+use crate::access::{ClientMeta, Principal};
 use crate::error::Result;
 use crate::http::extract::{Json, Path, Query};
-use crate::orgs::{self, CreateOrg, Member, Org, SetRole, UpdateOrg};
+use crate::orgs::{self, CreateOrg, Member, Org, OrgEntry, SetRole, UpdateOrg};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_org, list_orgs))
-        .routes(routes!(get_org, update_org))
+        .routes(routes!(get_org, update_org, delete_org))
         .routes(routes!(join_org))
         .routes(routes!(list_members))
         .routes(routes!(remove_member, set_role))
@@ -40,13 +40,14 @@ async fn create_org(
     Ok((StatusCode::CREATED, axum::Json(orgs::create(&state, &principal, req).await?)))
 }
 
-/// The caller's orgs (`?public=true`: and every public org).
-#[utoipa::path(get, path = "/v1/orgs", tag = "orgs", params(ListQuery), responses((status = 200, body = Vec<Org>)))]
+/// The caller's orgs (`?public=true`: and every public org), each with its description
+/// and the providers it offers.
+#[utoipa::path(get, path = "/v1/orgs", tag = "orgs", params(ListQuery), responses((status = 200, body = Vec<OrgEntry>)))]
 async fn list_orgs(
     State(state): State<AppState>,
     principal: Principal,
     Query(query): Query<ListQuery>,
-) -> Result<axum::Json<Vec<Org>>> {
+) -> Result<axum::Json<Vec<OrgEntry>>> {
     Ok(axum::Json(orgs::list(&state, &principal, query.public).await?))
 }
 
@@ -61,16 +62,31 @@ async fn get_org(
     Ok(axum::Json(orgs::get(&state, &principal, &org).await?))
 }
 
-/// Rename an org or change its visibility (owners and admins).
+/// Rename or describe an org (owners and admins), or change its visibility (owners).
 #[utoipa::path(patch, path = "/v1/orgs/{org}", tag = "orgs", params(("org" = String, Path)), request_body = UpdateOrg,
-    responses((status = 200, body = Org), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Org), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn update_org(
     State(state): State<AppState>,
     principal: Principal,
+    meta: ClientMeta,
     Path(org): Path<String>,
     Json(req): Json<UpdateOrg>,
 ) -> Result<axum::Json<Org>> {
-    Ok(axum::Json(orgs::update(&state, &principal, &org, req).await?))
+    Ok(axum::Json(orgs::update(&state, &principal, &org, req, &meta).await?))
+}
+
+/// Delete an org (owners): its members' connections are revoked at the provider, then
+/// its apps, connectors, memberships and invitations go with it.
+#[utoipa::path(delete, path = "/v1/orgs/{org}", tag = "orgs", params(("org" = String, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_org(
+    State(state): State<AppState>,
+    principal: Principal,
+    meta: ClientMeta,
+    Path(org): Path<String>,
+) -> Result<StatusCode> {
+    orgs::delete(&state, &principal, &org, &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Join a public org as a member.
@@ -101,9 +117,10 @@ async fn list_members(
 async fn remove_member(
     State(state): State<AppState>,
     principal: Principal,
+    meta: ClientMeta,
     Path((org, user_id)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    orgs::remove_member(&state, &principal, &org, &user_id).await?;
+    orgs::remove_member(&state, &principal, &org, &user_id, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -114,8 +131,9 @@ async fn remove_member(
 async fn set_role(
     State(state): State<AppState>,
     principal: Principal,
+    meta: ClientMeta,
     Path((org, user_id)): Path<(String, String)>,
     Json(req): Json<SetRole>,
 ) -> Result<axum::Json<Member>> {
-    Ok(axum::Json(orgs::set_role(&state, &principal, &org, &user_id, req).await?))
+    Ok(axum::Json(orgs::set_role(&state, &principal, &org, &user_id, req, &meta).await?))
 }

@@ -101,6 +101,19 @@ impl FromRequestParts<AppState> for Page {
     }
 }
 
+impl Page {
+    /// The page of a login found some other way (a route that also answers signed-out
+    /// browsers reads it with [`OptionalSession`]).
+    pub async fn for_principal(
+        state: &AppState,
+        principal: Principal,
+        headers: &header::HeaderMap,
+    ) -> crate::error::Result<Page> {
+        let layout = layout(state, &principal, headers).await?;
+        Ok(Page { principal, layout })
+    }
+}
+
 async fn layout(state: &AppState, principal: &Principal, headers: &header::HeaderMap) -> crate::error::Result<Layout> {
     let me = accounts::me(state, &principal.user_id).await?;
     let orgs = orgs::list(state, principal, false)

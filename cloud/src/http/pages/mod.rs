@@ -26,6 +26,8 @@ mod admin_apps;
 mod device;
 pub mod layout;
 mod org;
+mod org_admin;
+mod orgs_directory;
 mod session;
 
 pub use layout::{notice, Page, PageError, PagePost, PageResult};
@@ -52,6 +54,8 @@ pub fn router() -> Router<AppState> {
         // give, and "no content" keeps their consoles free of 404s.
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .merge(admin_apps::router())
+        .merge(orgs_directory::router())
+        .merge(org_admin::router())
 }
 
 // The embedding macro panics on a template that does not compile. Templates are part of

@@ -1,4 +1,6 @@
-//! The org page: a card per connector, with the member's connection and what to do next.
+//! The org page: a card per connector, with the member's connection and what to do next
+//! (a connector that cannot work says why, with its card disabled). A signed-in visitor
+//! who is not a member of a public org gets a page to join it.
 
 use super::{Page, PageResult};
 use crate::access;
@@ -12,6 +14,10 @@ use axum::extract::State;
 use minijinja::context;
 
 pub async fn org_page(State(state): State<AppState>, page: Page, Path(org_ref): Path<String>) -> PageResult {
+    let visible = access::authorize(&state, &page.principal, &org_ref, Need::Visible).await?;
+    if visible.role.is_none() {
+        return page.ok("org_join.html", context! { org => visible });
+    }
     let (org, cards) = cards(&state, &page.principal, &org_ref).await?;
     page.ok("org.html", context! { org => org, connectors => cards })
 }
@@ -24,6 +30,8 @@ struct Card {
     provider_display_name: String,
     description: String,
     app_configured: bool,
+    /// Why the connector cannot be used now, if it cannot.
+    unavailable: Option<String>,
     status: String,
     status_label: &'static str,
     connect_label: &'static str,
@@ -39,7 +47,14 @@ impl Card {
             "revoked" => "Revoked",
             _ => "Not connected",
         };
+        let unavailable = (!connector.app_configured).then(|| {
+            format!(
+                "Unavailable: this org's {} app was removed, so nobody can connect. Ask an org admin to set it up again.",
+                connector.provider_display_name
+            )
+        });
         Card {
+            unavailable,
             key: connector.key,
             display_name: connector.display_name,
             provider_display_name: connector.provider_display_name,
