@@ -5,7 +5,7 @@
 //! of the client id. The secret never leaves this module except to a provider's token
 //! endpoint.
 
-use crate::access::{authorize, Need, Principal};
+use crate::access::{authorize, ClientMeta, Need, Principal};
 use crate::audit;
 use crate::cascade;
 use crate::error::{Error, Result};
@@ -139,6 +139,7 @@ pub async fn list_apps(state: &AppState, principal: &Principal, org_ref: &str) -
 pub async fn put_app(
     state: &AppState,
     principal: &Principal,
+    meta: &ClientMeta,
     org_ref: &str,
     provider: &str,
     req: PutApp,
@@ -217,6 +218,7 @@ pub async fn put_app(
     audit_change(
         state,
         principal,
+        meta,
         &org.id,
         "app.put",
         provider,
@@ -259,7 +261,13 @@ async fn update_app(
     Ok(())
 }
 
-pub async fn delete_app(state: &AppState, principal: &Principal, org_ref: &str, provider: &str) -> Result<()> {
+pub async fn delete_app(
+    state: &AppState,
+    principal: &Principal,
+    meta: &ClientMeta,
+    org_ref: &str,
+    provider: &str,
+) -> Result<()> {
     principal.require(Scope::AppsWrite)?;
     let org = authorize(state, principal, org_ref, Need::Admin).await?;
     // Every connection made with the app is disconnected first (revoked at the provider
@@ -270,7 +278,7 @@ pub async fn delete_app(state: &AppState, principal: &Principal, org_ref: &str, 
         .fetch_optional(state.store.pool())
         .await?;
     if let Some(app_id) = &app_id {
-        cascade::app_deleted(state, app_id, &principal.user_id).await?;
+        cascade::app_deleted(state, app_id, &principal.user_id, meta).await?;
     }
     let done = sqlx::query("delete from managed_apps where org_id = $1 and provider = $2")
         .bind(&org.id)
@@ -280,7 +288,7 @@ pub async fn delete_app(state: &AppState, principal: &Principal, org_ref: &str, 
     if done.rows_affected() == 0 {
         return Err(Error::not_found("this org has no managed app for that provider"));
     }
-    audit_change(state, principal, &org.id, "app.delete", provider, None).await
+    audit_change(state, principal, meta, &org.id, "app.delete", provider, None).await
 }
 
 /// The terms of connector `key` in the org, if it exists.
@@ -308,6 +316,7 @@ pub async fn list_connectors(state: &AppState, principal: &Principal, org_ref: &
 pub async fn put_connector(
     state: &AppState,
     principal: &Principal,
+    meta: &ClientMeta,
     org_ref: &str,
     key: &str,
     req: PutConnector,
@@ -334,7 +343,7 @@ pub async fn put_connector(
     if description.chars().count() > 500 || description.chars().any(|c| c.is_control() && c != '\n') {
         return Err(Error::bad_request("description: at most 500 printable characters"));
     }
-    cascade::connector_moved(state, &org.id, key, &req.provider, &principal.user_id).await?;
+    cascade::connector_moved(state, &org.id, key, &req.provider, &principal.user_id, meta).await?;
     let now = now();
     sqlx::query(
         "insert into connectors (id, org_id, key, provider, scopes, consent_only, description, created_by, created_at, updated_at) \
@@ -356,6 +365,7 @@ pub async fn put_connector(
     audit_change(
         state,
         principal,
+        meta,
         &org.id,
         "connector.put",
         key,
@@ -381,11 +391,17 @@ async fn list_connectors_unchecked(state: &AppState, org_id: &str) -> Result<Vec
     Ok(rows.into_iter().map(|r| r.into_view(state)).collect())
 }
 
-pub async fn delete_connector(state: &AppState, principal: &Principal, org_ref: &str, key: &str) -> Result<()> {
+pub async fn delete_connector(
+    state: &AppState,
+    principal: &Principal,
+    meta: &ClientMeta,
+    org_ref: &str,
+    key: &str,
+) -> Result<()> {
     principal.require(Scope::AppsWrite)?;
     let org = authorize(state, principal, org_ref, Need::Admin).await?;
     // Revoked at the provider first, as an app's deletion does.
-    cascade::connector_deleted(state, &org.id, key, &principal.user_id).await?;
+    cascade::connector_deleted(state, &org.id, key, &principal.user_id, meta).await?;
     let done = sqlx::query("delete from connectors where org_id = $1 and key = $2")
         .bind(&org.id)
         .bind(key)
@@ -394,13 +410,14 @@ pub async fn delete_connector(state: &AppState, principal: &Principal, org_ref: 
     if done.rows_affected() == 0 {
         return Err(Error::not_found("no such connector"));
     }
-    audit_change(state, principal, &org.id, "connector.delete", key, None).await
+    audit_change(state, principal, meta, &org.id, "connector.delete", key, None).await
 }
 
 /// An admin's change to the org's apps or connectors, for the audit log (never a secret).
 async fn audit_change(
     state: &AppState,
     principal: &Principal,
+    meta: &ClientMeta,
     org_id: &str,
     action: &str,
     target: &str,
@@ -415,6 +432,8 @@ async fn audit_change(
             action,
             target: Some(target),
             outcome: "success",
+            ip: Some(&meta.ip),
+            user_agent: meta.user_agent.as_deref(),
             detail,
             ..Default::default()
         },

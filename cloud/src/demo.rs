@@ -67,10 +67,11 @@ async fn seed(state: &AppState, items: usize) -> crate::error::Result<()> {
     orgs::create(
         state,
         &admin_p,
+        &meta,
         CreateOrg { slug: "demo".into(), name: "Demo".into(), visibility: Visibility::Public },
     )
     .await?;
-    orgs::join(state, &member_p, "demo").await?;
+    orgs::join(state, &member_p, &meta, "demo").await?;
     // The managed app, registered at the sandbox as at a real provider's console. Its
     // secret is random and lives only in the cloud's encrypted store.
     let secret = accounts::random_token("demo-secret-");
@@ -81,6 +82,7 @@ async fn seed(state: &AppState, items: usize) -> crate::error::Result<()> {
     apps::put_app(
         state,
         &admin_p,
+        &meta,
         "demo",
         "sandbox",
         PutApp { client_id: SecretString::from(SANDBOX_CLIENT_ID), client_secret: secret, scopes: None },
@@ -89,6 +91,7 @@ async fn seed(state: &AppState, items: usize) -> crate::error::Result<()> {
     apps::put_connector(
         state,
         &admin_p,
+        &meta,
         "demo",
         "sandbox",
         PutConnector {

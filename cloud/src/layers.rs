@@ -21,7 +21,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("access: who is calling, what may they touch; ending grants at providers", &["access", "revocation"]),
     ("grants", &["connections", "refresh"]),
     ("cascades", &["cascade"]),
-    ("resources", &["orgs", "apps", "pats", "accounts"]),
+    ("resources", &["orgs", "apps", "pats", "accounts", "connection_health"]),
     ("flows", &["devices", "consent", "connection_token"]),
     ("HTTP", &["http"]),
     ("serving", &["server"]),

@@ -1,9 +1,9 @@
 //! Orgs and memberships: creating and changing orgs, joining and leaving, roles, and an
 //! org's audit log. Who may see and change an org is decided in `crate::access::org`.
 
-use crate::access::{authorize, Principal};
+use crate::access::{authorize, ClientMeta, Principal};
 pub use crate::access::{Need, Org, Role, Visibility};
-use crate::audit::{self, AuditEntry};
+use crate::audit;
 use crate::cascade;
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -56,10 +56,16 @@ pub struct Member {
 }
 
 /// An org's audit events (owners and admins), newest first.
-pub async fn audit(state: &AppState, principal: &Principal, org_ref: &str, limit: i64) -> Result<Vec<AuditEntry>> {
+pub async fn audit(
+    state: &AppState,
+    principal: &Principal,
+    org_ref: &str,
+    filter: &audit::Filter,
+) -> Result<(Org, audit::AuditPage)> {
     principal.require(Scope::AuditRead)?;
     let org = authorize(state, principal, org_ref, Need::Admin).await?;
-    audit::list(&state.store, None, Some(&org.id), limit).await
+    let page = audit::list(&state.store, None, Some(&org.id), filter).await?;
+    Ok((org, page))
 }
 
 /// The org's slug, for links back to it.
@@ -70,7 +76,7 @@ pub async fn slug_of(state: &AppState, org_id: &str) -> Result<Option<String>> {
         .await?)
 }
 
-pub async fn create(state: &AppState, principal: &Principal, req: CreateOrg) -> Result<Org> {
+pub async fn create(state: &AppState, principal: &Principal, meta: &ClientMeta, req: CreateOrg) -> Result<Org> {
     principal.require(Scope::OrgsWrite)?;
     if principal.pat_id().is_some() && !principal.allows_org("") {
         return Err(Error::forbidden("a token bound to an org cannot create orgs"));
@@ -105,7 +111,7 @@ pub async fn create(state: &AppState, principal: &Principal, req: CreateOrg) -> 
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    audit_org(state, principal, &id, "org.create", None).await?;
+    audit_org(state, principal, meta, &id, "org.create", None).await?;
     Ok(Org { id, slug, name, visibility: req.visibility, role: Some(Role::Owner) })
 }
 
@@ -140,7 +146,13 @@ pub async fn get(state: &AppState, principal: &Principal, org_ref: &str) -> Resu
     authorize(state, principal, org_ref, Need::Visible).await
 }
 
-pub async fn update(state: &AppState, principal: &Principal, org_ref: &str, req: UpdateOrg) -> Result<Org> {
+pub async fn update(
+    state: &AppState,
+    principal: &Principal,
+    meta: &ClientMeta,
+    org_ref: &str,
+    req: UpdateOrg,
+) -> Result<Org> {
     principal.require(Scope::OrgsWrite)?;
     let mut org = authorize(state, principal, org_ref, Need::Admin).await?;
     if let Some(name) = req.name {
@@ -156,12 +168,12 @@ pub async fn update(state: &AppState, principal: &Principal, org_ref: &str, req:
         .bind(&org.id)
         .execute(state.store.pool())
         .await?;
-    audit_org(state, principal, &org.id, "org.update", None).await?;
+    audit_org(state, principal, meta, &org.id, "org.update", None).await?;
     Ok(org)
 }
 
 /// Joins a public org as a member; joining again changes nothing.
-pub async fn join(state: &AppState, principal: &Principal, org_ref: &str) -> Result<Org> {
+pub async fn join(state: &AppState, principal: &Principal, meta: &ClientMeta, org_ref: &str) -> Result<Org> {
     principal.require(Scope::OrgsWrite)?;
     let mut org = authorize(state, principal, org_ref, Need::Visible).await?;
     if org.role.is_some() {
@@ -176,7 +188,7 @@ pub async fn join(state: &AppState, principal: &Principal, org_ref: &str) -> Res
     .bind(now())
     .execute(state.store.pool())
     .await?;
-    audit_org(state, principal, &org.id, "org.join", Some(&principal.user_id)).await?;
+    audit_org(state, principal, meta, &org.id, "org.join", Some(&principal.user_id)).await?;
     org.role = Some(Role::Member);
     Ok(org)
 }
@@ -206,7 +218,13 @@ pub async fn members(state: &AppState, principal: &Principal, org_ref: &str) -> 
 
 /// Removes a member (owners and admins), or leaves (anyone, for themselves). Admins
 /// cannot remove owners, and the last owner cannot go.
-pub async fn remove_member(state: &AppState, principal: &Principal, org_ref: &str, user_id: &str) -> Result<()> {
+pub async fn remove_member(
+    state: &AppState,
+    principal: &Principal,
+    meta: &ClientMeta,
+    org_ref: &str,
+    user_id: &str,
+) -> Result<()> {
     principal.require(Scope::OrgsWrite)?;
     let leaving = user_id == principal.user_id;
     let org = authorize(state, principal, org_ref, if leaving { Need::Member } else { Need::Admin }).await?;
@@ -218,19 +236,20 @@ pub async fn remove_member(state: &AppState, principal: &Principal, org_ref: &st
         ensure_another_owner(state, &org.id).await?;
     }
     // Leaving an org ends the member's connections there.
-    cascade::member_removed(state, &org.id, user_id, &principal.user_id).await?;
+    cascade::member_removed(state, &org.id, user_id, &principal.user_id, meta).await?;
     sqlx::query("delete from memberships where org_id = $1 and user_id = $2")
         .bind(&org.id)
         .bind(user_id)
         .execute(state.store.pool())
         .await?;
-    audit_org(state, principal, &org.id, if leaving { "org.leave" } else { "org.remove_member" }, Some(user_id)).await
+    audit_org(state, principal, meta, &org.id, if leaving { "org.leave" } else { "org.remove_member" }, Some(user_id)).await
 }
 
 /// Owners change roles.
 pub async fn set_role(
     state: &AppState,
     principal: &Principal,
+    meta: &ClientMeta,
     org_ref: &str,
     user_id: &str,
     req: SetRole,
@@ -248,7 +267,7 @@ pub async fn set_role(
         .bind(user_id)
         .execute(state.store.pool())
         .await?;
-    audit_org(state, principal, &org.id, "org.set_role", Some(user_id)).await?;
+    audit_org(state, principal, meta, &org.id, "org.set_role", Some(user_id)).await?;
     members(state, principal, &org.id)
         .await?
         .into_iter()
@@ -283,6 +302,7 @@ async fn ensure_another_owner(state: &AppState, org_id: &str) -> Result<()> {
 async fn audit_org(
     state: &AppState,
     principal: &Principal,
+    meta: &ClientMeta,
     org_id: &str,
     action: &str,
     target: Option<&str>,
@@ -296,6 +316,8 @@ async fn audit_org(
             action,
             target: target.or(Some(org_id)),
             outcome: "success",
+            ip: Some(&meta.ip),
+            user_agent: meta.user_agent.as_deref(),
             ..Default::default()
         },
     )

@@ -9,6 +9,7 @@ mod audit_loss;
 mod bad_input;
 mod browser;
 mod cascades;
+mod console_health;
 mod consent;
 mod contract_fuzz;
 mod devices;

@@ -1,6 +1,6 @@
 //! Providers, managed apps (admins) and connectors (admins write, members read).
 
-use crate::access::Principal;
+use crate::access::{ClientMeta, Principal};
 use crate::apps::{self, Connector, ManagedApp, Provider, PutApp, PutConnector};
 use crate::error::Result;
 use crate::http::extract::{Json, Path};
@@ -44,10 +44,11 @@ async fn list_apps(
 async fn put_app(
     State(state): State<AppState>,
     principal: Principal,
+    meta: ClientMeta,
     Path((org, provider)): Path<(String, String)>,
     Json(req): Json<PutApp>,
 ) -> Result<axum::Json<ManagedApp>> {
-    Ok(axum::Json(apps::put_app(&state, &principal, &org, &provider, req).await?))
+    Ok(axum::Json(apps::put_app(&state, &principal, &meta, &org, &provider, req).await?))
 }
 
 /// Delete the org's managed app for a provider (admins).
@@ -56,9 +57,10 @@ async fn put_app(
 async fn delete_app(
     State(state): State<AppState>,
     principal: Principal,
+    meta: ClientMeta,
     Path((org, provider)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    apps::delete_app(&state, &principal, &org, &provider).await?;
+    apps::delete_app(&state, &principal, &meta, &org, &provider).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -80,10 +82,11 @@ async fn list_connectors(
 async fn put_connector(
     State(state): State<AppState>,
     principal: Principal,
+    meta: ClientMeta,
     Path((org, key)): Path<(String, String)>,
     Json(req): Json<PutConnector>,
 ) -> Result<axum::Json<Connector>> {
-    Ok(axum::Json(apps::put_connector(&state, &principal, &org, &key, req).await?))
+    Ok(axum::Json(apps::put_connector(&state, &principal, &meta, &org, &key, req).await?))
 }
 
 /// Delete a connector (admins).
@@ -92,8 +95,9 @@ async fn put_connector(
 async fn delete_connector(
     State(state): State<AppState>,
     principal: Principal,
+    meta: ClientMeta,
     Path((org, key)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    apps::delete_connector(&state, &principal, &org, &key).await?;
+    apps::delete_connector(&state, &principal, &meta, &org, &key).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,6 +1,6 @@
 //! `/v1/orgs/*`: thin handlers over `crate::orgs`.
 
-use crate::access::Principal;
+use crate::access::{ClientMeta, Principal};
 use crate::error::Result;
 use crate::http::extract::{Json, Path, Query};
 use crate::orgs::{self, CreateOrg, Member, Org, SetRole, UpdateOrg};
@@ -35,9 +35,10 @@ struct ListQuery {
 async fn create_org(
     State(state): State<AppState>,
     principal: Principal,
+    meta: ClientMeta,
     Json(req): Json<CreateOrg>,
 ) -> Result<(StatusCode, axum::Json<Org>)> {
-    Ok((StatusCode::CREATED, axum::Json(orgs::create(&state, &principal, req).await?)))
+    Ok((StatusCode::CREATED, axum::Json(orgs::create(&state, &principal, &meta, req).await?)))
 }
 
 /// The caller's orgs (`?public=true`: and every public org).
@@ -67,10 +68,11 @@ async fn get_org(
 async fn update_org(
     State(state): State<AppState>,
     principal: Principal,
+    meta: ClientMeta,
     Path(org): Path<String>,
     Json(req): Json<UpdateOrg>,
 ) -> Result<axum::Json<Org>> {
-    Ok(axum::Json(orgs::update(&state, &principal, &org, req).await?))
+    Ok(axum::Json(orgs::update(&state, &principal, &meta, &org, req).await?))
 }
 
 /// Join a public org as a member.
@@ -79,9 +81,10 @@ async fn update_org(
 async fn join_org(
     State(state): State<AppState>,
     principal: Principal,
+    meta: ClientMeta,
     Path(org): Path<String>,
 ) -> Result<axum::Json<Org>> {
-    Ok(axum::Json(orgs::join(&state, &principal, &org).await?))
+    Ok(axum::Json(orgs::join(&state, &principal, &meta, &org).await?))
 }
 
 /// The org's members (owners and admins).
@@ -101,9 +104,10 @@ async fn list_members(
 async fn remove_member(
     State(state): State<AppState>,
     principal: Principal,
+    meta: ClientMeta,
     Path((org, user_id)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    orgs::remove_member(&state, &principal, &org, &user_id).await?;
+    orgs::remove_member(&state, &principal, &meta, &org, &user_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -114,8 +118,9 @@ async fn remove_member(
 async fn set_role(
     State(state): State<AppState>,
     principal: Principal,
+    meta: ClientMeta,
     Path((org, user_id)): Path<(String, String)>,
     Json(req): Json<SetRole>,
 ) -> Result<axum::Json<Member>> {
-    Ok(axum::Json(orgs::set_role(&state, &principal, &org, &user_id, req).await?))
+    Ok(axum::Json(orgs::set_role(&state, &principal, &meta, &org, &user_id, req).await?))
 }

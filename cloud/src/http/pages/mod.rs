@@ -22,6 +22,8 @@
 //! - **Test** in Chromium or over HTTP (`tests/e2e/`): what the user sees, the cross-site
 //!   post refused, and the accessibility check (`tests/support/chrome.rs`).
 
+mod admin_audit;
+mod admin_health;
 mod device;
 pub mod layout;
 mod org;
@@ -47,6 +49,8 @@ pub fn router() -> Router<AppState> {
         .route("/logout", post(session::logout))
         .route("/orgs/{org}", get(org::org_page))
         .route("/device", get(device::device_page))
+        .merge(admin_health::router())
+        .merge(admin_audit::router())
 }
 
 // The embedding macro panics on a template that does not compile. Templates are part of
