@@ -452,11 +452,14 @@ fn unknown_provider(name: &str) -> Error {
 fn validate_key(key: &str) -> Result<()> {
     let ok = (1..=32).contains(&key.len())
         && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::bad_request("key: 1 to 32 characters of a-z, 0-9, - and _"))
+    if !ok {
+        return Err(Error::bad_request("key: 1 to 32 characters of a-z, 0-9, - and _"));
     }
+    // `/v1/orgs/{org}/connections/health` is the admins' health view, not a connector.
+    if key == "health" {
+        return Err(Error::bad_request("key: `health` is reserved; choose another"));
+    }
+    Ok(())
 }
 
 fn validate_scopes(scopes: Vec<String>) -> Result<Vec<String>> {

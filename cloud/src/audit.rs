@@ -278,9 +278,9 @@ impl From<AuditRow> for AuditEntry {
     fn from(r: AuditRow) -> Self {
         let detail: Option<serde_json::Value> = r.detail.and_then(|d| serde_json::from_str(&d).ok());
         // A disconnected connection's row is gone; its event kept the connector's key.
-        let target_name = r.target_name.or_else(|| {
-            detail.as_ref().and_then(|d| d.get("connector")).and_then(|c| c.as_str()).map(str::to_owned)
-        });
+        let target_name = r
+            .target_name
+            .or_else(|| detail.as_ref().and_then(|d| d.get("connector")).and_then(|c| c.as_str()).map(str::to_owned));
         AuditEntry {
             id: r.id,
             org_id: r.org_id,
@@ -347,12 +347,7 @@ pub fn parse_time(field: &str, value: &str) -> Result<i64> {
 
 /// Newest first: a user's own events (`by_actor`), an org's (`by_org`), or a user's own
 /// in one org (both: what a PAT bound to that org may see of its user's).
-pub async fn list(
-    store: &Store,
-    by_actor: Option<&str>,
-    by_org: Option<&str>,
-    filter: &Filter,
-) -> Result<AuditPage> {
+pub async fn list(store: &Store, by_actor: Option<&str>, by_org: Option<&str>, filter: &Filter) -> Result<AuditPage> {
     use crate::error::Error;
     let mut clauses: Vec<String> = Vec::new();
     let mut values: Vec<Value> = Vec::new();

@@ -17,7 +17,13 @@ pub async fn app_deleted(state: &AppState, app_id: &str, actor: &str, meta: &Cli
 }
 
 /// A member left or was removed: their connections in the org end.
-pub async fn member_removed(state: &AppState, org_id: &str, user_id: &str, actor: &str, meta: &ClientMeta) -> Result<()> {
+pub async fn member_removed(
+    state: &AppState,
+    org_id: &str,
+    user_id: &str,
+    actor: &str,
+    meta: &ClientMeta,
+) -> Result<()> {
     connections::disconnect_all(state, Which::Member { org_id, user_id }, actor, meta).await
 }
 

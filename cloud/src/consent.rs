@@ -102,7 +102,13 @@ async fn target<'a>(state: &'a AppState, principal: &Principal, org_ref: &str, k
 }
 
 /// Starts a consent: returns the provider's authorization URL.
-pub async fn start(state: &AppState, principal: &Principal, meta: &ClientMeta, org_ref: &str, key: &str) -> Result<String> {
+pub async fn start(
+    state: &AppState,
+    principal: &Principal,
+    meta: &ClientMeta,
+    org_ref: &str,
+    key: &str,
+) -> Result<String> {
     let Target { org, terms, def, creds } = target(state, principal, org_ref, key).await?;
     let started = Started {
         state_token: random_b64url(),

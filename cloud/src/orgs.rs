@@ -242,7 +242,8 @@ pub async fn remove_member(
         .bind(user_id)
         .execute(state.store.pool())
         .await?;
-    audit_org(state, principal, meta, &org.id, if leaving { "org.leave" } else { "org.remove_member" }, Some(user_id)).await
+    audit_org(state, principal, meta, &org.id, if leaving { "org.leave" } else { "org.remove_member" }, Some(user_id))
+        .await
 }
 
 /// Owners change roles.

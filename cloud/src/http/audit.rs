@@ -88,7 +88,11 @@ impl AuditQuery {
 #[utoipa::path(get, path = "/v1/me/audit", tag = "audit", params(AuditQuery),
     responses((status = 200, content((Vec<AuditEntry> = "application/json"), (String = "text/csv"))),
         (status = 400, body = ErrorBody)))]
-async fn my_audit(State(state): State<AppState>, principal: Principal, Query(q): Query<AuditQuery>) -> Result<Response> {
+async fn my_audit(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(q): Query<AuditQuery>,
+) -> Result<Response> {
     let (filter, format) = q.filter()?;
     let page = accounts::audit(&state, &principal, &filter).await?;
     Ok(answer(page.entries, format, "my-audit"))

@@ -91,7 +91,11 @@ impl Row {
         let next = h.next_attempt_at.as_deref().and_then(unix);
         let status_detail = match h.status.as_str() {
             "failing" => {
-                let tries = if h.failure_count == 1 { "1 failed refresh".to_owned() } else { format!("{} failed refreshes", h.failure_count) };
+                let tries = if h.failure_count == 1 {
+                    "1 failed refresh".to_owned()
+                } else {
+                    format!("{} failed refreshes", h.failure_count)
+                };
                 match next {
                     Some(t) if t > now => format!("{tries}; next attempt {}", relative(t, now)),
                     _ => format!("{tries}; next attempt when a token is needed"),
@@ -146,7 +150,7 @@ pub fn relative(t: i64, now: i64) -> String {
     let d = t - now;
     let span = d.unsigned_abs();
     if span < 5 {
-        return "just now".to_owned();
+        return if d > 0 { "in a few seconds" } else { "just now" }.to_owned();
     }
     let (n, unit) = match span {
         s if s < 60 => (s, "second"),
@@ -169,6 +173,7 @@ mod tests {
     #[test]
     fn times_read_as_words() {
         assert_eq!(relative(100, 100), "just now");
+        assert_eq!(relative(102, 100), "in a few seconds");
         assert_eq!(relative(130, 100), "in 30 seconds");
         assert_eq!(relative(100 + 240, 100), "in 4 minutes");
         assert_eq!(relative(100, 100 + 3600), "1 hour ago");
