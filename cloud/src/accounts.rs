@@ -7,7 +7,7 @@
 use crate::access::session::{issue_access_jwt, ACCESS_TTL_SECS};
 use crate::access::ClientMeta;
 use crate::access::Principal;
-use crate::audit::{self, AuditEntry};
+use crate::audit;
 use crate::error::{Error, Result};
 use crate::invitations;
 use crate::ratelimit;
@@ -379,9 +379,9 @@ pub async fn me(state: &AppState, user_id: &str) -> Result<User> {
 
 /// The caller's own audit events (logins, token fetches with the PAT or device, changes),
 /// newest first.
-pub async fn audit(state: &AppState, principal: &Principal, limit: i64) -> Result<Vec<AuditEntry>> {
+pub async fn audit(state: &AppState, principal: &Principal, filter: &audit::Filter) -> Result<audit::AuditPage> {
     principal.require(latchkey_shared::Scope::AuditRead)?;
-    audit::list(&state.store, Some(&principal.user_id), principal.bound_org(), limit).await
+    audit::list(&state.store, Some(&principal.user_id), principal.bound_org(), filter).await
 }
 
 pub async fn sessions(state: &AppState, user_id: &str, current: Option<&str>) -> Result<Vec<Session>> {

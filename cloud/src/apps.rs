@@ -357,7 +357,7 @@ pub async fn delete_app(
         .fetch_optional(state.store.pool())
         .await?;
     let Some(app) = app else { return Err(Error::not_found("this org has no managed app for that provider")) };
-    cascade::app_deleted(state, &app.id, &principal.user_id).await?;
+    cascade::app_deleted(state, &app.id, &principal.user_id, meta).await?;
     let done = sqlx::query("delete from managed_apps where id = $1").bind(&app.id).execute(state.store.pool()).await?;
     if done.rows_affected() == 0 {
         return Err(Error::not_found("this org has no managed app for that provider"));
@@ -439,7 +439,7 @@ pub async fn put_connector(
     if description.chars().count() > 500 || description.chars().any(|c| c.is_control() && c != '\n') {
         return Err(Error::bad_request("description: at most 500 printable characters"));
     }
-    cascade::connector_moved(state, &org.id, key, &req.provider, &principal.user_id).await?;
+    cascade::connector_moved(state, &org.id, key, &req.provider, &principal.user_id, meta).await?;
     let now = now();
     sqlx::query(
         "insert into connectors (id, org_id, key, provider, scopes, consent_only, display_name, description, \
@@ -508,7 +508,7 @@ pub async fn delete_connector(
             .fetch_one(state.store.pool())
             .await?;
     // Revoked at the provider first, as an app's deletion does.
-    cascade::connector_deleted(state, &org.id, key, &principal.user_id).await?;
+    cascade::connector_deleted(state, &org.id, key, &principal.user_id, meta).await?;
     let done = sqlx::query("delete from connectors where org_id = $1 and key = $2")
         .bind(&org.id)
         .bind(key)
@@ -559,11 +559,14 @@ fn unknown_provider(name: &str) -> Error {
 fn validate_key(key: &str) -> Result<()> {
     let ok = (1..=32).contains(&key.len())
         && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::bad_request("key: 1 to 32 characters of a-z, 0-9, - and _"))
+    if !ok {
+        return Err(Error::bad_request("key: 1 to 32 characters of a-z, 0-9, - and _"));
     }
+    // `/v1/orgs/{org}/connections/health` is the admins' health view, not a connector.
+    if key == "health" {
+        return Err(Error::bad_request("key: `health` is reserved; choose another"));
+    }
+    Ok(())
 }
 
 fn validate_scopes(scopes: Vec<String>) -> Result<Vec<String>> {

@@ -231,17 +231,23 @@ fn build_insert_sql(rows: usize) -> String {
     sql
 }
 
-/// One audit event as the API shows it.
+/// One audit event as the API shows it: ids, and the names they had when listed.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub id: String,
     pub org_id: Option<String>,
     pub actor_id: Option<String>,
+    /// The acting user's username.
+    pub actor_username: Option<String>,
     pub pat_id: Option<String>,
     /// The PAT's name (a paired device's name), when a PAT acted.
     pub pat_name: Option<String>,
     pub action: String,
     pub target: Option<String>,
+    /// What `target` names, in words: a member's username, a connection's connector key,
+    /// an org's slug; null when `target` is already a name (a connector key, a provider)
+    /// or names something that is gone.
+    pub target_name: Option<String>,
     pub outcome: String,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
@@ -255,10 +261,12 @@ struct AuditRow {
     id: String,
     org_id: Option<String>,
     actor_id: Option<String>,
+    actor_username: Option<String>,
     pat_id: Option<String>,
     pat_name: Option<String>,
     action: String,
     target: Option<String>,
+    target_name: Option<String>,
     outcome: String,
     ip: Option<String>,
     user_agent: Option<String>,
@@ -266,42 +274,163 @@ struct AuditRow {
     created_at: i64,
 }
 
-/// Newest first: a user's own events (`by_actor`), an org's (`by_org`), or a user's own
-/// in one org (both: what a PAT bound to that org may see of its user's).
-pub async fn list(store: &Store, by_actor: Option<&str>, by_org: Option<&str>, limit: i64) -> Result<Vec<AuditEntry>> {
-    let (clause, values) = match (by_actor, by_org) {
-        (Some(a), Some(o)) => ("a.actor_id = $2 and a.org_id = $3", vec![a, o]),
-        (Some(a), None) => ("a.actor_id = $2", vec![a]),
-        (None, Some(o)) => ("a.org_id = $2", vec![o]),
-        (None, None) => return Ok(Vec::new()),
-    };
-    let sql = format!(
-        "select a.id, a.org_id, a.actor_id, a.pat_id, p.name as pat_name, a.action, a.target, a.outcome, a.ip, \
-         a.user_agent, a.detail, a.created_at from audit_events a left join pats p on p.id = a.pat_id \
-         where {clause} order by a.created_at desc, a.id desc limit $1"
-    );
-    let mut query = sqlx::query_as::<_, AuditRow>(&sql).bind(limit.clamp(1, 1000));
-    for value in values {
-        query = query.bind(value);
-    }
-    let rows = query.fetch_all(store.pool()).await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| AuditEntry {
+impl From<AuditRow> for AuditEntry {
+    fn from(r: AuditRow) -> Self {
+        let detail: Option<serde_json::Value> = r.detail.and_then(|d| serde_json::from_str(&d).ok());
+        // A disconnected connection's row is gone; its event kept the connector's key.
+        let target_name = r
+            .target_name
+            .or_else(|| detail.as_ref().and_then(|d| d.get("connector")).and_then(|c| c.as_str()).map(str::to_owned));
+        AuditEntry {
             id: r.id,
             org_id: r.org_id,
             actor_id: r.actor_id,
+            actor_username: r.actor_username,
             pat_id: r.pat_id,
             pat_name: r.pat_name,
             action: r.action,
             target: r.target,
+            target_name,
             outcome: r.outcome,
             ip: r.ip,
             user_agent: r.user_agent,
-            detail: r.detail.and_then(|d| serde_json::from_str(&d).ok()),
+            detail,
             created_at: crate::store::rfc3339(r.created_at),
-        })
-        .collect())
+        }
+    }
+}
+
+/// The most events one listing returns.
+pub const LIST_MAX: i64 = 1000;
+
+/// Which events to list, within the caller's scope. Empty fields do not filter.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    /// The actor: a user id or a username.
+    pub actor: Option<String>,
+    /// An action exactly (`org.join`), or every action under a prefix ending in `.`
+    /// (`connection.`).
+    pub action: Option<String>,
+    /// Events at or after this time (Unix seconds).
+    pub since: Option<i64>,
+    /// Events at or before this time (Unix seconds).
+    pub until: Option<i64>,
+    /// Events older than this event (its id): the next page.
+    pub before: Option<String>,
+    /// Events newer than this event (its id): the previous page.
+    pub after: Option<String>,
+    /// At most this many (1 to [`LIST_MAX`]).
+    pub limit: i64,
+}
+
+/// One page of events, newest first.
+#[derive(Debug)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    /// More events lie beyond this page in the direction it was read (older for a first
+    /// page or `before`, newer for `after`).
+    pub more: bool,
+}
+
+/// A parameter of the listing's query.
+enum Value {
+    Text(String),
+    Int(i64),
+}
+
+/// Reads an RFC 3339 time (`since`, `until`) as Unix seconds.
+pub fn parse_time(field: &str, value: &str) -> Result<i64> {
+    time::OffsetDateTime::parse(value.trim(), &time::format_description::well_known::Rfc3339)
+        .map(time::OffsetDateTime::unix_timestamp)
+        .map_err(|_| crate::error::Error::bad_request(format!("{field}: an RFC 3339 time, like 2026-11-23T20:15:00Z")))
+}
+
+/// Newest first: a user's own events (`by_actor`), an org's (`by_org`), or a user's own
+/// in one org (both: what a PAT bound to that org may see of its user's).
+pub async fn list(store: &Store, by_actor: Option<&str>, by_org: Option<&str>, filter: &Filter) -> Result<AuditPage> {
+    use crate::error::Error;
+    let mut clauses: Vec<String> = Vec::new();
+    let mut values: Vec<Value> = Vec::new();
+    // `?` in a clause is its one parameter, numbered in order.
+    fn push(clauses: &mut Vec<String>, values: &mut Vec<Value>, clause: &str, value: Value) {
+        values.push(value);
+        clauses.push(clause.replace('?', &format!("${}", values.len())));
+    }
+    match (by_actor, by_org) {
+        (None, None) => return Ok(AuditPage { entries: Vec::new(), more: false }),
+        (a, o) => {
+            if let Some(a) = a {
+                push(&mut clauses, &mut values, "a.actor_id = ?", Value::Text(a.to_owned()));
+            }
+            if let Some(o) = o {
+                push(&mut clauses, &mut values, "a.org_id = ?", Value::Text(o.to_owned()));
+            }
+        }
+    }
+    if let Some(actor) = filter.actor.as_deref() {
+        values.push(Value::Text(actor.to_owned()));
+        let n = values.len();
+        clauses.push(format!("(a.actor_id = ${n} or au.username = ${n})"));
+    }
+    if let Some(action) = filter.action.as_deref() {
+        if action.len() > 100 {
+            return Err(Error::bad_request("action: at most 100 characters"));
+        }
+        if action.ends_with('.') {
+            let escaped = action.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            push(&mut clauses, &mut values, "a.action like ? escape '\\'", Value::Text(format!("{escaped}%")));
+        } else {
+            push(&mut clauses, &mut values, "a.action = ?", Value::Text(action.to_owned()));
+        }
+    }
+    if let Some(since) = filter.since {
+        push(&mut clauses, &mut values, "a.created_at >= ?", Value::Int(since));
+    }
+    if let Some(until) = filter.until {
+        push(&mut clauses, &mut values, "a.created_at <= ?", Value::Int(until));
+    }
+    let newer = filter.before.is_none() && filter.after.is_some();
+    for (cursor, op) in [(filter.before.as_deref(), "<"), (filter.after.as_deref(), ">")] {
+        let Some(cursor) = cursor else { continue };
+        let at: Option<i64> = sqlx::query_scalar("select created_at from audit_events where id = $1")
+            .bind(cursor)
+            .fetch_optional(store.pool())
+            .await?;
+        let at = at.ok_or_else(|| Error::bad_request("before/after: no such event; start again from the newest"))?;
+        values.push(Value::Int(at));
+        values.push(Value::Text(cursor.to_owned()));
+        let (t, id) = (values.len() - 1, values.len());
+        clauses.push(format!("(a.created_at {op} ${t} or (a.created_at = ${t} and a.id {op} ${id}))"));
+    }
+    let limit = filter.limit.clamp(1, LIST_MAX);
+    let order = if newer { "a.created_at asc, a.id asc" } else { "a.created_at desc, a.id desc" };
+    let sql = format!(
+        "select a.id, a.org_id, a.actor_id, au.username as actor_username, a.pat_id, p.name as pat_name, a.action, \
+         a.target, coalesce(tu.username, tc.connector_key, tg.slug) as target_name, a.outcome, a.ip, a.user_agent, \
+         a.detail, a.created_at from audit_events a \
+         left join pats p on p.id = a.pat_id \
+         left join users au on au.id = a.actor_id \
+         left join users tu on tu.id = a.target \
+         left join connections tc on tc.id = a.target \
+         left join orgs tg on tg.id = a.target \
+         where {} order by {order} limit {}",
+        clauses.join(" and "),
+        limit + 1
+    );
+    let mut query = sqlx::query_as::<_, AuditRow>(&sql);
+    for value in values {
+        query = match value {
+            Value::Text(t) => query.bind(t),
+            Value::Int(i) => query.bind(i),
+        };
+    }
+    let mut rows = query.fetch_all(store.pool()).await?;
+    let more = i64::try_from(rows.len()).unwrap_or(i64::MAX) > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
+    if newer {
+        rows.reverse();
+    }
+    Ok(AuditPage { entries: rows.into_iter().map(AuditEntry::from).collect(), more })
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 
 use crate::access::credentials::{bearer, is_pat};
 use crate::access::pat::{self, Joined};
-use crate::access::{org, ClientMeta, Need, Org, Principal, Role, Visibility};
+use crate::access::{org, ClientMeta, Need, Org, Principal, Role, Visibility, LAST_USED_GRANULARITY_SECS};
 use crate::audit::OwnedEvent;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -95,7 +95,7 @@ impl Trace {
 /// its connector was deleted or moved is served by no connector.
 const JOINED_COLUMNS: &str = "o.id as org_id, o.slug, o.name as org_name, o.visibility, m.role, \
      c.id as connection_id, c.status, c.consent_only, c.provider, c.access_token_ct, c.refresh_token_ct, \
-     c.token_type, c.expires_at, c.failure_count, c.next_attempt_at, k.id as connector_id";
+     c.token_type, c.expires_at, c.failure_count, c.next_attempt_at, c.last_token_at, k.id as connector_id";
 const JOINS: &str = "left join orgs o on (o.id = $2 or o.slug = $2) \
      left join memberships m on m.org_id = o.id and m.user_id = p.user_id \
      left join connections c on c.org_id = o.id and c.user_id = p.user_id and c.connector_key = $3 \
@@ -118,6 +118,7 @@ struct Lookup {
     expires_at: Option<i64>,
     failure_count: Option<i64>,
     next_attempt_at: Option<i64>,
+    last_token_at: Option<i64>,
     connector_id: Option<String>,
 }
 
@@ -200,7 +201,9 @@ async fn check_and_issue(
     let org = org::check(&principal, row.org(), Need::Member)?;
     trace.org_id = Some(org.id.clone());
     // 6.
+    let last_token_at = row.last_token_at;
     let token_row = row.connection(&org)?;
+    let connection_id = token_row.id.clone();
     // 7. A dead grant.
     let connect_url = format!("{}/connect/{}/{}", state.public_url, org.slug, req.connector_key);
     if token_row.status == "needs_reauth" {
@@ -212,6 +215,7 @@ async fn check_and_issue(
     }
     match refresh::fresh_token(state, token_row).await? {
         Fresh::Token { access_token, token_type, expires_at } => {
+            stamp_last_token(state, &connection_id, last_token_at).await;
             Ok(ConnectionTokenResponse { access_token, token_type, expires_at: expires_at.map(rfc3339) })
         }
         Fresh::Reauth => Err(reauth(connect_url)),
@@ -222,6 +226,29 @@ async fn check_and_issue(
             retry_after: Some(retry_after),
             connect_url: None,
         }),
+    }
+}
+
+/// Keeps `last_token_at` (the admins' health view) at [`LAST_USED_GRANULARITY_SECS`]:
+/// the value read in the PAT's own query decides, so a connection fetched from again and
+/// again costs one write a minute, not one per request. The update is conditional too, so
+/// replicas that read the same stale value write it once between them. A failure only
+/// leaves the stamp behind; the token is still served.
+async fn stamp_last_token(state: &AppState, connection_id: &str, last_token_at: Option<i64>) {
+    let now = now();
+    if last_token_at.is_some_and(|t| now - t < LAST_USED_GRANULARITY_SECS) {
+        return;
+    }
+    let stamped = sqlx::query(
+        "update connections set last_token_at = $1 where id = $2 and (last_token_at is null or last_token_at <= $3)",
+    )
+    .bind(now)
+    .bind(connection_id)
+    .bind(now - LAST_USED_GRANULARITY_SECS)
+    .execute(state.store.pool())
+    .await;
+    if let Err(e) = stamped {
+        tracing::warn!(connection = %connection_id, error = %e, "could not stamp last_token_at");
     }
 }
 

@@ -2,7 +2,7 @@
 //! consented (`user_id`); tokens sealed and bound to the row. Listing shows a member only
 //! their own; disconnecting revokes at the provider first, then forgets the tokens.
 
-use crate::access::{authorize, Need, Principal};
+use crate::access::{authorize, ClientMeta, Need, Principal};
 use crate::audit;
 use crate::error::{Error, Result};
 use crate::oauth::client::TokenSet;
@@ -264,7 +264,13 @@ async fn write_grant(
 }
 
 /// Disconnects the caller's own connection.
-pub async fn disconnect_own(state: &AppState, principal: &Principal, org_ref: &str, key: &str) -> Result<()> {
+pub async fn disconnect_own(
+    state: &AppState,
+    principal: &Principal,
+    meta: &ClientMeta,
+    org_ref: &str,
+    key: &str,
+) -> Result<()> {
     principal.require(Scope::ConnectionsDelete)?;
     let org = authorize(state, principal, org_ref, Need::Member).await?;
     let ids: Vec<String> =
@@ -278,7 +284,8 @@ pub async fn disconnect_own(state: &AppState, principal: &Principal, org_ref: &s
         return Err(Error::not_found("you have no connection for this connector"));
     }
     for id in ids {
-        disconnect(state, &id, Some(&principal.user_id), principal.pat_id(), "connection.disconnect").await?;
+        let by = By { actor: Some(&principal.user_id), pat_id: principal.pat_id(), meta };
+        disconnect(state, &id, &by, "connection.disconnect").await?;
     }
     Ok(())
 }
@@ -299,7 +306,7 @@ pub enum Which<'a> {
 }
 
 /// Disconnects every connection `which` selects (see `crate::cascade` for when).
-pub async fn disconnect_all(state: &AppState, which: Which<'_>, actor: &str) -> Result<()> {
+pub async fn disconnect_all(state: &AppState, which: Which<'_>, actor: &str, meta: &ClientMeta) -> Result<()> {
     let ids: Vec<String> = match which {
         Which::Org(org_id) => {
             sqlx::query_scalar("select id from connections where org_id = $1")
@@ -337,7 +344,8 @@ pub async fn disconnect_all(state: &AppState, which: Which<'_>, actor: &str) -> 
         }
     };
     for id in ids {
-        disconnect(state, &id, Some(actor), None, "connection.disconnect_cascade").await?;
+        let by = By { actor: Some(actor), pat_id: None, meta };
+        disconnect(state, &id, &by, "connection.disconnect_cascade").await?;
     }
     Ok(())
 }
@@ -352,9 +360,16 @@ struct DisconnectRow {
     refresh_token_ct: Option<Vec<u8>>,
 }
 
+/// Who disconnects, and from where (for the audit event).
+struct By<'a> {
+    actor: Option<&'a str>,
+    pat_id: Option<&'a str>,
+    meta: &'a ClientMeta,
+}
+
 /// Revokes at the provider where it can (a failure is recorded, not fatal), then deletes
 /// the connection and its tokens.
-async fn disconnect(state: &AppState, id: &str, actor: Option<&str>, pat_id: Option<&str>, action: &str) -> Result<()> {
+async fn disconnect(state: &AppState, id: &str, by: &By<'_>, action: &str) -> Result<()> {
     let row: Option<DisconnectRow> = sqlx::query_as(
         "select org_id, provider, connector_key, user_id, access_token_ct, refresh_token_ct from connections where id = $1",
     )
@@ -395,13 +410,14 @@ async fn disconnect(state: &AppState, id: &str, actor: Option<&str>, pat_id: Opt
         &state.store,
         audit::Event {
             org_id: Some(&org_id),
-            actor_id: actor.or(Some(&owner)),
-            pat_id,
+            actor_id: by.actor.or(Some(&owner)),
+            pat_id: by.pat_id,
             action,
             target: Some(id),
             outcome: result,
+            ip: Some(&by.meta.ip),
+            user_agent: by.meta.user_agent.as_deref(),
             detail: Some(detail),
-            ..Default::default()
         },
     )
     .await

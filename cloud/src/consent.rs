@@ -8,7 +8,7 @@
 //! This module owns the `consent_states` table; connectors, memberships and grants are
 //! read and written through `apps`, `orgs` and `connections`.
 
-use crate::access::{authorize, Need, Org, Principal, Via};
+use crate::access::{authorize, ClientMeta, Need, Org, Principal, Via};
 use crate::accounts;
 use crate::apps::{self, ConnectorTerms};
 use crate::audit;
@@ -102,7 +102,13 @@ async fn target<'a>(state: &'a AppState, principal: &Principal, org_ref: &str, k
 }
 
 /// Starts a consent: returns the provider's authorization URL.
-pub async fn start(state: &AppState, principal: &Principal, org_ref: &str, key: &str) -> Result<String> {
+pub async fn start(
+    state: &AppState,
+    principal: &Principal,
+    meta: &ClientMeta,
+    org_ref: &str,
+    key: &str,
+) -> Result<String> {
     let Target { org, terms, def, creds } = target(state, principal, org_ref, key).await?;
     let started = Started {
         state_token: random_b64url(),
@@ -120,6 +126,8 @@ pub async fn start(state: &AppState, principal: &Principal, org_ref: &str, key: 
             action: "connection.authorize",
             target: Some(key),
             outcome: "started",
+            ip: Some(&meta.ip),
+            user_agent: meta.user_agent.as_deref(),
             ..Default::default()
         },
     )
@@ -283,7 +291,12 @@ struct StateRow {
 }
 
 /// Handles the provider's redirect. Never stores anything unless every check passes.
-pub async fn callback(state: &AppState, browser: Option<&Principal>, params: CallbackParams) -> Result<Outcome> {
+pub async fn callback(
+    state: &AppState,
+    browser: Option<&Principal>,
+    meta: &ClientMeta,
+    params: CallbackParams,
+) -> Result<Outcome> {
     let Some(state_token) = params.state.as_deref().filter(|s| !s.is_empty() && s.len() <= 256) else {
         return Ok(Outcome::failed(
             "The sign-in could not be completed: the request is missing its state. Start again from the org page.",
@@ -313,6 +326,8 @@ pub async fn callback(state: &AppState, browser: Option<&Principal>, params: Cal
             action: "connection.connect",
             target: Some(&row.connector_key),
             outcome: if result.is_ok() { "success" } else { "failure" },
+            ip: Some(&meta.ip),
+            user_agent: meta.user_agent.as_deref(),
             detail: result.as_ref().err().map(|m| serde_json::json!({ "reason": m })),
             ..Default::default()
         },

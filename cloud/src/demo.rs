@@ -69,6 +69,7 @@ async fn seed(state: &AppState, items: usize) -> crate::error::Result<()> {
     orgs::create(
         state,
         &admin_p,
+        &meta,
         CreateOrg {
             slug: "demo".into(),
             name: "Demo".into(),
@@ -77,7 +78,7 @@ async fn seed(state: &AppState, items: usize) -> crate::error::Result<()> {
         },
     )
     .await?;
-    orgs::join(state, &member_p, "demo").await?;
+    orgs::join(state, &member_p, &meta, "demo").await?;
     // The managed app, registered at the sandbox as at a real provider's console. Its
     // secret is random and lives only in the cloud's encrypted store.
     let secret = accounts::random_token("demo-secret-");

@@ -22,7 +22,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("grants", &["connections", "refresh"]),
     ("cascades", &["cascade"]),
     ("invitations: joining an org by link, before an account exists", &["invitations"]),
-    ("resources", &["orgs", "apps", "pats", "accounts"]),
+    ("resources", &["orgs", "apps", "pats", "accounts", "connection_health"]),
     ("flows", &["devices", "consent", "connection_token"]),
     ("HTTP", &["http"]),
     ("serving", &["server"]),

@@ -21,6 +21,7 @@ pub mod audit;
 pub mod cascade;
 pub mod cli;
 pub mod config;
+pub mod connection_health;
 pub mod connection_token;
 pub mod connections;
 pub mod consent;

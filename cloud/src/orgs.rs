@@ -3,7 +3,7 @@
 
 use crate::access::{authorize, ClientMeta, Principal};
 pub use crate::access::{Need, Org, Role, Visibility};
-use crate::audit::{self, AuditEntry};
+use crate::audit;
 use crate::cascade;
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -84,10 +84,16 @@ pub struct Member {
 }
 
 /// An org's audit events (owners and admins), newest first.
-pub async fn audit(state: &AppState, principal: &Principal, org_ref: &str, limit: i64) -> Result<Vec<AuditEntry>> {
+pub async fn audit(
+    state: &AppState,
+    principal: &Principal,
+    org_ref: &str,
+    filter: &audit::Filter,
+) -> Result<(Org, audit::AuditPage)> {
     principal.require(Scope::AuditRead)?;
     let org = authorize(state, principal, org_ref, Need::Admin).await?;
-    audit::list(&state.store, None, Some(&org.id), limit).await
+    let page = audit::list(&state.store, None, Some(&org.id), filter).await?;
+    Ok((org, page))
 }
 
 /// The org's slug, for links back to it.
@@ -98,7 +104,7 @@ pub async fn slug_of(state: &AppState, org_id: &str) -> Result<Option<String>> {
         .await?)
 }
 
-pub async fn create(state: &AppState, principal: &Principal, req: CreateOrg) -> Result<Org> {
+pub async fn create(state: &AppState, principal: &Principal, meta: &ClientMeta, req: CreateOrg) -> Result<Org> {
     principal.require(Scope::OrgsWrite)?;
     if principal.pat_id().is_some() && !principal.allows_org("") {
         return Err(Error::forbidden("a token bound to an org cannot create orgs"));
@@ -136,7 +142,7 @@ pub async fn create(state: &AppState, principal: &Principal, req: CreateOrg) -> 
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    audit_org(state, principal, &id, "org.create", None, None).await?;
+    audit_org(state, principal, meta, &id, "org.create", None).await?;
     Ok(Org { id, slug, name, description, visibility: req.visibility, role: Some(Role::Owner) })
 }
 
@@ -197,9 +203,9 @@ pub async fn get(state: &AppState, principal: &Principal, org_ref: &str) -> Resu
 pub async fn update(
     state: &AppState,
     principal: &Principal,
+    meta: &ClientMeta,
     org_ref: &str,
     req: UpdateOrg,
-    meta: &ClientMeta,
 ) -> Result<Org> {
     principal.require(Scope::OrgsWrite)?;
     let mut org = authorize(state, principal, org_ref, Need::Admin).await?;
@@ -223,16 +229,16 @@ pub async fn update(
         .bind(&org.id)
         .execute(state.store.pool())
         .await?;
-    audit_org(state, principal, &org.id, "org.update", None, Some(meta)).await?;
+    audit_org(state, principal, meta, &org.id, "org.update", None).await?;
     Ok(org)
 }
 
 /// Deletes an org (owners): every member's connections are revoked at the provider first
 /// (`cascade::org_deleted`), then the org and everything in it goes.
-pub async fn delete(state: &AppState, principal: &Principal, org_ref: &str, meta: &ClientMeta) -> Result<()> {
+pub async fn delete(state: &AppState, principal: &Principal, meta: &ClientMeta, org_ref: &str) -> Result<()> {
     principal.require(Scope::OrgsWrite)?;
     let org = authorize(state, principal, org_ref, Need::Owner).await?;
-    cascade::org_deleted(state, &org.id, &principal.user_id).await?;
+    cascade::org_deleted(state, &org.id, &principal.user_id, meta).await?;
     sqlx::query("delete from orgs where id = $1").bind(&org.id).execute(state.store.pool()).await?;
     audit::record(
         &state.store,
@@ -252,7 +258,7 @@ pub async fn delete(state: &AppState, principal: &Principal, org_ref: &str, meta
 }
 
 /// Joins a public org as a member; joining again changes nothing.
-pub async fn join(state: &AppState, principal: &Principal, org_ref: &str) -> Result<Org> {
+pub async fn join(state: &AppState, principal: &Principal, meta: &ClientMeta, org_ref: &str) -> Result<Org> {
     principal.require(Scope::OrgsWrite)?;
     let mut org = authorize(state, principal, org_ref, Need::Visible).await?;
     if org.role.is_some() {
@@ -267,7 +273,7 @@ pub async fn join(state: &AppState, principal: &Principal, org_ref: &str) -> Res
     .bind(now())
     .execute(state.store.pool())
     .await?;
-    audit_org(state, principal, &org.id, "org.join", Some(&principal.user_id), None).await?;
+    audit_org(state, principal, meta, &org.id, "org.join", Some(&principal.user_id)).await?;
     org.role = Some(Role::Member);
     Ok(org)
 }
@@ -300,9 +306,9 @@ pub async fn members(state: &AppState, principal: &Principal, org_ref: &str) -> 
 pub async fn remove_member(
     state: &AppState,
     principal: &Principal,
+    meta: &ClientMeta,
     org_ref: &str,
     user_id: &str,
-    meta: &ClientMeta,
 ) -> Result<()> {
     principal.require(Scope::OrgsWrite)?;
     let leaving = user_id == principal.user_id;
@@ -315,24 +321,24 @@ pub async fn remove_member(
         ensure_another_owner(state, &org.id).await?;
     }
     // Leaving an org ends the member's connections there.
-    cascade::member_removed(state, &org.id, user_id, &principal.user_id).await?;
+    cascade::member_removed(state, &org.id, user_id, &principal.user_id, meta).await?;
     sqlx::query("delete from memberships where org_id = $1 and user_id = $2")
         .bind(&org.id)
         .bind(user_id)
         .execute(state.store.pool())
         .await?;
-    let action = if leaving { "org.leave" } else { "org.remove_member" };
-    audit_org(state, principal, &org.id, action, Some(user_id), Some(meta)).await
+    audit_org(state, principal, meta, &org.id, if leaving { "org.leave" } else { "org.remove_member" }, Some(user_id))
+        .await
 }
 
 /// Owners change roles.
 pub async fn set_role(
     state: &AppState,
     principal: &Principal,
+    meta: &ClientMeta,
     org_ref: &str,
     user_id: &str,
     req: SetRole,
-    meta: &ClientMeta,
 ) -> Result<Member> {
     principal.require(Scope::OrgsWrite)?;
     let org = authorize(state, principal, org_ref, Need::Owner).await?;
@@ -347,7 +353,7 @@ pub async fn set_role(
         .bind(user_id)
         .execute(state.store.pool())
         .await?;
-    audit_org(state, principal, &org.id, "org.set_role", Some(user_id), Some(meta)).await?;
+    audit_org(state, principal, meta, &org.id, "org.set_role", Some(user_id)).await?;
     members(state, principal, &org.id)
         .await?
         .into_iter()
@@ -382,10 +388,10 @@ async fn ensure_another_owner(state: &AppState, org_id: &str) -> Result<()> {
 async fn audit_org(
     state: &AppState,
     principal: &Principal,
+    meta: &ClientMeta,
     org_id: &str,
     action: &str,
     target: Option<&str>,
-    meta: Option<&ClientMeta>,
 ) -> Result<()> {
     audit::record(
         &state.store,
@@ -396,8 +402,8 @@ async fn audit_org(
             action,
             target: target.or(Some(org_id)),
             outcome: "success",
-            ip: meta.map(|m| m.ip.as_str()),
-            user_agent: meta.and_then(|m| m.user_agent.as_deref()),
+            ip: Some(&meta.ip),
+            user_agent: meta.user_agent.as_deref(),
             ..Default::default()
         },
     )

@@ -659,6 +659,7 @@ async fn every_org_form_refuses_a_cross_site_post(backend: Backend) {
     };
     let before = snapshot().await;
 
+    #[allow(clippy::type_complexity)]
     let forms: Vec<(&Browser, &Vec<(String, String)>, String, Vec<(&str, &str)>)> = vec![
         (
             &newcomer,

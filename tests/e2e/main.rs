@@ -12,6 +12,7 @@ mod cascades;
 mod consent;
 mod console_apps;
 mod console_orgs;
+mod console_health;
 mod contract_fuzz;
 mod devices;
 mod forgery;

@@ -1,6 +1,6 @@
 //! The caller's own connections.
 
-use crate::access::Principal;
+use crate::access::{ClientMeta, Principal};
 use crate::connections::{self, Connection};
 use crate::error::Result;
 use crate::http::extract::Path;
@@ -49,8 +49,9 @@ async fn get_one(
 async fn disconnect(
     State(state): State<AppState>,
     principal: Principal,
+    meta: ClientMeta,
     Path((org, key)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    connections::disconnect_own(&state, &principal, &org, &key).await?;
+    connections::disconnect_own(&state, &principal, &meta, &org, &key).await?;
     Ok(StatusCode::NO_CONTENT)
 }

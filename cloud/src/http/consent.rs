@@ -5,7 +5,7 @@
 
 use super::pages::layout::{NoFields, OptionalSession};
 use super::pages::{render, Page, PagePost, PageResult};
-use crate::access::Principal;
+use crate::access::{ClientMeta, Principal};
 use crate::consent::{self, CallbackParams, Outcome};
 use crate::error::Result;
 use crate::http::extract::{Path, Query};
@@ -44,9 +44,10 @@ struct AuthorizeUrl {
 async fn authorize(
     State(state): State<AppState>,
     principal: Principal,
+    meta: ClientMeta,
     Path((org, key)): Path<(String, String)>,
 ) -> Result<axum::Json<AuthorizeUrl>> {
-    Ok(axum::Json(AuthorizeUrl { authorize_url: consent::start(&state, &principal, &org, &key).await? }))
+    Ok(axum::Json(AuthorizeUrl { authorize_url: consent::start(&state, &principal, &meta, &org, &key).await? }))
 }
 
 /// Browser entry to a consent: a page that names the org, connector, provider and the
@@ -60,10 +61,11 @@ async fn confirm(State(state): State<AppState>, page: Page, Path((org, key)): Pa
 /// The confirm page's button: starts the consent and sends the browser to the provider.
 async fn connect(
     State(state): State<AppState>,
+    meta: ClientMeta,
     Path((org, key)): Path<(String, String)>,
     post: PagePost<NoFields>,
 ) -> PageResult {
-    let url = consent::start(&state, &post.page.principal, &org, &key).await?;
+    let url = consent::start(&state, &post.page.principal, &meta, &org, &key).await?;
     Ok(Redirect::to(&url).into_response())
 }
 
@@ -72,9 +74,10 @@ async fn connect(
 async fn callback(
     State(state): State<AppState>,
     OptionalSession(principal): OptionalSession,
+    meta: ClientMeta,
     Query(params): Query<CallbackParams>,
 ) -> Result<Response> {
-    let outcome = consent::callback(&state, principal.as_ref(), params).await?;
+    let outcome = consent::callback(&state, principal.as_ref(), &meta, params).await?;
     let status = if outcome.ok { StatusCode::OK } else { StatusCode::BAD_REQUEST };
     render(status, "callback.html", callback_page(outcome))
 }

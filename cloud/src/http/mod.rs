@@ -29,6 +29,7 @@
 pub mod accounts;
 pub mod apps;
 pub mod audit;
+pub mod connection_health;
 pub mod connection_token;
 pub mod connections;
 pub mod consent;
@@ -92,6 +93,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(apps::router())
         .merge(consent::router())
         .merge(connections::router())
+        .merge(connection_health::router())
         .merge(connection_token::router())
         .merge(audit::router())
         .merge(devices::router())

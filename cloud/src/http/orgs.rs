@@ -35,9 +35,10 @@ struct ListQuery {
 async fn create_org(
     State(state): State<AppState>,
     principal: Principal,
+    meta: ClientMeta,
     Json(req): Json<CreateOrg>,
 ) -> Result<(StatusCode, axum::Json<Org>)> {
-    Ok((StatusCode::CREATED, axum::Json(orgs::create(&state, &principal, req).await?)))
+    Ok((StatusCode::CREATED, axum::Json(orgs::create(&state, &principal, &meta, req).await?)))
 }
 
 /// The caller's orgs (`?public=true`: and every public org), each with its description
@@ -72,7 +73,7 @@ async fn update_org(
     Path(org): Path<String>,
     Json(req): Json<UpdateOrg>,
 ) -> Result<axum::Json<Org>> {
-    Ok(axum::Json(orgs::update(&state, &principal, &org, req, &meta).await?))
+    Ok(axum::Json(orgs::update(&state, &principal, &meta, &org, req).await?))
 }
 
 /// Delete an org (owners): its members' connections are revoked at the provider, then
@@ -85,7 +86,7 @@ async fn delete_org(
     meta: ClientMeta,
     Path(org): Path<String>,
 ) -> Result<StatusCode> {
-    orgs::delete(&state, &principal, &org, &meta).await?;
+    orgs::delete(&state, &principal, &meta, &org).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -95,9 +96,10 @@ async fn delete_org(
 async fn join_org(
     State(state): State<AppState>,
     principal: Principal,
+    meta: ClientMeta,
     Path(org): Path<String>,
 ) -> Result<axum::Json<Org>> {
-    Ok(axum::Json(orgs::join(&state, &principal, &org).await?))
+    Ok(axum::Json(orgs::join(&state, &principal, &meta, &org).await?))
 }
 
 /// The org's members (owners and admins).
@@ -120,7 +122,7 @@ async fn remove_member(
     meta: ClientMeta,
     Path((org, user_id)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    orgs::remove_member(&state, &principal, &org, &user_id, &meta).await?;
+    orgs::remove_member(&state, &principal, &meta, &org, &user_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -135,5 +137,5 @@ async fn set_role(
     Path((org, user_id)): Path<(String, String)>,
     Json(req): Json<SetRole>,
 ) -> Result<axum::Json<Member>> {
-    Ok(axum::Json(orgs::set_role(&state, &principal, &org, &user_id, req, &meta).await?))
+    Ok(axum::Json(orgs::set_role(&state, &principal, &meta, &org, &user_id, req).await?))
 }

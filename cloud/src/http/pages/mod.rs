@@ -23,6 +23,8 @@
 //!   post refused, and the accessibility check (`tests/support/chrome.rs`).
 
 mod admin_apps;
+mod admin_audit;
+mod admin_health;
 mod device;
 pub mod layout;
 mod org;
@@ -56,6 +58,8 @@ pub fn router() -> Router<AppState> {
         .merge(admin_apps::router())
         .merge(orgs_directory::router())
         .merge(org_admin::router())
+        .merge(admin_health::router())
+        .merge(admin_audit::router())
 }
 
 // The embedding macro panics on a template that does not compile. Templates are part of

@@ -55,7 +55,7 @@ async fn save_settings(
 ) -> PageResult {
     let PagePost { page, form } = post;
     let req = UpdateOrg { name: Some(form.name), description: Some(form.description), visibility: form.visibility };
-    let org = orgs::update(&state, &page.principal, &org_ref, req, &meta).await?;
+    let org = orgs::update(&state, &page.principal, &meta, &org_ref, req).await?;
     Ok(notice(&format!("/orgs/{}/admin", org.slug), "Settings saved."))
 }
 
@@ -80,7 +80,7 @@ async fn delete_org(
         ))
         .into());
     }
-    orgs::delete(&state, &page.principal, &org.id, &meta).await?;
+    orgs::delete(&state, &page.principal, &meta, &org.id).await?;
     Ok(notice("/orgs", &format!("Deleted {}.", org.name)))
 }
 
@@ -121,7 +121,7 @@ async fn set_role(
 ) -> PageResult {
     let PagePost { page, form } = post;
     let member =
-        orgs::set_role(&state, &page.principal, &org_ref, &user_id, SetRole { role: form.role }, &meta).await?;
+        orgs::set_role(&state, &page.principal, &meta, &org_ref, &user_id, SetRole { role: form.role }).await?;
     let org = admin_org(&state, &page, &org_ref).await;
     let back = org.map_or_else(|_| "/orgs".to_owned(), |o| format!("/orgs/{}/admin/members", o.slug));
     Ok(notice(&back, &format!("{} is now {}.", member.username, member.role.as_str())))
@@ -141,7 +141,7 @@ async fn remove_member(
         .find(|m| m.user_id == user_id)
         .map(|m| m.username)
         .ok_or_else(|| Error::not_found("no such member"))?;
-    orgs::remove_member(&state, &page.principal, &org.id, &user_id, &meta).await?;
+    orgs::remove_member(&state, &page.principal, &meta, &org.id, &user_id).await?;
     // Removing yourself leaves the admin area too.
     let back = if user_id == page.principal.user_id {
         "/orgs".to_owned()

@@ -44,7 +44,7 @@ struct NewOrgForm {
     visibility: Visibility,
 }
 
-async fn create_org(State(state): State<AppState>, post: PagePost<NewOrgForm>) -> PageResult {
+async fn create_org(State(state): State<AppState>, meta: ClientMeta, post: PagePost<NewOrgForm>) -> PageResult {
     let PagePost { page, form } = post;
     let req = CreateOrg {
         slug: form.slug,
@@ -52,12 +52,17 @@ async fn create_org(State(state): State<AppState>, post: PagePost<NewOrgForm>) -
         description: Some(form.description),
         visibility: form.visibility,
     };
-    let org = orgs::create(&state, &page.principal, req).await?;
+    let org = orgs::create(&state, &page.principal, &meta, req).await?;
     Ok(notice(&format!("/orgs/{}", org.slug), &format!("Created {}. You are its owner.", org.name)))
 }
 
-async fn join(State(state): State<AppState>, Path(org): Path<String>, post: PagePost<NoFields>) -> PageResult {
-    let org = orgs::join(&state, &post.page.principal, &org).await?;
+async fn join(
+    State(state): State<AppState>,
+    meta: ClientMeta,
+    Path(org): Path<String>,
+    post: PagePost<NoFields>,
+) -> PageResult {
+    let org = orgs::join(&state, &post.page.principal, &meta, &org).await?;
     Ok(notice(&format!("/orgs/{}", org.slug), &format!("You joined {}.", org.name)))
 }
 
@@ -69,7 +74,7 @@ async fn leave(
 ) -> PageResult {
     let principal = &post.page.principal;
     let found = orgs::get(&state, principal, &org).await?;
-    orgs::remove_member(&state, principal, &found.id, &principal.user_id, &meta).await?;
+    orgs::remove_member(&state, principal, &meta, &found.id, &principal.user_id).await?;
     Ok(notice("/orgs", &format!("You left {}.", found.name)))
 }
 
