@@ -236,10 +236,14 @@ fn build_insert_sql(rows: usize) -> String {
 pub struct AuditEntry {
     pub id: String,
     pub org_id: Option<String>,
+    /// The org's slug, when the event belongs to an org.
+    pub org_slug: Option<String>,
     pub actor_id: Option<String>,
     pub pat_id: Option<String>,
     /// The PAT's name (a paired device's name), when a PAT acted.
     pub pat_name: Option<String>,
+    /// `token` or `device`, when a PAT acted.
+    pub pat_kind: Option<String>,
     pub action: String,
     pub target: Option<String>,
     pub outcome: String,
@@ -254,9 +258,11 @@ pub struct AuditEntry {
 struct AuditRow {
     id: String,
     org_id: Option<String>,
+    org_slug: Option<String>,
     actor_id: Option<String>,
     pat_id: Option<String>,
     pat_name: Option<String>,
+    pat_kind: Option<String>,
     action: String,
     target: Option<String>,
     outcome: String,
@@ -269,15 +275,39 @@ struct AuditRow {
 /// Newest first: a user's own events (`by_actor`), an org's (`by_org`), or a user's own
 /// in one org (both: what a PAT bound to that org may see of its user's).
 pub async fn list(store: &Store, by_actor: Option<&str>, by_org: Option<&str>, limit: i64) -> Result<Vec<AuditEntry>> {
-    let (clause, values) = match (by_actor, by_org) {
-        (Some(a), Some(o)) => ("a.actor_id = $2 and a.org_id = $3", vec![a, o]),
-        (Some(a), None) => ("a.actor_id = $2", vec![a]),
-        (None, Some(o)) => ("a.org_id = $2", vec![o]),
+    list_before(store, by_actor, by_org, limit, None).await
+}
+
+/// [`list`], a page at a time: only events older than the event `before` (an id from the
+/// previous page; an unknown id gives an empty page).
+pub async fn list_before(
+    store: &Store,
+    by_actor: Option<&str>,
+    by_org: Option<&str>,
+    limit: i64,
+    before: Option<&str>,
+) -> Result<Vec<AuditEntry>> {
+    let (clause, mut values) = match (by_actor, by_org) {
+        (Some(a), Some(o)) => ("a.actor_id = $2 and a.org_id = $3".to_owned(), vec![a, o]),
+        (Some(a), None) => ("a.actor_id = $2".to_owned(), vec![a]),
+        (None, Some(o)) => ("a.org_id = $2".to_owned(), vec![o]),
         (None, None) => return Ok(Vec::new()),
     };
+    let clause = match before {
+        Some(cursor) => {
+            values.push(cursor);
+            let n = values.len() + 1;
+            format!(
+                "{clause} and exists (select 1 from audit_events c where c.id = ${n} \
+                 and (a.created_at < c.created_at or (a.created_at = c.created_at and a.id < c.id)))"
+            )
+        }
+        None => clause,
+    };
     let sql = format!(
-        "select a.id, a.org_id, a.actor_id, a.pat_id, p.name as pat_name, a.action, a.target, a.outcome, a.ip, \
-         a.user_agent, a.detail, a.created_at from audit_events a left join pats p on p.id = a.pat_id \
+        "select a.id, a.org_id, o.slug as org_slug, a.actor_id, a.pat_id, p.name as pat_name, p.kind as pat_kind, \
+         a.action, a.target, a.outcome, a.ip, a.user_agent, a.detail, a.created_at from audit_events a \
+         left join pats p on p.id = a.pat_id left join orgs o on o.id = a.org_id \
          where {clause} order by a.created_at desc, a.id desc limit $1"
     );
     let mut query = sqlx::query_as::<_, AuditRow>(&sql).bind(limit.clamp(1, 1000));
@@ -290,9 +320,11 @@ pub async fn list(store: &Store, by_actor: Option<&str>, by_org: Option<&str>, l
         .map(|r| AuditEntry {
             id: r.id,
             org_id: r.org_id,
+            org_slug: r.org_slug,
             actor_id: r.actor_id,
             pat_id: r.pat_id,
             pat_name: r.pat_name,
+            pat_kind: r.pat_kind,
             action: r.action,
             target: r.target,
             outcome: r.outcome,

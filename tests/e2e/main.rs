@@ -10,6 +10,7 @@ mod bad_input;
 mod browser;
 mod cascades;
 mod consent;
+mod console_account;
 mod contract_fuzz;
 mod devices;
 mod forgery;

@@ -18,7 +18,8 @@ impl FromRequestParts<AppState> for Principal {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
         if let Some(token) = bearer(&parts.headers)? {
             return if is_pat(token) {
-                pat::verify(state, token).await
+                let meta = ClientMeta::from_request_parts(parts, state).await?;
+                pat::verify(state, token, &meta.ip).await
             } else {
                 session::from_access_jwt(state, token).await
             };

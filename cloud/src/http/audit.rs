@@ -24,14 +24,23 @@ struct AuditQuery {
     limit: Option<i64>,
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct MyAuditQuery {
+    /// How many events, newest first (1–1000, default 100).
+    limit: Option<i64>,
+    /// Only events older than this one: the last `id` of the previous page.
+    before: Option<String>,
+}
+
 /// The caller's own audit events: logins, token fetches (with the PAT or device), changes.
-#[utoipa::path(get, path = "/v1/me/audit", tag = "audit", params(AuditQuery), responses((status = 200, body = Vec<AuditEntry>)))]
+#[utoipa::path(get, path = "/v1/me/audit", tag = "audit", params(MyAuditQuery), responses((status = 200, body = Vec<AuditEntry>)))]
 async fn my_audit(
     State(state): State<AppState>,
     principal: Principal,
-    Query(q): Query<AuditQuery>,
+    Query(q): Query<MyAuditQuery>,
 ) -> Result<axum::Json<Vec<AuditEntry>>> {
-    Ok(axum::Json(accounts::audit(&state, &principal, q.limit.unwrap_or(100)).await?))
+    Ok(axum::Json(accounts::audit(&state, &principal, q.limit.unwrap_or(100), q.before.as_deref()).await?))
 }
 
 /// An org's audit events (owners and admins).

@@ -22,10 +22,12 @@
 //! - **Test** in Chromium or over HTTP (`tests/e2e/`): what the user sees, the cross-site
 //!   post refused, and the accessibility check (`tests/support/chrome.rs`).
 
+mod account;
 mod device;
 pub mod layout;
 mod org;
 mod session;
+mod signup;
 
 pub use layout::{notice, Page, PageError, PagePost, PageResult};
 
@@ -47,6 +49,8 @@ pub fn router() -> Router<AppState> {
         .route("/logout", post(session::logout))
         .route("/orgs/{org}", get(org::org_page))
         .route("/device", get(device::device_page))
+        .route("/signup", get(signup::signup_page).post(signup::signup_submit))
+        .merge(account::router())
 }
 
 // The embedding macro panics on a template that does not compile. Templates are part of
