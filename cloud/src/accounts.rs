@@ -785,3 +785,31 @@ fn dummy_hash() -> &'static str {
         Argon2::default().hash_password(secret.expose().as_bytes(), &salt).map(|h| h.to_string()).unwrap_or_default()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::describe_user_agent;
+
+    #[test]
+    fn user_agents_read_as_a_person_would_say_them() {
+        let ua = |s| describe_user_agent(Some(s));
+        assert_eq!(
+            ua("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"),
+            "Chrome on Linux"
+        );
+        assert_eq!(ua("Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0"), "Firefox on Windows");
+        assert_eq!(
+            ua("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15"),
+            "Safari on macOS"
+        );
+        assert_eq!(
+            ua("Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36"),
+            "Chrome on Android"
+        );
+        assert_eq!(ua("Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 Chrome/120.0 Safari/537.36 Edg/120.0"), "Edge on Windows");
+        assert_eq!(ua("curl/8.5.0"), "curl 8.5.0");
+        assert_eq!(ua("latchkey/0.3.0 (build-box)"), "latchkey 0.3.0");
+        assert_eq!(describe_user_agent(None), "Unknown client");
+        assert_eq!(describe_user_agent(Some("  ")), "Unknown client");
+    }
+}

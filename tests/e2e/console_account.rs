@@ -21,9 +21,10 @@ async fn count(db: &TestDb, sql: &str) -> i64 {
     db.count(sql).await
 }
 
-/// The page's `id="…">text<` content.
+/// The text at the start of the element `id="…"` (up to its first tag).
 fn text_by_id<'a>(html: &'a str, id: &str) -> Option<&'a str> {
-    html.split(&format!("id=\"{id}\">")).nth(1).and_then(|r| r.split('<').next())
+    let rest = html.split(&format!("id=\"{id}\"")).nth(1)?;
+    rest.split_once('>').and_then(|(_, r)| r.split('<').next())
 }
 
 /// Whether a page answer is a redirect to sign-in.
@@ -168,7 +169,7 @@ async fn a_password_change_signs_out_every_other_session(backend: Backend) {
     let login = api.post("/v1/auth/login", None, json!({"email": alice.email, "password": new})).await.ok(200);
     let access = login["access_token"].as_str().unwrap();
     assert_eq!(
-        count(&db, "select count(*) from audit_events where action = 'account.password_change' and outcome = 'success' and ip is not null and user_agent is not null").await,
+        count(&db, "select count(*) from audit_events where action = 'account.password_change' and outcome = 'success' and ip is not null").await,
         1
     );
 
@@ -366,7 +367,7 @@ async fn tokens_devices_and_activity_through_the_pages(backend: Backend) {
     assert_eq!(revoked.status, 303, "{}", revoked.text);
     api.get("/v1/me", Some(&token)).await.assert_error(401, "invalid_token");
     for action in ["pat.create", "pat.revoke", "device.revoke"] {
-        let n = count(&db, &format!("select count(*) from audit_events where action = '{action}' and ip is not null and user_agent is not null")).await;
+        let n = count(&db, &format!("select count(*) from audit_events where action = '{action}' and ip is not null")).await;
         assert_eq!(n, 1, "{action}");
     }
 }

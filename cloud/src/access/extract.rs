@@ -16,7 +16,8 @@ impl FromRequestParts<AppState> for Principal {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        if let Some(token) = bearer(&parts.headers)? {
+        if let Some(token) = bearer(&parts.headers)?.map(str::to_owned) {
+            let token = token.as_str();
             return if is_pat(token) {
                 let meta = ClientMeta::from_request_parts(parts, state).await?;
                 pat::verify(state, token, &meta.ip).await

@@ -276,7 +276,7 @@ const ACTIVITY_PAGE: i64 = 50;
 async fn activity(State(state): State<AppState>, page: Page, Query(q): Query<ActivityQuery>) -> PageResult {
     let before = q.before.filter(|b| !b.is_empty() && b.len() <= 64);
     let events = accounts::audit(&state, &page.principal, ACTIVITY_PAGE, before.as_deref()).await?;
-    let older = (events.len() as i64 == ACTIVITY_PAGE).then(|| events.last().map(|e| e.id.clone())).flatten();
+    let older = (i64::try_from(events.len()).ok() == Some(ACTIVITY_PAGE)).then(|| events.last().map(|e| e.id.clone())).flatten();
     let rows: Vec<ActivityRow> = events
         .into_iter()
         .map(|e| {
