@@ -443,7 +443,12 @@ pub async fn sessions(state: &AppState, user_id: &str, current: Option<&str>) ->
 }
 
 /// Revokes one of the user's own logins; someone else's answers 404.
-pub async fn revoke_session(state: &AppState, principal: &Principal, session_id: &str, meta: &ClientMeta) -> Result<()> {
+pub async fn revoke_session(
+    state: &AppState,
+    principal: &Principal,
+    session_id: &str,
+    meta: &ClientMeta,
+) -> Result<()> {
     principal.require_login()?;
     let now = now();
     let done = sqlx::query(
@@ -461,7 +466,11 @@ pub async fn revoke_session(state: &AppState, principal: &Principal, session_id:
 }
 
 /// Signs the user out everywhere: every login of theirs, the caller's own included.
-pub async fn revoke_all_sessions(state: &AppState, principal: &Principal, meta: &ClientMeta) -> Result<SessionsRevoked> {
+pub async fn revoke_all_sessions(
+    state: &AppState,
+    principal: &Principal,
+    meta: &ClientMeta,
+) -> Result<SessionsRevoked> {
     principal.require_login()?;
     let revoked = revoke_sessions_except(state, &principal.user_id, None).await?;
     record(
@@ -797,7 +806,10 @@ mod tests {
             ua("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"),
             "Chrome on Linux"
         );
-        assert_eq!(ua("Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0"), "Firefox on Windows");
+        assert_eq!(
+            ua("Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0"),
+            "Firefox on Windows"
+        );
         assert_eq!(
             ua("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15"),
             "Safari on macOS"
@@ -806,7 +818,10 @@ mod tests {
             ua("Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36"),
             "Chrome on Android"
         );
-        assert_eq!(ua("Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 Chrome/120.0 Safari/537.36 Edg/120.0"), "Edge on Windows");
+        assert_eq!(
+            ua("Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 Chrome/120.0 Safari/537.36 Edg/120.0"),
+            "Edge on Windows"
+        );
         assert_eq!(ua("curl/8.5.0"), "curl 8.5.0");
         assert_eq!(ua("latchkey/0.3.0 (build-box)"), "latchkey 0.3.0");
         assert_eq!(describe_user_agent(None), "Unknown client");

@@ -5,7 +5,9 @@
 
 use fantoccini::{Client, Locator};
 use latchkey_e2e::chrome::{self, chromedriver};
-use latchkey_e2e::{backend_tests, form_fields, hidden_fields, json, Api, Backend, Browser, Cloud, SandboxOrg, TestDb, User};
+use latchkey_e2e::{
+    backend_tests, form_fields, hidden_fields, json, Api, Backend, Browser, Cloud, SandboxOrg, TestDb, User,
+};
 use std::time::Duration;
 
 backend_tests!(
@@ -91,7 +93,8 @@ async fn signing_up_over_http_signs_in_and_refuses_bad_input(backend: Backend) {
     let mismatch = browser.post_form(&base, "/signup", &signup_fields(&page.text, "newbie", strong, "other")).await;
     assert_eq!(mismatch.status, 400);
     assert!(text_by_id(&mismatch.text, "error").is_some_and(|e| e.contains("differ")), "{}", mismatch.text);
-    let weak = browser.post_form(&base, "/signup", &signup_fields(&page.text, "newbie", "password123", "password123")).await;
+    let weak =
+        browser.post_form(&base, "/signup", &signup_fields(&page.text, "newbie", "password123", "password123")).await;
     assert_eq!(weak.status, 400);
     assert!(text_by_id(&weak.text, "error").is_some_and(|e| e.starts_with("password:")), "{}", weak.text);
     assert!(!weak.text.contains("password123"), "a refused password is never echoed back");
@@ -106,7 +109,10 @@ async fn signing_up_over_http_signs_in_and_refuses_bad_input(backend: Backend) {
     let account = browser.get(&format!("{base}/account")).await;
     assert_eq!(account.status, 200, "{}", account.text);
     assert_eq!(text_by_id(&account.text, "signed-in-as"), Some("newbie"));
-    assert_eq!(count(&db, "select count(*) from audit_events where action = 'account.register' and ip is not null").await, 1);
+    assert_eq!(
+        count(&db, "select count(*) from audit_events where action = 'account.register' and ip is not null").await,
+        1
+    );
 
     // The same username again: refused with the reason.
     let again = Browser::new();
@@ -146,7 +152,9 @@ async fn a_password_change_signs_out_every_other_session(backend: Backend) {
     here.post_form(&base, "/account/password", &post(&alice.password, new, "different")).await.assert_page_error(400);
     let wrong = here.post_form(&base, "/account/password", &post("not my password", new, new)).await;
     assert!(wrong.assert_page_error(400).contains("current"));
-    here.post_form(&base, "/account/password", &post(&alice.password, "password1", "password1")).await.assert_page_error(400);
+    here.post_form(&base, "/account/password", &post(&alice.password, "password1", "password1"))
+        .await
+        .assert_page_error(400);
     assert_eq!(elsewhere.get(&format!("{base}/account")).await.status, 200);
     // A PAT may not change the password.
     api.post("/v1/me/password", Some(&pat), json!({"current_password": alice.password, "new_password": new}))
@@ -249,8 +257,14 @@ async fn sessions_list_their_device_and_sign_out_everywhere_ends_them_all(backen
     let all = api.delete("/v1/sessions", Some(access)).await.ok(200);
     assert_eq!(all["sessions_revoked"], 1);
     api.get("/v1/me", Some(access)).await.assert_error(401, "invalid_token");
-    assert!(count(&db, "select count(*) from audit_events where action = 'session.revoke_all' and ip is not null").await == 2);
-    assert_eq!(count(&db, "select count(*) from audit_events where action = 'session.revoke' and ip is not null").await, 1);
+    assert!(
+        count(&db, "select count(*) from audit_events where action = 'session.revoke_all' and ip is not null").await
+            == 2
+    );
+    assert_eq!(
+        count(&db, "select count(*) from audit_events where action = 'session.revoke' and ip is not null").await,
+        1
+    );
 }
 
 /// Pairs a device for `user` as `latchkey login` does; returns its PAT.
@@ -299,11 +313,19 @@ async fn tokens_devices_and_activity_through_the_pages(backend: Backend) {
     let none = member.post_form(&base, "/account/tokens", &fields(&[("name", "x"), ("expires_in_days", "")])).await;
     assert_eq!(none.status, 400);
     let bad = member
-        .post_form(&base, "/account/tokens", &fields(&[("name", "x"), ("scope_connections_read", "on"), ("expires_in_days", "0")]))
+        .post_form(
+            &base,
+            "/account/tokens",
+            &fields(&[("name", "x"), ("scope_connections_read", "on"), ("expires_in_days", "0")]),
+        )
         .await;
     assert_eq!(bad.status, 400);
     member
-        .post_form(&base, "/account/tokens", &fields(&[("name", "x"), ("scope_connections_read", "on"), ("org", "nowhere")]))
+        .post_form(
+            &base,
+            "/account/tokens",
+            &fields(&[("name", "x"), ("scope_connections_read", "on"), ("org", "nowhere")]),
+        )
         .await
         .assert_page_error(404);
     assert_eq!(count(&db, "select count(*) from pats").await, 0);
@@ -335,7 +357,9 @@ async fn tokens_devices_and_activity_through_the_pages(backend: Backend) {
 
     // A paired device, used, then unpaired in the page: its PAT ends at once.
     let device = pair_device(&api, &org.member, "build-server").await;
-    api.post("/oauth/connection-token", Some(&device), json!({"org": "acme", "connector_key": "sandbox"})).await.ok(200);
+    api.post("/oauth/connection-token", Some(&device), json!({"org": "acme", "connector_key": "sandbox"}))
+        .await
+        .ok(200);
     let devices = member.get(&format!("{base}/account/devices")).await;
     assert!(devices.text.contains("build-server") && devices.text.contains("127.0.0.1"), "{}", devices.text);
     let listing = api.get("/v1/devices", Some(&org.member.access)).await.ok(200);
@@ -346,7 +370,10 @@ async fn tokens_devices_and_activity_through_the_pages(backend: Backend) {
     // Activity: which token or device fetched which connection's token, from where.
     let activity = member.get(&format!("{base}/account/activity")).await;
     assert_eq!(activity.status, 200);
-    assert!(activity.text.contains("fetched a connection&#x27;s token") || activity.text.contains("fetched a connection's token"));
+    assert!(
+        activity.text.contains("fetched a connection&#x27;s token")
+            || activity.text.contains("fetched a connection's token")
+    );
     assert!(activity.text.contains("token “ci box”"), "{}", activity.text);
     assert!(activity.text.contains("build-server"), "{}", activity.text);
     assert!(activity.text.contains("<td>acme</td>") && activity.text.contains("<code>sandbox</code>"));
@@ -357,17 +384,20 @@ async fn tokens_devices_and_activity_through_the_pages(backend: Backend) {
     assert_ne!(second[0]["id"], first[0]["id"]);
     assert!(second[0]["created_at"].as_str() <= first[0]["created_at"].as_str());
 
-    let unpaired = member.post_form(&base, &format!("/account/devices/{device_id}/unpair"), &hidden_fields(&devices.text)).await;
+    let unpaired =
+        member.post_form(&base, &format!("/account/devices/{device_id}/unpair"), &hidden_fields(&devices.text)).await;
     assert_eq!(unpaired.status, 303, "{}", unpaired.text);
     api.get("/v1/me", Some(&device)).await.assert_error(401, "invalid_token");
 
     // Revoke the token in the page: 401 from then on.
     let pat_id = api.get("/v1/tokens", Some(&org.member.access)).await.ok(200)[0]["id"].as_str().unwrap().to_owned();
-    let revoked = member.post_form(&base, &format!("/account/tokens/{pat_id}/revoke"), &hidden_fields(&listed.text)).await;
+    let revoked =
+        member.post_form(&base, &format!("/account/tokens/{pat_id}/revoke"), &hidden_fields(&listed.text)).await;
     assert_eq!(revoked.status, 303, "{}", revoked.text);
     api.get("/v1/me", Some(&token)).await.assert_error(401, "invalid_token");
     for action in ["pat.create", "pat.revoke", "device.revoke"] {
-        let n = count(&db, &format!("select count(*) from audit_events where action = '{action}' and ip is not null")).await;
+        let n = count(&db, &format!("select count(*) from audit_events where action = '{action}' and ip is not null"))
+            .await;
         assert_eq!(n, 1, "{action}");
     }
 }
@@ -389,7 +419,10 @@ async fn cross_site_posts_to_the_account_forms_change_nothing(backend: Backend) 
     let strong = "nine brave walruses sing at dawn";
 
     let forms: Vec<(String, Vec<(&str, &str)>)> = vec![
-        ("/account/password".into(), vec![("current_password", carol.password.as_str()), ("password", strong), ("confirm", strong)]),
+        (
+            "/account/password".into(),
+            vec![("current_password", carol.password.as_str()), ("password", strong), ("confirm", strong)],
+        ),
         (format!("/account/sessions/{session_id}/revoke"), vec![]),
         ("/account/sessions/revoke-all".into(), vec![]),
         ("/account/tokens".into(), vec![("name", "evil"), ("scope_connections_token", "on")]),
@@ -401,7 +434,8 @@ async fn cross_site_posts_to_the_account_forms_change_nothing(backend: Backend) 
         let mut with_token = csrf.clone();
         with_token.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         // Another site's page, even with a stolen token: refused.
-        let cross = Api::read(victim.client.post(format!("{base}{path}")).header("origin", evil).form(&with_token)).await;
+        let cross =
+            Api::read(victim.client.post(format!("{base}{path}")).header("origin", evil).form(&with_token)).await;
         cross.assert_page_error(403);
         // Our origin but no token: refused.
         let without: Vec<(String, String)> = with_token.iter().filter(|(k, _)| k != "csrf").cloned().collect();
@@ -410,8 +444,13 @@ async fn cross_site_posts_to_the_account_forms_change_nothing(backend: Backend) 
     // The sign-up form from another site.
     let anon = Browser::new();
     let signup = anon.get(&format!("{base}/signup")).await;
-    let fields = form_fields(&signup.text, &[("username", "mallory"), ("email", "m@example.test"), ("password", strong), ("confirm", strong)]);
-    Api::read(anon.client.post(format!("{base}/signup")).header("origin", evil).form(&fields)).await.assert_page_error(403);
+    let fields = form_fields(
+        &signup.text,
+        &[("username", "mallory"), ("email", "m@example.test"), ("password", strong), ("confirm", strong)],
+    );
+    Api::read(anon.client.post(format!("{base}/signup")).header("origin", evil).form(&fields))
+        .await
+        .assert_page_error(403);
 
     // Nothing changed.
     api.get("/v1/me", Some(&carol.access)).await.ok(200);
@@ -493,7 +532,8 @@ async fn the_account_pages_in_chromium() {
     other.login(&api.base, &org.member).await;
     let driver = chromedriver().await;
     let browser = driver.browser().await;
-    chrome::sign_in(&browser, &api.base, &org.member.email, &org.member.password, "/account/sessions", "sessions").await;
+    chrome::sign_in(&browser, &api.base, &org.member.email, &org.member.password, "/account/sessions", "sessions")
+        .await;
     driver.check_page(&browser, "account-sessions").await;
     assert!(text_of(&browser, "this-browser").await.contains("this browser"));
     assert!(text_of(&browser, "sessions").await.contains("Firefox on Windows"));

@@ -37,7 +37,12 @@ pub fn signup_csrf(state: &AppState, jar: CookieJar) -> (CookieJar, String) {
 
 /// A form posted before any login: its double-submit cookie `name` on `path`, kept if the
 /// browser has one, else set now.
-fn signed_out_form_csrf(state: &AppState, jar: CookieJar, name: &'static str, path: &'static str) -> (CookieJar, String) {
+fn signed_out_form_csrf(
+    state: &AppState,
+    jar: CookieJar,
+    name: &'static str,
+    path: &'static str,
+) -> (CookieJar, String) {
     if let Some(token) = jar.get(name).map(|c| c.value().to_owned()).filter(|t| !t.is_empty()) {
         return (jar, token);
     }

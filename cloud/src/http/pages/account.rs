@@ -153,7 +153,12 @@ struct TokenRow {
     last_used_ip: Option<String>,
 }
 
-async fn tokens_page(state: &AppState, page: &Page, created: Option<minijinja::Value>, error: Option<&str>) -> PageResult {
+async fn tokens_page(
+    state: &AppState,
+    page: &Page,
+    created: Option<minijinja::Value>,
+    error: Option<&str>,
+) -> PageResult {
     let orgs = orgs::list(state, &page.principal, false).await?;
     let slug_of: HashMap<String, String> = orgs.iter().map(|o| (o.id.clone(), o.slug.clone())).collect();
     let list: Vec<TokenRow> = pats::list(state, &page.principal)
@@ -208,7 +213,9 @@ async fn create_token(State(state): State<AppState>, meta: ClientMeta, post: Pag
         "" => None,
         days => match days.parse::<u32>() {
             Ok(d) => Some(d),
-            Err(_) => return tokens_page(&state, &page, None, Some("Expiry: a whole number of days, 1 to 3650.")).await,
+            Err(_) => {
+                return tokens_page(&state, &page, None, Some("Expiry: a whole number of days, 1 to 3650.")).await
+            }
         },
     };
     let org = Some(form.org.trim().to_owned()).filter(|o| !o.is_empty());
@@ -276,7 +283,9 @@ const ACTIVITY_PAGE: i64 = 50;
 async fn activity(State(state): State<AppState>, page: Page, Query(q): Query<ActivityQuery>) -> PageResult {
     let before = q.before.filter(|b| !b.is_empty() && b.len() <= 64);
     let events = accounts::audit(&state, &page.principal, ACTIVITY_PAGE, before.as_deref()).await?;
-    let older = (i64::try_from(events.len()).ok() == Some(ACTIVITY_PAGE)).then(|| events.last().map(|e| e.id.clone())).flatten();
+    let older = (i64::try_from(events.len()).ok() == Some(ACTIVITY_PAGE))
+        .then(|| events.last().map(|e| e.id.clone()))
+        .flatten();
     let rows: Vec<ActivityRow> = events
         .into_iter()
         .map(|e| {

@@ -27,7 +27,11 @@ fn closed() -> Response {
     .into_response()
 }
 
-pub async fn signup_page(State(state): State<AppState>, jar: CookieJar, Query(q): Query<NextQuery>) -> Result<Response> {
+pub async fn signup_page(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Query(q): Query<NextQuery>,
+) -> Result<Response> {
     if !accounts::registration_open(&state) {
         return Ok(closed());
     }
@@ -72,7 +76,8 @@ pub async fn signup_submit(
         );
     };
     if csrf::check_login_token(jar.get(csrf::SIGNUP_COOKIE).map(|c| c.value()), csrf.as_deref()).is_err() {
-        return Ok(PageError(Error::forbidden("this sign-up form has expired or is not from this site; reload it")).into_response());
+        return Ok(PageError(Error::forbidden("this sign-up form has expired or is not from this site; reload it"))
+            .into_response());
     }
     if !accounts::registration_open(&state) {
         return Ok(closed());
