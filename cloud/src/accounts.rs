@@ -28,7 +28,7 @@ use utoipa::ToSchema;
 const LOGIN_WINDOW_SECS: i64 = 15 * 60;
 const REGISTER_WINDOW_SECS: i64 = 60 * 60;
 const MAX_EMAIL_LEN: usize = 254;
-const MIN_PASSWORD_LEN: usize = 10;
+pub const MIN_PASSWORD_LEN: usize = 10;
 const MAX_PASSWORD_LEN: usize = 256;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -64,6 +64,29 @@ pub struct RefreshRequest {
     pub refresh_token: SecretString,
 }
 
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePassword {
+    #[schema(value_type = String, format = Password)]
+    pub current_password: SecretString,
+    /// The same rules as at registration.
+    #[schema(value_type = String, format = Password, min_length = 10, max_length = 256)]
+    pub new_password: SecretString,
+}
+
+/// Answer of a password change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PasswordChanged {
+    /// The user's other logins, now signed out.
+    pub sessions_revoked: u64,
+}
+
+/// Answer of signing out everywhere.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionsRevoked {
+    pub sessions_revoked: u64,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct User {
     pub id: String,
@@ -87,6 +110,8 @@ pub struct TokenPair {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Session {
     pub id: String,
+    /// The browser or client, read from its user agent: "Chrome on Linux".
+    pub device: String,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
     pub created_at: String,
@@ -128,7 +153,7 @@ pub struct Login {
 /// (an invite-only deployment) only someone holding a pending invitation, for their email
 /// when the invitation names one.
 pub async fn registration_allowed(state: &AppState, invitation: Option<&str>, email: &str) -> Result<bool> {
-    if open_registration(state) {
+    if registration_open(state) {
         return Ok(true);
     }
     match invitation {
@@ -137,11 +162,19 @@ pub async fn registration_allowed(state: &AppState, invitation: Option<&str>, em
     }
 }
 
-/// The deployment's open-registration setting.
-// TODO(lead): read `state.config.open_registration` once that setting is merged; until
-// then registration is open, as it has always been.
-fn open_registration(_state: &AppState) -> bool {
-    true
+/// Whether the sign-in page should offer sign-up to anyone (invitations always may).
+pub fn registration_open(state: &AppState) -> bool {
+    state.config.open_registration
+}
+
+/// The password rules, as the sign-up and password pages show them before typing.
+pub fn password_rules() -> Vec<String> {
+    vec![
+        format!("At least {MIN_PASSWORD_LEN} characters (at most {MAX_PASSWORD_LEN})."),
+        "Not easy to guess: no common passwords, keyboard patterns, dates or repeats.".to_owned(),
+        "Not built from your email or username.".to_owned(),
+        "A phrase of four or more unrelated words works well.".to_owned(),
+    ]
 }
 
 pub async fn register(state: &AppState, req: RegisterRequest, meta: &ClientMeta) -> Result<User> {
@@ -251,8 +284,14 @@ pub async fn login(state: &AppState, req: LoginRequest, meta: &ClientMeta) -> Re
         }
     };
     ratelimit::undo(&state.store, &fail_key, LOGIN_WINDOW_SECS).await?;
+    open_session(state, &user_id, meta).await
+}
+
+/// A new login for `user_id`: its session row, refresh token, JWT and cookie secret.
+pub async fn open_session(state: &AppState, user_id: &str, meta: &ClientMeta) -> Result<Login> {
+    let user_id = user_id.to_owned();
     let now = now();
-    let max_age_secs = i64::from(limits.session_days) * 86_400;
+    let max_age_secs = state.config.session_lifetime_secs();
     let session_id = new_id();
     let cookie_secret = random_token("");
     sqlx::query(
@@ -399,6 +438,7 @@ pub async fn sessions(state: &AppState, user_id: &str, current: Option<&str>) ->
             Session {
                 current: current == Some(id.as_str()),
                 id,
+                device: describe_user_agent(user_agent.as_deref()),
                 user_agent,
                 ip,
                 created_at: rfc3339(created),
@@ -410,20 +450,215 @@ pub async fn sessions(state: &AppState, user_id: &str, current: Option<&str>) ->
 }
 
 /// Revokes one of the user's own logins; someone else's answers 404.
-pub async fn revoke_session(state: &AppState, user_id: &str, session_id: &str) -> Result<()> {
+pub async fn revoke_session(
+    state: &AppState,
+    principal: &Principal,
+    session_id: &str,
+    meta: &ClientMeta,
+) -> Result<()> {
+    principal.require_login()?;
     let now = now();
     let done = sqlx::query(
         "update sessions set revoked_at = $1, updated_at = $1 where id = $2 and user_id = $3 and revoked_at is null",
     )
     .bind(now)
     .bind(session_id)
-    .bind(user_id)
+    .bind(&principal.user_id)
     .execute(state.store.pool())
     .await?;
     if done.rows_affected() == 0 {
         return Err(Error::not_found("no such session"));
     }
-    Ok(())
+    record(state, &principal.user_id, "session.revoke", Some(session_id), meta, None).await
+}
+
+/// Signs the user out everywhere: every login of theirs, the caller's own included.
+pub async fn revoke_all_sessions(
+    state: &AppState,
+    principal: &Principal,
+    meta: &ClientMeta,
+) -> Result<SessionsRevoked> {
+    principal.require_login()?;
+    let revoked = revoke_sessions_except(state, &principal.user_id, None).await?;
+    record(
+        state,
+        &principal.user_id,
+        "session.revoke_all",
+        None,
+        meta,
+        Some(serde_json::json!({ "sessions_revoked": revoked })),
+    )
+    .await?;
+    Ok(SessionsRevoked { sessions_revoked: revoked })
+}
+
+async fn revoke_sessions_except(state: &AppState, user_id: &str, keep: Option<&str>) -> Result<u64> {
+    let now = now();
+    let done = sqlx::query(
+        "update sessions set revoked_at = $1, updated_at = $1 \
+         where user_id = $2 and revoked_at is null and id <> $3",
+    )
+    .bind(now)
+    .bind(user_id)
+    .bind(keep.unwrap_or(""))
+    .execute(state.store.pool())
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Changes the caller's password (a login only, not a PAT), after checking the current
+/// one; every other login of theirs is then signed out.
+pub async fn change_password(
+    state: &AppState,
+    principal: &Principal,
+    req: ChangePassword,
+    meta: &ClientMeta,
+) -> Result<PasswordChanged> {
+    let session_id = principal.require_login()?.to_owned();
+    let user_id = principal.user_id.clone();
+    // Wrong current passwords count like failed logins of this account.
+    let fail_key = format!("password-fail:{user_id}");
+    let (attempts, retry) = ratelimit::hit(&state.store, &fail_key, LOGIN_WINDOW_SECS).await?;
+    if attempts > i64::from(state.config.login_failures_per_account) {
+        return Err(Error::rate_limited(retry));
+    }
+    let row: Option<(String, String, String)> =
+        sqlx::query_as("select email, username, password_hash from users where id = $1")
+            .bind(&user_id)
+            .fetch_optional(state.store.pool())
+            .await?;
+    let (email, username, hash) = row.ok_or_else(|| Error::unauthenticated("account no longer exists"))?;
+    let verified = match verify_password(state, req.current_password, Some(hash.clone())).await {
+        Ok(verified) => verified,
+        Err(busy) => {
+            ratelimit::undo(&state.store, &fail_key, LOGIN_WINDOW_SECS).await?;
+            return Err(busy);
+        }
+    };
+    if !verified {
+        audit::record(
+            &state.store,
+            audit::Event {
+                actor_id: Some(&user_id),
+                action: "account.password_change",
+                target: Some(&user_id),
+                outcome: "failure",
+                ip: Some(&meta.ip),
+                user_agent: meta.user_agent.as_deref(),
+                ..Default::default()
+            },
+        )
+        .await?;
+        return Err(Error::client(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidGrant,
+            "current_password: that is not your current password",
+        ));
+    }
+    ratelimit::undo(&state.store, &fail_key, LOGIN_WINDOW_SECS).await?;
+    let new_hash = hash_password(state, req.new_password, [email, username]).await?;
+    let now = now();
+    // Only if the password is still the one checked above: two changes at once cannot
+    // both pass on the old password.
+    let done = sqlx::query("update users set password_hash = $1, updated_at = $2 where id = $3 and password_hash = $4")
+        .bind(&new_hash)
+        .bind(now)
+        .bind(&user_id)
+        .bind(&hash)
+        .execute(state.store.pool())
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::conflict(ErrorCode::Conflict, "the password was changed at the same time; try again"));
+    }
+    let revoked = revoke_sessions_except(state, &user_id, Some(&session_id)).await?;
+    record(
+        state,
+        &user_id,
+        "account.password_change",
+        Some(&user_id),
+        meta,
+        Some(serde_json::json!({ "sessions_revoked": revoked })),
+    )
+    .await?;
+    Ok(PasswordChanged { sessions_revoked: revoked })
+}
+
+/// A successful account action in the audit log, with where it came from.
+async fn record(
+    state: &AppState,
+    user_id: &str,
+    action: &str,
+    target: Option<&str>,
+    meta: &ClientMeta,
+    detail: Option<serde_json::Value>,
+) -> Result<()> {
+    audit::record(
+        &state.store,
+        audit::Event {
+            actor_id: Some(user_id),
+            action,
+            target,
+            outcome: "success",
+            ip: Some(&meta.ip),
+            user_agent: meta.user_agent.as_deref(),
+            detail,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// A person's reading of a user agent: "Chrome on Linux", "Firefox on Windows",
+/// "latchkey-agent 0.3", "curl 8.5". Good enough to recognise one's own devices; the raw
+/// string is listed beside it.
+pub fn describe_user_agent(user_agent: Option<&str>) -> String {
+    let Some(ua) = user_agent.map(str::trim).filter(|u| !u.is_empty()) else {
+        return "Unknown client".to_owned();
+    };
+    let has = |needle: &str| ua.contains(needle);
+    let browser = if has("Edg/") {
+        Some("Edge")
+    } else if has("OPR/") || has("Opera") {
+        Some("Opera")
+    } else if has("Firefox/") {
+        Some("Firefox")
+    } else if has("HeadlessChrome") {
+        Some("Headless Chrome")
+    } else if has("Chromium/") {
+        Some("Chromium")
+    } else if has("Chrome/") || has("CriOS/") {
+        Some("Chrome")
+    } else if has("Safari/") && has("Version/") {
+        Some("Safari")
+    } else {
+        None
+    };
+    let os = if has("Android") {
+        Some("Android")
+    } else if has("iPhone") || has("iPad") || has("iOS") {
+        Some("iOS")
+    } else if has("Windows") {
+        Some("Windows")
+    } else if has("Mac OS X") || has("Macintosh") {
+        Some("macOS")
+    } else if has("CrOS") {
+        Some("ChromeOS")
+    } else if has("Linux") || has("X11") {
+        Some("Linux")
+    } else {
+        None
+    };
+    match (browser, os) {
+        (Some(b), Some(o)) => format!("{b} on {o}"),
+        (Some(b), None) => b.to_owned(),
+        (None, Some(o)) => format!("A browser on {o}"),
+        // A program: its first product token, "name/version" read as "name version".
+        (None, None) => {
+            let first = ua.split_whitespace().next().unwrap_or(ua);
+            let shown: String = first.replacen('/', " ", 1).chars().filter(|c| !c.is_control()).take(40).collect();
+            shown
+        }
+    }
 }
 
 async fn revoke_session_row(state: &AppState, session_id: &str) -> Result<()> {
@@ -565,4 +800,38 @@ fn dummy_hash() -> &'static str {
         let secret = random_token("");
         Argon2::default().hash_password(secret.expose().as_bytes(), &salt).map(|h| h.to_string()).unwrap_or_default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_user_agent;
+
+    #[test]
+    fn user_agents_read_as_a_person_would_say_them() {
+        let ua = |s| describe_user_agent(Some(s));
+        assert_eq!(
+            ua("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"),
+            "Chrome on Linux"
+        );
+        assert_eq!(
+            ua("Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0"),
+            "Firefox on Windows"
+        );
+        assert_eq!(
+            ua("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15"),
+            "Safari on macOS"
+        );
+        assert_eq!(
+            ua("Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36"),
+            "Chrome on Android"
+        );
+        assert_eq!(
+            ua("Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 Chrome/120.0 Safari/537.36 Edg/120.0"),
+            "Edge on Windows"
+        );
+        assert_eq!(ua("curl/8.5.0"), "curl 8.5.0");
+        assert_eq!(ua("latchkey/0.3.0 (build-box)"), "latchkey 0.3.0");
+        assert_eq!(describe_user_agent(None), "Unknown client");
+        assert_eq!(describe_user_agent(Some("  ")), "Unknown client");
+    }
 }

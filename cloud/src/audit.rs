@@ -236,12 +236,16 @@ fn build_insert_sql(rows: usize) -> String {
 pub struct AuditEntry {
     pub id: String,
     pub org_id: Option<String>,
+    /// The org's slug, when the event belongs to an org.
+    pub org_slug: Option<String>,
     pub actor_id: Option<String>,
     /// The acting user's username.
     pub actor_username: Option<String>,
     pub pat_id: Option<String>,
     /// The PAT's name (a paired device's name), when a PAT acted.
     pub pat_name: Option<String>,
+    /// `token` or `device`, when a PAT acted.
+    pub pat_kind: Option<String>,
     pub action: String,
     pub target: Option<String>,
     /// What `target` names, in words: a member's username, a connection's connector key,
@@ -260,10 +264,12 @@ pub struct AuditEntry {
 struct AuditRow {
     id: String,
     org_id: Option<String>,
+    org_slug: Option<String>,
     actor_id: Option<String>,
     actor_username: Option<String>,
     pat_id: Option<String>,
     pat_name: Option<String>,
+    pat_kind: Option<String>,
     action: String,
     target: Option<String>,
     target_name: Option<String>,
@@ -284,10 +290,12 @@ impl From<AuditRow> for AuditEntry {
         AuditEntry {
             id: r.id,
             org_id: r.org_id,
+            org_slug: r.org_slug,
             actor_id: r.actor_id,
             actor_username: r.actor_username,
             pat_id: r.pat_id,
             pat_name: r.pat_name,
+            pat_kind: r.pat_kind,
             action: r.action,
             target: r.target,
             target_name,
@@ -405,10 +413,11 @@ pub async fn list(store: &Store, by_actor: Option<&str>, by_org: Option<&str>, f
     let limit = filter.limit.clamp(1, LIST_MAX);
     let order = if newer { "a.created_at asc, a.id asc" } else { "a.created_at desc, a.id desc" };
     let sql = format!(
-        "select a.id, a.org_id, a.actor_id, au.username as actor_username, a.pat_id, p.name as pat_name, a.action, \
-         a.target, coalesce(tu.username, tc.connector_key, tg.slug) as target_name, a.outcome, a.ip, a.user_agent, \
+        "select a.id, a.org_id, o.slug as org_slug, a.actor_id, au.username as actor_username, a.pat_id, \
+         p.name as pat_name, p.kind as pat_kind, a.action, a.target, coalesce(tu.username, tc.connector_key, tg.slug) as target_name, a.outcome, a.ip, a.user_agent, \
          a.detail, a.created_at from audit_events a \
          left join pats p on p.id = a.pat_id \
+         left join orgs o on o.id = a.org_id \
          left join users au on au.id = a.actor_id \
          left join users tu on tu.id = a.target \
          left join connections tc on tc.id = a.target \

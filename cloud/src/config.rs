@@ -87,6 +87,12 @@ pub struct Config {
     pub session_days: u32,
     /// Registration attempts per client IP per hour.
     pub registrations_per_ip: u32,
+    /// Whether anyone may create an account (`POST /v1/auth/register`, `/signup`); off
+    /// for invite-only deployments.
+    pub open_registration: bool,
+    /// A login's lifetime in seconds, instead of `session_days` when set (short-lived
+    /// logins for strict deployments, and tests of expiry).
+    pub session_secs: Option<u64>,
     /// Argon2id hashes (registrations, logins) running at once per replica.
     pub password_hash_concurrency: usize,
     /// …and how many more may wait for one; beyond that the request answers 503.
@@ -128,6 +134,8 @@ impl Default for Config {
             login_attempts_per_ip: 100,
             session_days: 30,
             registrations_per_ip: 20,
+            open_registration: true,
+            session_secs: None,
             password_hash_concurrency: 4,
             password_hash_queue: 64,
             trusted_proxy_hops: 0,
@@ -216,6 +224,9 @@ impl Config {
         if self.session_days == 0 {
             return Err(ConfigError::Invalid("session_days must be at least 1".into()));
         }
+        if self.session_secs == Some(0) {
+            return Err(ConfigError::Invalid("session_secs must be at least 1 (or left out)".into()));
+        }
         if self.password_hash_concurrency == 0 {
             return Err(ConfigError::Invalid("password_hash_concurrency must be at least 1".into()));
         }
@@ -225,6 +236,14 @@ impl Config {
     /// The public URL without a trailing slash.
     pub fn public_url(&self) -> String {
         self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen)).trim_end_matches('/').to_owned()
+    }
+
+    /// How long a login lasts, in seconds: `session_secs`, else `session_days`.
+    pub fn session_lifetime_secs(&self) -> i64 {
+        match self.session_secs {
+            Some(secs) => i64::try_from(secs).unwrap_or(i64::MAX / 2).min(i64::from(u32::MAX) * 86_400),
+            None => i64::from(self.session_days) * 86_400,
+        }
     }
 
     /// Secure cookies whenever people reach us over https.
@@ -299,7 +318,7 @@ pub enum KeySource {
 /// The setting `trusted_proxy_hops` replaced; still read, to refuse it.
 const REPLACED_FORWARDED_FOR: &str = "trust_forwarded_for";
 
-const ENV_KEYS: [&str; 29] = [
+const ENV_KEYS: [&str; 31] = [
     "LISTEN",
     "PUBLIC_URL",
     "DATA_DIR",
@@ -324,6 +343,8 @@ const ENV_KEYS: [&str; 29] = [
     "LOGIN_ATTEMPTS_PER_IP",
     "SESSION_DAYS",
     "REGISTRATIONS_PER_IP",
+    "OPEN_REGISTRATION",
+    "SESSION_SECS",
     "PASSWORD_HASH_CONCURRENCY",
     "PASSWORD_HASH_QUEUE",
     "TRUSTED_PROXY_HOPS",

@@ -35,7 +35,7 @@ pub async fn answer(
         return Err(audit_unavailable("the audit log cannot be written"));
     }
     let mut trace = Trace::default();
-    let result = check_and_issue(state, headers, body, &mut trace).await;
+    let result = check_and_issue(state, &meta.ip, headers, body, &mut trace).await;
     let outcome = match &result {
         Ok(_) => "issued",
         Err(Error::Client { code, .. }) => code.as_str(),
@@ -169,6 +169,7 @@ impl Lookup {
 /// Rows 1 to 9 of the contract, in order.
 async fn check_and_issue(
     state: &AppState,
+    ip: &str,
     headers: &HeaderMap,
     body: &[u8],
     trace: &mut Trace,
@@ -184,7 +185,7 @@ async fn check_and_issue(
     let req = match parse_body(body) {
         Ok(req) => req,
         Err(bad_body) => {
-            let principal = pat::verify(state, token).await?;
+            let principal = pat::verify(state, token, ip).await?;
             trace.caller(&principal);
             principal.require(Scope::ConnectionsToken)?;
             return Err(bad_body);
@@ -193,7 +194,7 @@ async fn check_and_issue(
     trace.connector_key = Some(req.connector_key.clone());
     static SQL: LazyLock<String> = LazyLock::new(|| pat::select_sql(JOINED_COLUMNS, JOINS));
     let joined = Joined { sql: &SQL, binds: &[&req.org, &req.connector_key] };
-    let (principal, mut row) = pat::verify_joined::<Lookup>(state, token, &joined).await?;
+    let (principal, mut row) = pat::verify_joined::<Lookup>(state, token, ip, &joined).await?;
     trace.caller(&principal);
     // 2. The scope, before anything about the org or connection is used.
     principal.require(Scope::ConnectionsToken)?;

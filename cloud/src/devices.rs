@@ -70,8 +70,13 @@ pub struct DeviceToken {
 pub struct Device {
     pub id: String,
     pub name: String,
+    /// When it was paired.
     pub created_at: String,
+    /// The address that asked to pair.
+    pub paired_ip: Option<String>,
     pub last_used_at: Option<String>,
+    /// The address it was last used from.
+    pub last_used_ip: Option<String>,
     pub expires_at: Option<String>,
 }
 
@@ -186,6 +191,7 @@ struct CodeRow {
     status: String,
     user_id: Option<String>,
     device_name: Option<String>,
+    request_ip: Option<String>,
     interval_secs: i64,
     last_polled_at: Option<i64>,
     expires_at: i64,
@@ -214,7 +220,7 @@ pub async fn token(state: &AppState, req: Option<TokenRequest>) -> Result<Device
 /// The agent's poll (RFC 8628 3.4–3.5).
 async fn poll(state: &AppState, device_code: &str, client_id: &str) -> Result<DeviceToken> {
     let row: Option<CodeRow> = sqlx::query_as(
-        "select id, status, user_id, device_name, interval_secs, last_polled_at, expires_at from device_codes \
+        "select id, status, user_id, device_name, request_ip, interval_secs, last_polled_at, expires_at from device_codes \
          where device_code_hash = $1 and client_id = $2",
     )
     .bind(sha256_hex(device_code))
@@ -266,7 +272,11 @@ async fn poll(state: &AppState, device_code: &str, client_id: &str) -> Result<De
     let scopes = ScopeSet::new(DEVICE_SCOPES);
     let name = format!("device: {}", row.device_name.as_deref().unwrap_or("latchkey agent"));
     let created = pats::insert(state, &user_id, &name, &scopes, Some(now + DEVICE_PAT_DAYS * 86_400), None).await?;
-    sqlx::query("update pats set kind = 'device' where id = $1").bind(&created.id).execute(state.store.pool()).await?;
+    sqlx::query("update pats set kind = 'device', created_ip = $1 where id = $2")
+        .bind(row.request_ip.as_deref())
+        .bind(&created.id)
+        .execute(state.store.pool())
+        .await?;
     audit::record(
         &state.store,
         audit::Event {
@@ -435,14 +445,16 @@ struct DeviceRow {
     id: String,
     name: String,
     created_at: i64,
+    created_ip: Option<String>,
     last_used_at: Option<i64>,
+    last_used_ip: Option<String>,
     expires_at: Option<i64>,
 }
 
 pub async fn list(state: &AppState, principal: &Principal) -> Result<Vec<Device>> {
     principal.require(Scope::ConnectionsRead)?;
     let rows: Vec<DeviceRow> = sqlx::query_as(
-        "select id, name, created_at, last_used_at, expires_at from pats \
+        "select id, name, created_at, created_ip, last_used_at, last_used_ip, expires_at from pats \
          where user_id = $1 and kind = 'device' and revoked_at is null order by created_at desc",
     )
     .bind(&principal.user_id)
@@ -454,14 +466,16 @@ pub async fn list(state: &AppState, principal: &Principal) -> Result<Vec<Device>
             id: r.id,
             name: r.name,
             created_at: rfc3339(r.created_at),
+            paired_ip: r.created_ip,
             last_used_at: r.last_used_at.map(rfc3339),
+            last_used_ip: r.last_used_ip,
             expires_at: r.expires_at.map(rfc3339),
         })
         .collect())
 }
 
 /// Unpairs a device: its PAT stops working on the next request.
-pub async fn revoke(state: &AppState, principal: &Principal, id: &str) -> Result<()> {
+pub async fn revoke(state: &AppState, principal: &Principal, id: &str, meta: &ClientMeta) -> Result<()> {
     if principal.pat_id() != Some(id) {
         principal.require_login()?;
     }
@@ -483,6 +497,8 @@ pub async fn revoke(state: &AppState, principal: &Principal, id: &str) -> Result
             action: "device.revoke",
             target: Some(id),
             outcome: "success",
+            ip: Some(&meta.ip),
+            user_agent: meta.user_agent.as_deref(),
             ..Default::default()
         },
     )

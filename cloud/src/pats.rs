@@ -3,7 +3,7 @@
 //! against the database on every use, so revocation and expiry take effect at once on
 //! every replica.
 
-use crate::access::{authorize, Need, Principal};
+use crate::access::{authorize, ClientMeta, Need, Principal};
 use crate::audit;
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -50,11 +50,15 @@ pub struct CreatedPat {
 pub struct PatInfo {
     pub id: String,
     pub name: String,
+    /// `token`, or `device` for a paired device's PAT.
+    pub kind: String,
     pub prefix: String,
     pub scopes: Vec<Scope>,
     pub org_id: Option<String>,
     pub expires_at: Option<String>,
     pub last_used_at: Option<String>,
+    /// The address it was last used from.
+    pub last_used_ip: Option<String>,
     pub created_at: String,
 }
 
@@ -62,15 +66,17 @@ pub struct PatInfo {
 struct PatRow {
     id: String,
     name: String,
+    kind: String,
     prefix: String,
     scopes: String,
     org_id: Option<String>,
     expires_at: Option<i64>,
     last_used_at: Option<i64>,
+    last_used_ip: Option<String>,
     created_at: i64,
 }
 
-pub async fn create(state: &AppState, principal: &Principal, req: CreatePat) -> Result<CreatedPat> {
+pub async fn create(state: &AppState, principal: &Principal, req: CreatePat, meta: &ClientMeta) -> Result<CreatedPat> {
     principal.require_login()?;
     let name = req.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
@@ -95,6 +101,11 @@ pub async fn create(state: &AppState, principal: &Principal, req: CreatePat) -> 
         None => None,
     };
     let created = insert(state, &principal.user_id, &name, &scopes, expires_at, org_id.as_deref()).await?;
+    sqlx::query("update pats set created_ip = $1 where id = $2")
+        .bind(&meta.ip)
+        .bind(&created.id)
+        .execute(state.store.pool())
+        .await?;
     audit::record(
         &state.store,
         audit::Event {
@@ -103,6 +114,8 @@ pub async fn create(state: &AppState, principal: &Principal, req: CreatePat) -> 
             action: "pat.create",
             target: Some(&created.id),
             outcome: "success",
+            ip: Some(&meta.ip),
+            user_agent: meta.user_agent.as_deref(),
             detail: Some(serde_json::json!({ "name": name, "scopes": scopes.to_db() })),
             ..Default::default()
         },
@@ -152,22 +165,24 @@ pub async fn insert(
 pub async fn list(state: &AppState, principal: &Principal) -> Result<Vec<PatInfo>> {
     principal.require_login()?;
     let rows: Vec<PatRow> = sqlx::query_as(
-        "select id, name, prefix, scopes, org_id, expires_at, last_used_at, created_at from pats \
+        "select id, name, kind, prefix, scopes, org_id, expires_at, last_used_at, last_used_ip, created_at from pats \
          where user_id = $1 and revoked_at is null order by created_at desc",
     )
     .bind(&principal.user_id)
     .fetch_all(state.store.pool())
     .await?;
     rows.into_iter()
-        .map(|PatRow { id, name, prefix, scopes, org_id, expires_at, last_used_at, created_at }| {
+        .map(|PatRow { id, name, kind, prefix, scopes, org_id, expires_at, last_used_at, last_used_ip, created_at }| {
             Ok(PatInfo {
                 id,
                 name,
+                kind,
                 prefix,
                 scopes: ScopeSet::from_db(&scopes).map_err(|e| anyhow::anyhow!("stored scopes: {e}"))?.to_vec(),
                 org_id,
                 expires_at: expires_at.map(rfc3339),
                 last_used_at: last_used_at.map(rfc3339),
+                last_used_ip,
                 created_at: rfc3339(created_at),
             })
         })
@@ -176,7 +191,7 @@ pub async fn list(state: &AppState, principal: &Principal) -> Result<Vec<PatInfo
 
 /// Revokes one of the caller's PATs. A PAT may revoke itself (an agent logging out);
 /// revoking others needs a login.
-pub async fn revoke(state: &AppState, principal: &Principal, id: &str) -> Result<()> {
+pub async fn revoke(state: &AppState, principal: &Principal, id: &str, meta: &ClientMeta) -> Result<()> {
     if principal.pat_id() != Some(id) {
         principal.require_login()?;
     }
@@ -200,6 +215,8 @@ pub async fn revoke(state: &AppState, principal: &Principal, id: &str) -> Result
             action: "pat.revoke",
             target: Some(id),
             outcome: "success",
+            ip: Some(&meta.ip),
+            user_agent: meta.user_agent.as_deref(),
             ..Default::default()
         },
     )

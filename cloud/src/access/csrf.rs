@@ -4,8 +4,9 @@
 //! - A signed-in form carries `HMAC-SHA256(key, "latchkey/csrf/v1/" ‖ session id)`, the
 //!   key derived from the master key ring. Nothing is stored: any replica can check it,
 //!   and it dies with the login.
-//! - The sign-in form has no login yet: it uses a double-submit token, a random value in a
-//!   `SameSite=Strict`, HttpOnly cookie scoped to `/login` that the form repeats.
+//! - The sign-in and sign-up forms have no login yet: they use a double-submit token, a
+//!   random value in a `SameSite=Strict`, HttpOnly cookie scoped to the form's own path
+//!   (`/login`, `/signup`) that the form repeats.
 //!
 //! Tokens are compared in constant time.
 
@@ -20,6 +21,9 @@ use subtle::ConstantTimeEq;
 
 /// The sign-in form's double-submit cookie.
 pub const LOGIN_COOKIE: &str = "latchkey_login_csrf";
+
+/// The sign-up form's double-submit cookie (same scheme, scoped to `/signup`).
+pub const SIGNUP_COOKIE: &str = "latchkey_signup_csrf";
 
 /// The form field every protected form posts its token in.
 pub const FIELD: &str = "csrf";

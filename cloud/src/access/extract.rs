@@ -16,9 +16,11 @@ impl FromRequestParts<AppState> for Principal {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        if let Some(token) = bearer(&parts.headers)? {
+        if let Some(token) = bearer(&parts.headers)?.map(str::to_owned) {
+            let token = token.as_str();
             return if is_pat(token) {
-                pat::verify(state, token).await
+                let meta = ClientMeta::from_request_parts(parts, state).await?;
+                pat::verify(state, token, &meta.ip).await
             } else {
                 session::from_access_jwt(state, token).await
             };

@@ -46,15 +46,15 @@ pub fn select_sql(columns: &str, joins: &str) -> String {
     format!("select {PAT_COLUMNS}{separator}{columns} from pats p {joins} where p.token_hash = $1")
 }
 
-/// The principal behind a PAT.
-pub async fn verify(state: &AppState, token: &str) -> Result<Principal> {
+/// The principal behind a PAT presented from `ip` (kept with `last_used_at`).
+pub async fn verify(state: &AppState, token: &str, ip: &str) -> Result<Principal> {
     static SQL: LazyLock<String> = LazyLock::new(|| select_sql("", ""));
     let joined = Joined { sql: &SQL, binds: &[] };
-    verify_joined::<Nothing>(state, token, &joined).await.map(|(principal, Nothing)| principal)
+    verify_joined::<Nothing>(state, token, ip, &joined).await.map(|(principal, Nothing)| principal)
 }
 
 /// The principal behind a PAT, and the caller's `joined` row read with it.
-pub async fn verify_joined<X>(state: &AppState, token: &str, joined: &Joined<'_>) -> Result<(Principal, X)>
+pub async fn verify_joined<X>(state: &AppState, token: &str, ip: &str, joined: &Joined<'_>) -> Result<(Principal, X)>
 where
     X: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
 {
@@ -65,11 +65,11 @@ where
     }
     let row = query.fetch_optional(state.store.pool()).await?;
     let WithPat { pat, joined } = row.ok_or_else(|| Error::unauthenticated("unknown personal access token"))?;
-    Ok((judge(state, pat).await?, joined))
+    Ok((judge(state, pat, ip).await?, joined))
 }
 
 /// Revoked or expired → 401; otherwise the principal, after keeping `last_used_at`.
-async fn judge(state: &AppState, row: PatRow) -> Result<Principal> {
+async fn judge(state: &AppState, row: PatRow, ip: &str) -> Result<Principal> {
     let now = now();
     if row.pat_revoked_at.is_some() {
         return Err(Error::unauthenticated("personal access token was revoked"));
@@ -78,8 +78,9 @@ async fn judge(state: &AppState, row: PatRow) -> Result<Principal> {
         return Err(Error::unauthenticated("personal access token has expired"));
     }
     if row.pat_last_used_at.is_none_or(|t| now - t >= LAST_USED_GRANULARITY_SECS) {
-        sqlx::query("update pats set last_used_at = $1 where id = $2")
+        sqlx::query("update pats set last_used_at = $1, last_used_ip = $2 where id = $3")
             .bind(now)
+            .bind(ip)
             .bind(&row.pat_id)
             .execute(state.store.pool())
             .await?;

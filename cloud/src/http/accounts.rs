@@ -2,7 +2,10 @@
 
 use crate::access::ClientMeta;
 use crate::access::Principal;
-use crate::accounts::{self, LoginRequest, RefreshRequest, RegisterRequest, Session, TokenPair, User};
+use crate::accounts::{
+    self, ChangePassword, LoginRequest, PasswordChanged, RefreshRequest, RegisterRequest, Session, SessionsRevoked,
+    TokenPair, User,
+};
 use crate::error::Result;
 use crate::http::cookies;
 use crate::http::extract::{Json, Path};
@@ -22,13 +25,15 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(refresh))
         .routes(routes!(logout))
         .routes(routes!(me))
-        .routes(routes!(list_sessions))
+        .routes(routes!(change_password))
+        .routes(routes!(list_sessions, revoke_all_sessions))
         .routes(routes!(revoke_session))
 }
 
 /// Create an account.
 #[utoipa::path(post, path = "/v1/auth/register", tag = "accounts", request_body = RegisterRequest,
     responses((status = 201, body = User), (status = 400, description = "invalid input, weak password, email or username taken", body = ErrorBody),
+              (status = 403, description = "registration is closed (`open_registration = false`): by invitation only", body = ErrorBody),
               (status = 429, description = "too many registrations from this address", body = ErrorBody),
               (status = 503, description = "too many passwords being hashed; see Retry-After", body = ErrorBody)))]
 async fn register(
@@ -85,11 +90,43 @@ async fn me(State(state): State<AppState>, principal: Principal) -> Result<axum:
     Ok(axum::Json(accounts::me(&state, &principal.user_id).await?))
 }
 
+/// Change the caller's password (a login, not a PAT). Every other login of the caller is
+/// signed out; this one stays.
+#[utoipa::path(post, path = "/v1/me/password", tag = "accounts", request_body = ChangePassword,
+    responses((status = 200, body = PasswordChanged),
+              (status = 400, description = "wrong current password (`invalid_grant`), or a weak new one (`weak_password`)", body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, description = "needs a login, not a PAT", body = ErrorBody),
+              (status = 429, description = "too many wrong current passwords", body = ErrorBody),
+              (status = 503, description = "too many passwords being hashed; see Retry-After", body = ErrorBody)))]
+async fn change_password(
+    State(state): State<AppState>,
+    principal: Principal,
+    meta: ClientMeta,
+    Json(req): Json<ChangePassword>,
+) -> Result<axum::Json<PasswordChanged>> {
+    Ok(axum::Json(accounts::change_password(&state, &principal, req, &meta).await?))
+}
+
 /// The caller's active logins.
 #[utoipa::path(get, path = "/v1/sessions", tag = "accounts", responses((status = 200, body = Vec<Session>), (status = 401, body = ErrorBody)))]
 async fn list_sessions(State(state): State<AppState>, principal: Principal) -> Result<axum::Json<Vec<Session>>> {
     let current = principal.require_login()?;
     Ok(axum::Json(accounts::sessions(&state, &principal.user_id, Some(current)).await?))
+}
+
+/// Sign out everywhere: every login of the caller, this one included (its cookie is
+/// cleared; its refresh tokens and JWTs stop working).
+#[utoipa::path(delete, path = "/v1/sessions", tag = "accounts",
+    responses((status = 200, body = SessionsRevoked), (status = 401, body = ErrorBody),
+              (status = 403, description = "needs a login, not a PAT", body = ErrorBody)))]
+async fn revoke_all_sessions(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    principal: Principal,
+    meta: ClientMeta,
+) -> Result<(CookieJar, axum::Json<SessionsRevoked>)> {
+    let revoked = accounts::revoke_all_sessions(&state, &principal, &meta).await?;
+    Ok((jar.remove(cookies::cleared()), axum::Json(revoked)))
 }
 
 /// Revoke one of the caller's logins.
@@ -98,9 +135,9 @@ async fn list_sessions(State(state): State<AppState>, principal: Principal) -> R
 async fn revoke_session(
     State(state): State<AppState>,
     principal: Principal,
+    meta: ClientMeta,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    principal.require_login()?;
-    accounts::revoke_session(&state, &principal.user_id, &id).await?;
+    accounts::revoke_session(&state, &principal, &id, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -202,10 +202,12 @@ mod tests {
         AuditEntry {
             id: "e1".into(),
             org_id: None,
+            org_slug: None,
             actor_id: None,
             actor_username: Some("ann".into()),
             pat_id: None,
             pat_name: None,
+            pat_kind: None,
             action: "org.join".into(),
             target: None,
             target_name: None,

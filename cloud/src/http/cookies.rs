@@ -1,5 +1,5 @@
 //! The session cookie as every login answer sets it and every logout clears it, and the
-//! sign-in form's double-submit cookie.
+//! double-submit cookies of the forms posted before a login (sign-in, sign-up).
 
 use crate::access::{csrf, SESSION_COOKIE};
 use crate::accounts::Login;
@@ -26,15 +26,32 @@ pub fn cleared() -> Cookie<'static> {
 /// now. Strict and scoped to `/login`: no other site's request carries it, and no other
 /// page sees it.
 pub fn login_csrf(state: &AppState, jar: CookieJar) -> (CookieJar, String) {
-    if let Some(token) = jar.get(csrf::LOGIN_COOKIE).map(|c| c.value().to_owned()).filter(|t| !t.is_empty()) {
+    signed_out_form_csrf(state, jar, csrf::LOGIN_COOKIE, "/login")
+}
+
+/// The sign-up form's token: the same double-submit scheme as sign-in, in its own cookie
+/// scoped to `/signup` (so neither form's cookie reaches the other's page).
+pub fn signup_csrf(state: &AppState, jar: CookieJar) -> (CookieJar, String) {
+    signed_out_form_csrf(state, jar, csrf::SIGNUP_COOKIE, "/signup")
+}
+
+/// A form posted before any login: its double-submit cookie `name` on `path`, kept if the
+/// browser has one, else set now.
+fn signed_out_form_csrf(
+    state: &AppState,
+    jar: CookieJar,
+    name: &'static str,
+    path: &'static str,
+) -> (CookieJar, String) {
+    if let Some(token) = jar.get(name).map(|c| c.value().to_owned()).filter(|t| !t.is_empty()) {
         return (jar, token);
     }
     let token = csrf::new_login_token();
-    let cookie = Cookie::build((csrf::LOGIN_COOKIE, token.clone()))
+    let cookie = Cookie::build((name, token.clone()))
         .http_only(true)
         .same_site(SameSite::Strict)
         .secure(state.config.secure_cookies())
-        .path("/login")
+        .path(path)
         .build();
     (jar.add(cookie), token)
 }

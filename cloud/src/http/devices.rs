@@ -116,8 +116,9 @@ async fn list_devices(State(state): State<AppState>, principal: Principal) -> Re
 async fn revoke_device(
     State(state): State<AppState>,
     principal: Principal,
+    meta: ClientMeta,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    devices::revoke(&state, &principal, &id).await?;
+    devices::revoke(&state, &principal, &id, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }

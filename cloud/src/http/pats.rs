@@ -1,6 +1,6 @@
 //! `/v1/tokens`: personal access tokens, over `crate::pats`.
 
-use crate::access::Principal;
+use crate::access::{ClientMeta, Principal};
 use crate::error::Result;
 use crate::http::extract::{Json, Path};
 use crate::http::NoStore;
@@ -23,9 +23,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 async fn create_token(
     State(state): State<AppState>,
     principal: Principal,
+    meta: ClientMeta,
     Json(req): Json<CreatePat>,
 ) -> Result<(StatusCode, NoStore<CreatedPat>)> {
-    Ok((StatusCode::CREATED, NoStore(pats::create(&state, &principal, req).await?)))
+    Ok((StatusCode::CREATED, NoStore(pats::create(&state, &principal, req, &meta).await?)))
 }
 
 /// The caller's PATs: prefix and scopes, never the token.
@@ -40,8 +41,9 @@ async fn list_tokens(State(state): State<AppState>, principal: Principal) -> Res
 async fn revoke_token(
     State(state): State<AppState>,
     principal: Principal,
+    meta: ClientMeta,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    pats::revoke(&state, &principal, &id).await?;
+    pats::revoke(&state, &principal, &id, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }

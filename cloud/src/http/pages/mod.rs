@@ -22,6 +22,7 @@
 //! - **Test** in Chromium or over HTTP (`tests/e2e/`): what the user sees, the cross-site
 //!   post refused, and the accessibility check (`tests/support/chrome.rs`).
 
+mod account;
 mod admin_apps;
 mod admin_audit;
 mod admin_health;
@@ -31,6 +32,7 @@ mod org;
 mod org_admin;
 mod orgs_directory;
 mod session;
+mod signup;
 
 pub use layout::{notice, Page, PageError, PagePost, PageResult};
 
@@ -60,6 +62,8 @@ pub fn router() -> Router<AppState> {
         .merge(org_admin::router())
         .merge(admin_health::router())
         .merge(admin_audit::router())
+        .route("/signup", get(signup::signup_page).post(signup::signup_submit))
+        .merge(account::router())
 }
 
 // The embedding macro panics on a template that does not compile. Templates are part of

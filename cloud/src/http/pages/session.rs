@@ -22,7 +22,7 @@ pub async fn home(page: Page) -> PageResult {
 
 #[derive(Debug, Default, Deserialize)]
 pub struct NextQuery {
-    next: Option<String>,
+    pub next: Option<String>,
 }
 
 pub async fn login_page(State(state): State<AppState>, jar: CookieJar, Query(q): Query<NextQuery>) -> Result<Response> {
@@ -76,7 +76,12 @@ fn login_again(
     error: Option<&str>,
 ) -> Result<Response> {
     let (jar, csrf) = cookies::login_csrf(state, jar);
-    let page = render(status, "login.html", context! { next => next, email => email, error => error, csrf => csrf })?;
+    let signup = accounts::registration_open(state);
+    let page = render(
+        status,
+        "login.html",
+        context! { next => next, next_query => next_query(next), email => email, error => error, csrf => csrf, signup => signup },
+    )?;
     Ok((jar, page).into_response())
 }
 
@@ -86,8 +91,16 @@ pub async fn logout(State(state): State<AppState>, jar: CookieJar, post: PagePos
     Ok((jar.remove(cookies::cleared()), Redirect::to("/login")).into_response())
 }
 
+/// `?next=…` to carry `next` on to another signed-out page (sign-in ⇄ sign-up); empty for home.
+pub fn next_query(next: &str) -> String {
+    if next == "/" {
+        return String::new();
+    }
+    format!("?next={}", url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>())
+}
+
 /// Only same-site relative paths: the login form must not become an open redirect.
-fn safe_next(next: Option<&str>) -> String {
+pub fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n)
             if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && !n.chars().any(char::is_control) =>
