@@ -435,7 +435,6 @@ async fn audit_change(
             ip: Some(&meta.ip),
             user_agent: meta.user_agent.as_deref(),
             detail,
-            ..Default::default()
         },
     )
     .await
