@@ -89,6 +89,29 @@ impl TestDb {
         n
     }
 
+    /// Rows of every table (and live sessions), to show that a refused request changed
+    /// nothing. Rate-limit counters are left out: refusals are allowed to count.
+    pub async fn snapshot(&self) -> Vec<(String, i64)> {
+        let raw = self.raw().await;
+        let list = match self.backend {
+            Backend::Sqlite => "select name from sqlite_master where type = 'table' and name not like 'sqlite_%' order by name",
+            Backend::Postgres => "select tablename::text from pg_tables where schemaname = 'public' order by tablename",
+        };
+        let tables: Vec<String> = sqlx::query_scalar(list).fetch_all(&raw).await.expect("tables");
+        let mut counts = Vec::new();
+        for table in tables.into_iter().filter(|t| !t.starts_with("_sqlx") && !t.contains("rate_limit")) {
+            let n: i64 = sqlx::query_scalar(&format!("select count(*) from {table}")).fetch_one(&raw).await.expect("count");
+            counts.push((table, n));
+        }
+        let live: i64 = sqlx::query_scalar("select count(*) from sessions where revoked_at is null")
+            .fetch_one(&raw)
+            .await
+            .expect("sessions");
+        counts.push(("live sessions".to_owned(), live));
+        raw.close().await;
+        counts
+    }
+
     /// A database this struct does not own (e.g. an [`crate::OwnPg`]'s): not dropped after.
     pub fn at(backend: Backend, url: String) -> Self {
         TestDb { backend, url, dir: tempfile::tempdir().expect("temp dir"), pg_name: None }
