@@ -489,11 +489,8 @@ async fn check_id_token(
         tracing::debug!(provider = %def.name, "an ID token not verified: the provider has no issuer or jwks_uri");
         return Ok(None);
     }
-    let expected = Expected {
-        issuer: def.issuer.as_deref(),
-        client_id: creds.client_id.expose(),
-        nonce: row.nonce.as_deref(),
-    };
+    let expected =
+        Expected { issuer: def.issuer.as_deref(), client_id: creds.client_id.expose(), nonce: row.nonce.as_deref() };
     match state.provider_client.verify_id_token(def, &expected, id_token.expose()).await {
         Ok(claims) => Ok(Some(claims.sub)),
         Err(e) => {

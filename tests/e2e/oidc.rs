@@ -199,8 +199,11 @@ async fn a_missing_iss_is_accepted_when_the_provider_does_not_advertise_it(backe
     let page = connect(&api, &org, "sandbox-oidc").await;
     assert_refused(&page, "it was issued by another issuer (iss)", &org);
     // An `iss` naming another issuer is refused even so.
-    SandboxOrg::faults(&api, json!({"id_token_fault": null, "omit_redirect_iss": false, "redirect_iss": "https://evil.example"}))
-        .await;
+    SandboxOrg::faults(
+        &api,
+        json!({"id_token_fault": null, "omit_redirect_iss": false, "redirect_iss": "https://evil.example"}),
+    )
+    .await;
     assert_refused(&connect(&api, &org, "sandbox").await, "issuer mismatch", &org);
     assert_eq!(db.count(CONNECTIONS).await, 1);
 }

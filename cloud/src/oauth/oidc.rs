@@ -168,8 +168,13 @@ impl ProviderClient {
     /// GETs a JSON document of at most [`MAX_DOCUMENT_BYTES`].
     async fn fetch_json(&self, url: &str, what: &str) -> Result<Value, OidcError> {
         let unavailable = |why: String| OidcError::Unavailable(format!("could not fetch {what}: {why}"));
-        let mut resp =
-            self.http.get(url).header("accept", "application/json").send().await.map_err(|e| unavailable(describe(&e)))?;
+        let mut resp = self
+            .http
+            .get(url)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| unavailable(describe(&e)))?;
         if !resp.status().is_success() {
             return Err(unavailable(format!("HTTP {}", resp.status().as_u16())));
         }
@@ -237,7 +242,8 @@ fn pick_key(keys: &[Jwk], header: &Header) -> Option<Jwk> {
     let mut usable = keys.iter().filter(|k| {
         let for_signing = k.common.public_key_use.as_ref().is_none_or(|u| matches!(u, PublicKeyUse::Signature));
         let asymmetric = !matches!(k.algorithm, AlgorithmParameters::OctetKey(_));
-        let same_alg = k.common.key_algorithm.is_none_or(|a| a.to_string().parse::<Algorithm>().ok() == Some(header.alg));
+        let same_alg =
+            k.common.key_algorithm.is_none_or(|a| a.to_string().parse::<Algorithm>().ok() == Some(header.alg));
         for_signing && asymmetric && same_alg
     });
     match &header.kid {

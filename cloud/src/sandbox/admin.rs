@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};
 
-use super::wire::{no_store_json, OAuthError};
 use super::oidc::IdTokenFault;
+use super::wire::{no_store_json, OAuthError};
 use super::{grant_id, Sandbox, ADMIN_HEADER};
 
 /// Lets a request through to a hook only with the admin secret: without it anyone who

@@ -13,8 +13,8 @@ use serde_json::{Map, Value};
 use subtle::ConstantTimeEq as _;
 
 use super::admin::Faults;
-use super::wire::{form_decode, no_store, no_store_json, OAuthError, Params};
 use super::oidc::{self, IdTokenFacts};
+use super::wire::{form_decode, no_store, no_store_json, OAuthError, Params};
 use super::{canonical_scope, scope_contains, sha256, Sandbox, State as SandboxState};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

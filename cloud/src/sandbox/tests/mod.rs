@@ -5,6 +5,7 @@
 
 mod admin;
 mod authorize;
+mod oidc;
 mod resource;
 mod token;
 
