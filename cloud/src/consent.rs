@@ -1,6 +1,7 @@
 //! The consent flow: start (state, PKCE, nonce stored in the database, bound to the
 //! member's session) and the callback (state consumed once, mix-up defence, code
-//! exchange with the managed secret, grant stored as the member's connection).
+//! exchange with the managed secret, ID token verified, grant stored as the member's
+//! connection).
 //!
 //! The redirect URI is one fixed URL, `{public_url}/oauth/callback`, sent unchanged at the
 //! token endpoint; the callback has no redirect parameter of its own.
@@ -14,7 +15,9 @@ use crate::apps::{self, ConnectorTerms};
 use crate::audit;
 use crate::connections::{self, NewGrant};
 use crate::error::{Error, Result};
+use crate::oauth::client::TokenSet;
 use crate::oauth::credentials::{self, AppCredentials};
+use crate::oauth::oidc::{Expected, OidcError};
 use crate::orgs;
 use crate::providers::{Pkce, ProviderDef};
 use crate::sealed;
@@ -285,6 +288,7 @@ struct StateRow {
     connector_key: String,
     provider: String,
     pkce_verifier_ct: Option<Vec<u8>>,
+    nonce: Option<String>,
     redirect_uri: String,
     expires_at: i64,
     consumed_at: Option<i64>,
@@ -304,8 +308,8 @@ pub async fn callback(
         ));
     };
     let row: Option<StateRow> = sqlx::query_as(
-        "select id, user_id, session_id, org_id, connector_key, provider, pkce_verifier_ct, redirect_uri, expires_at, \
-         consumed_at from consent_states where state_hash = $1",
+        "select id, user_id, session_id, org_id, connector_key, provider, pkce_verifier_ct, nonce, redirect_uri, \
+         expires_at, consumed_at from consent_states where state_hash = $1",
     )
     .bind(sha256_hex(state_token))
     .fetch_optional(state.store.pool())
@@ -371,13 +375,15 @@ async fn consume(state: &AppState, row: &StateRow, browser: Option<&Principal>) 
     Ok(None)
 }
 
-/// Every check after the state: provider error, issuer, membership, exchange, identity.
+/// Every check after the state: provider error, issuer, membership, exchange, ID token,
+/// identity.
 async fn finish(state: &AppState, row: &StateRow, params: &CallbackParams) -> Result<String, ConsentError> {
     let def = state
         .providers
         .get(&row.provider)
         .ok_or_else(|| ConsentError::refused("This connector's provider is no longer configured."))?;
-    check_provider_answer(def, params)?;
+    check_provider_answer(params)?;
+    check_issuer(state, def, params).await?;
     let code = params
         .code
         .as_deref()
@@ -404,9 +410,25 @@ async fn finish(state: &AppState, row: &StateRow, params: &CallbackParams) -> Re
         state.provider_client.exchange_code(def, &creds, code, &row.redirect_uri, verifier.as_ref()).await.map_err(
             |e| ConsentError::refused(format!("The provider did not accept the sign-in ({e}); nothing was connected.")),
         )?;
+    let subject = match check_id_token(state, def, &creds, row, &tokens).await {
+        Ok(subject) => subject,
+        Err(refusal) => {
+            revoke_unused(state, def, &creds, &tokens).await;
+            return Err(refusal);
+        }
+    };
     let (account_id, account_name) = state.provider_client.account(def, &tokens.access_token).await.map_err(|e| {
         ConsentError::refused(format!("Could not read your account at the provider ({e}); nothing was connected."))
     })?;
+    // OpenID Connect Core 5.3.2: userinfo's `sub` is the ID token's.
+    if let Some(subject) = subject.filter(|_| def.account_id_field == "sub") {
+        if subject != account_id {
+            revoke_unused(state, def, &creds, &tokens).await;
+            return Err(ConsentError::refused(
+                "The provider's ID token and account information name different users; nothing was connected.",
+            ));
+        }
+    }
     let scopes: Vec<String> = tokens.scope.as_deref().map(|s| def.parse_granted_scopes(s)).unwrap_or_default();
     let grant = NewGrant {
         org_id: &row.org_id,
@@ -423,8 +445,8 @@ async fn finish(state: &AppState, row: &StateRow, params: &CallbackParams) -> Re
     Ok(connections::store_grant(state, grant).await?)
 }
 
-/// The provider's own refusal, and RFC 9207's issuer check.
-fn check_provider_answer(def: &ProviderDef, params: &CallbackParams) -> Result<(), ConsentError> {
+/// The provider's own refusal.
+fn check_provider_answer(params: &CallbackParams) -> Result<(), ConsentError> {
     if let Some(error) = &params.error {
         return Err(ConsentError::Refused(if error == "access_denied" {
             "You declined access at the provider; nothing was connected.".to_owned()
@@ -435,13 +457,78 @@ fn check_provider_answer(def: &ProviderDef, params: &CallbackParams) -> Result<(
             )
         }));
     }
-    // A provider that names itself must name itself correctly.
-    if let Some(issuer) = &def.issuer {
-        if params.iss.as_deref() != Some(issuer.as_str()) {
-            return Err(ConsentError::refused(
-                "The answer did not come from the expected provider (issuer mismatch); nothing was connected.",
-            ));
+    Ok(())
+}
+
+/// RFC 9207, the mix-up defence: when the registry names the provider's issuer, an `iss`
+/// naming another is refused, and so is a missing `iss` when the provider's metadata says
+/// it always sends one (or the metadata cannot be read to tell).
+async fn check_issuer(state: &AppState, def: &ProviderDef, params: &CallbackParams) -> Result<(), ConsentError> {
+    let Some(issuer) = &def.issuer else { return Ok(()) };
+    match params.iss.as_deref() {
+        Some(iss) if iss == issuer => Ok(()),
+        Some(_) => Err(ConsentError::refused(
+            "The answer did not come from the expected provider (issuer mismatch); nothing was connected.",
+        )),
+        None => {
+            let metadata = state.provider_client.metadata(def).await.map_err(|e| {
+                tracing::warn!(provider = %def.name, error = %e, "a consent callback without iss: metadata unavailable");
+                ConsentError::refused(format!(
+                    "The answer does not name its issuer and the provider's metadata could not be checked ({e}); \
+                     nothing was connected."
+                ))
+            })?;
+            if metadata.authorization_response_iss_parameter_supported {
+                return Err(ConsentError::refused(
+                    "The answer does not name its issuer (iss), which this provider always does; nothing was connected.",
+                ));
+            }
+            Ok(())
         }
     }
-    Ok(())
+}
+
+/// OpenID Connect Core 3.1.3.7: an ID token, when the provider sent one, must verify:
+/// signature with the provider's keys, `iss`, `aud`/`azp`, `exp` and the stored `nonce`.
+/// Returns its subject. A provider with neither `issuer` nor `jwks_uri` has no keys to
+/// check against: its ID token is not used (identity comes from userinfo).
+async fn check_id_token(
+    state: &AppState,
+    def: &ProviderDef,
+    creds: &AppCredentials,
+    row: &StateRow,
+    tokens: &TokenSet,
+) -> Result<Option<String>, ConsentError> {
+    let Some(id_token) = &tokens.id_token else { return Ok(None) };
+    if def.issuer.is_none() && def.jwks_uri.is_none() {
+        tracing::debug!(provider = %def.name, "an ID token not verified: the provider has no issuer or jwks_uri");
+        return Ok(None);
+    }
+    let expected =
+        Expected { issuer: def.issuer.as_deref(), client_id: creds.client_id.expose(), nonce: row.nonce.as_deref() };
+    match state.provider_client.verify_id_token(def, &expected, id_token.expose()).await {
+        Ok(claims) => Ok(Some(claims.sub)),
+        Err(e) => {
+            tracing::warn!(provider = %def.name, reason = %e, "a consent's ID token was refused");
+            Err(ConsentError::refused(match e {
+                OidcError::Invalid(why) => {
+                    format!("The provider's ID token was refused: {why}. Nothing was connected.")
+                }
+                OidcError::Unavailable(why) => {
+                    format!("The provider's ID token could not be checked: {why}. Nothing was connected.")
+                }
+            }))
+        }
+    }
+}
+
+/// Best effort: tokens issued for a consent we refuse are revoked at the provider.
+async fn revoke_unused(state: &AppState, def: &ProviderDef, creds: &AppCredentials, tokens: &TokenSet) {
+    let (token, hint) = match &tokens.refresh_token {
+        Some(refresh) => (refresh, "refresh_token"),
+        None => (&tokens.access_token, "access_token"),
+    };
+    if let Err(e) = state.provider_client.revoke(def, creds, token, hint).await {
+        tracing::info!(provider = %def.name, error = %e, "could not revoke the tokens of a refused consent");
+    }
 }

@@ -76,7 +76,13 @@ fn sandbox_for(config: &Config) -> Option<crate::sandbox::Sandbox> {
         }
     };
     tracing::warn!(base = %format!("{public}/sandbox"), "serving the SANDBOX OAuth provider: for demos and tests only");
-    Some(crate::sandbox::Sandbox::new(format!("{public}/sandbox"), &secret))
+    match crate::sandbox::Sandbox::new(format!("{public}/sandbox"), &secret) {
+        Ok(sandbox) => Some(sandbox),
+        Err(_) => {
+            tracing::error!("NOT serving the sandbox provider: no ID-token signing key could be generated");
+            None
+        }
+    }
 }
 
 fn loopback_url(url: &str) -> bool {

@@ -79,6 +79,7 @@ pub fn tokens(access: &str, refresh: &str) -> TokenSet {
         token_type: "bearer".into(),
         expires_in: Some(3600),
         scope: None,
+        id_token: None,
     }
 }
 

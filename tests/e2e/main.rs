@@ -19,6 +19,7 @@ mod devices;
 mod forgery;
 mod keys;
 mod limits;
+mod oidc;
 mod openapi;
 mod orgs;
 mod pat_binding;

@@ -94,13 +94,16 @@ impl TestDb {
     pub async fn snapshot(&self) -> Vec<(String, i64)> {
         let raw = self.raw().await;
         let list = match self.backend {
-            Backend::Sqlite => "select name from sqlite_master where type = 'table' and name not like 'sqlite_%' order by name",
+            Backend::Sqlite => {
+                "select name from sqlite_master where type = 'table' and name not like 'sqlite_%' order by name"
+            }
             Backend::Postgres => "select tablename::text from pg_tables where schemaname = 'public' order by tablename",
         };
         let tables: Vec<String> = sqlx::query_scalar(list).fetch_all(&raw).await.expect("tables");
         let mut counts = Vec::new();
         for table in tables.into_iter().filter(|t| !t.starts_with("_sqlx") && !t.contains("rate_limit")) {
-            let n: i64 = sqlx::query_scalar(&format!("select count(*) from {table}")).fetch_one(&raw).await.expect("count");
+            let n: i64 =
+                sqlx::query_scalar(&format!("select count(*) from {table}")).fetch_one(&raw).await.expect("count");
             counts.push((table, n));
         }
         let live: i64 = sqlx::query_scalar("select count(*) from sessions where revoked_at is null")

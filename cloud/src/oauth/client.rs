@@ -45,12 +45,16 @@ pub struct TokenSet {
     pub token_type: String,
     pub expires_in: Option<i64>,
     pub scope: Option<String>,
+    /// The OpenID Connect ID token, when the provider sent one (code exchange with `openid`).
+    pub id_token: Option<SecretString>,
 }
 
-/// An HTTP client for providers, with timeouts on everything.
+/// An HTTP client for providers, with timeouts on everything; it also keeps the OpenID
+/// metadata and keys it fetched (`super::oidc`).
 #[derive(Clone, Debug)]
 pub struct ProviderClient {
-    http: reqwest::Client,
+    pub(super) http: reqwest::Client,
+    pub(super) oidc: std::sync::Arc<super::oidc::OidcCache>,
 }
 
 impl ProviderClient {
@@ -62,7 +66,7 @@ impl ProviderClient {
             .user_agent(concat!("latchkey/", env!("CARGO_PKG_VERSION"), " (managed OAuth token broker)"))
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
-        Self { http }
+        Self { http, oidc: std::sync::Arc::default() }
     }
 
     /// Exchanges an authorization code (with its PKCE verifier).
@@ -224,6 +228,11 @@ impl ProviderClient {
             refresh_token: fields.get("refresh_token").and_then(Value::as_str).map(|s| SecretString::new(s.to_owned())),
             token_type: fields.get("token_type").and_then(Value::as_str).unwrap_or("Bearer").to_owned(),
             expires_in: fields.get("expires_in").and_then(expires_in),
+            id_token: fields
+                .get("id_token")
+                .or_else(|| body.get("id_token"))
+                .and_then(Value::as_str)
+                .map(|s| SecretString::new(s.to_owned())),
             scope: fields.get("scope").and_then(|v| match v {
                 Value::String(s) => Some(s.clone()),
                 Value::Array(a) => Some(a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")),
@@ -306,7 +315,7 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 }
 
 /// A reqwest error without its URL (which could carry a token in a query string).
-fn describe(e: &reqwest::Error) -> String {
+pub(super) fn describe(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "timed out".to_owned()
     } else if e.is_connect() {

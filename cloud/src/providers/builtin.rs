@@ -51,6 +51,7 @@ fn base(name: &str, display_name: &str, authorization_url: &str, token_url: &str
         account_id_field: "id".to_owned(),
         account_name_field: None,
         issuer: None,
+        jwks_uri: None,
         scopes: Vec::new(),
         scope_separator: " ".to_owned(),
         scope_param: "scope".to_owned(),

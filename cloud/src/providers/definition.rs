@@ -144,9 +144,14 @@ pub struct ProviderDef {
     /// Field holding a human-readable account name (same two forms).
     #[serde(default)]
     pub account_name_field: Option<String>,
-    /// Expected RFC 9207 `iss` value / OIDC issuer.
+    /// Expected RFC 9207 `iss` value / OIDC issuer. ID tokens are verified against it, with
+    /// the keys of `jwks_uri` or of the issuer's discovery document.
     #[serde(default)]
     pub issuer: Option<String>,
+    /// The provider's JWKS (ID-token signing keys), when not taken from the issuer's
+    /// `/.well-known/openid-configuration`.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
     /// Scopes requested when the operator's connector does not say otherwise.
     #[serde(default)]
     pub scopes: Vec<String>,

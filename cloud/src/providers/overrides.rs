@@ -11,7 +11,7 @@ use super::{Pkce, ProviderDef, RevocationMethod, TokenAuthMethod, TokenRequestFo
 /// replaces the built-in's value when given.
 ///
 /// For optional fields (`revocation_url`, `userinfo_url`, `userinfo_body`,
-/// `account_name_field`, `issuer`, `token_response_pointer`, `docs_url`, `console_url`) an empty string
+/// `account_name_field`, `issuer`, `jwks_uri`, `token_response_pointer`, `docs_url`, `console_url`) an empty string
 /// removes the built-in's value. The maps (`extra_authorize_params`, `userinfo_headers`) are
 /// merged key by key; an empty value removes that key.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -30,6 +30,7 @@ pub struct ProviderOverride {
     pub account_id_field: Option<String>,
     pub account_name_field: Option<String>,
     pub issuer: Option<String>,
+    pub jwks_uri: Option<String>,
     pub scopes: Option<Vec<String>>,
     pub scope_separator: Option<String>,
     pub scope_param: Option<String>,
@@ -90,6 +91,7 @@ impl ProviderOverride {
         }
         set_optional(&mut base.account_name_field, self.account_name_field);
         set_optional(&mut base.issuer, self.issuer);
+        set_optional(&mut base.jwks_uri, self.jwks_uri);
         if let Some(v) = self.scopes {
             base.scopes = v;
         }

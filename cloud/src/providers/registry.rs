@@ -141,6 +141,7 @@ mod tests {
             urls.extend(p.revocation_url.iter());
             urls.extend(p.userinfo_url.iter());
             urls.extend(p.issuer.iter());
+            urls.extend(p.jwks_uri.iter());
             urls.extend(p.docs_url.iter());
             urls.extend(p.console_url.iter());
             for u in urls {

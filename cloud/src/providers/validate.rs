@@ -163,6 +163,9 @@ impl ProviderDef {
         if let Some(u) = &self.issuer {
             self.check_url("issuer", u, source)?;
         }
+        if let Some(u) = &self.jwks_uri {
+            self.check_url("jwks_uri", u, source)?;
+        }
         if let Some(u) = &self.docs_url {
             self.check_url("docs_url", u, source)?;
         }

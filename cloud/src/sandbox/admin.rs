@@ -1,6 +1,7 @@
 //! Test hooks, each behind the admin secret (`X-Sandbox-Admin`): `GET /sandbox/admin/stats`,
 //! `GET|PUT /sandbox/admin/faults`, `POST /sandbox/admin/reset`, `POST /sandbox/admin/clients`,
-//! `PUT /sandbox/admin/items`; and the RFC 8414 metadata document, which is public.
+//! `PUT /sandbox/admin/items`, `POST /sandbox/admin/rotate_key` (in `oidc`); and the RFC 8414
+//! metadata document, which is public.
 
 use axum::body::Bytes;
 use axum::extract::{Request, State};
@@ -10,8 +11,9 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};
 
+use super::oidc::IdTokenFault;
 use super::wire::{no_store_json, OAuthError};
-use super::{grant_id, Sandbox, ADMIN_HEADER, SCOPES};
+use super::{grant_id, Sandbox, ADMIN_HEADER};
 
 /// Lets a request through to a hook only with the admin secret: without it anyone who
 /// reaches the cloud could register clients, switch faults or read every grant.
@@ -64,6 +66,25 @@ pub struct Faults {
     /// Issue a refresh token with each code exchange (off: like an app without offline
     /// access, whose grant ends when its access token expires).
     pub issue_refresh_tokens: bool,
+    /// Spoil the ID tokens of `openid` code exchanges this way.
+    pub id_token_fault: Option<IdTokenFault>,
+    /// Leave `iss` out of authorization redirects (RFC 9207).
+    pub omit_redirect_iss: bool,
+    /// Send this `iss` on authorization redirects instead of the sandbox's issuer.
+    pub redirect_iss: Option<String>,
+    /// What the metadata documents say as `authorization_response_iss_parameter_supported`.
+    pub advertise_redirect_iss: bool,
+}
+
+impl Faults {
+    /// The `iss` for authorization redirects: the issuer, unless a fault says otherwise.
+    pub(super) fn redirect_iss<'a>(&'a self, issuer: &'a str) -> Option<&'a str> {
+        if self.omit_redirect_iss {
+            None
+        } else {
+            Some(self.redirect_iss.as_deref().unwrap_or(issuer))
+        }
+    }
 }
 
 impl Default for Faults {
@@ -79,6 +100,10 @@ impl Default for Faults {
             auto_approve: false,
             token_expires_in: None,
             issue_refresh_tokens: true,
+            id_token_fault: None,
+            omit_redirect_iss: false,
+            redirect_iss: None,
+            advertise_redirect_iss: true,
         }
     }
 }
@@ -101,6 +126,12 @@ struct FaultsPatch {
     #[serde(default, deserialize_with = "nullable")]
     token_expires_in: Option<Option<Value>>,
     issue_refresh_tokens: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    id_token_fault: Option<Option<IdTokenFault>>,
+    omit_redirect_iss: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    redirect_iss: Option<Option<String>>,
+    advertise_redirect_iss: Option<bool>,
 }
 
 /// Distinguishes a field given as `null` (`Some(None)`) from a missing one (`None`).
@@ -120,6 +151,11 @@ impl FaultsPatch {
         }
         if self.access_token_ttl_secs.is_some_and(|t| t > MAX_ACCESS_TOKEN_TTL_SECS) {
             return Err(format!("access_token_ttl_secs must be at most {MAX_ACCESS_TOKEN_TTL_SECS}"));
+        }
+        if let Some(Some(iss)) = &self.redirect_iss {
+            if iss.is_empty() || iss.len() > 512 || iss.chars().any(char::is_control) {
+                return Err("redirect_iss must be 1 to 512 characters without control characters".to_owned());
+            }
         }
         if let Some(Some(v)) = &self.token_expires_in {
             if !(v.is_number() || v.is_string()) {
@@ -156,6 +192,18 @@ impl FaultsPatch {
         }
         if let Some(v) = self.issue_refresh_tokens {
             next.issue_refresh_tokens = v;
+        }
+        if let Some(v) = self.id_token_fault {
+            next.id_token_fault = v;
+        }
+        if let Some(v) = self.omit_redirect_iss {
+            next.omit_redirect_iss = v;
+        }
+        if let Some(v) = self.redirect_iss {
+            next.redirect_iss = v;
+        }
+        if let Some(v) = self.advertise_redirect_iss {
+            next.advertise_redirect_iss = v;
         }
         *faults = next;
         Ok(())
@@ -233,24 +281,7 @@ pub(super) async fn stats(State(sb): State<Sandbox>) -> Response {
 
 /// `GET /sandbox/.well-known/oauth-authorization-server` (RFC 8414).
 pub(super) async fn metadata(State(sb): State<Sandbox>) -> Response {
-    let base = sb.base_url();
-    no_store_json(
-        StatusCode::OK,
-        json!({
-            "issuer": base,
-            "authorization_endpoint": format!("{base}/authorize"),
-            "token_endpoint": format!("{base}/token"),
-            "revocation_endpoint": format!("{base}/revoke"),
-            "userinfo_endpoint": format!("{base}/userinfo"),
-            "scopes_supported": SCOPES,
-            "response_types_supported": ["code"],
-            "grant_types_supported": ["authorization_code", "refresh_token"],
-            "code_challenge_methods_supported": ["S256"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "authorization_response_iss_parameter_supported": true,
-        }),
-    )
+    no_store_json(StatusCode::OK, Value::Object(super::oidc::metadata(&sb)))
 }
 
 #[derive(Deserialize)]

@@ -15,7 +15,7 @@ use axum::response::{Html, IntoResponse, Response};
 use url::Url;
 
 use super::wire::{html_escape, no_store, Params};
-use super::{canonical_scope, AuthCode, Sandbox, State as SandboxState, CODE_TTL, DEFAULT_USER, SCOPES};
+use super::{canonical_scope, AuthCode, Sandbox, State as SandboxState, CODE_TTL, DEFAULT_SCOPES, DEFAULT_USER};
 
 /// A validated authorization request.
 struct AuthzRequest {
@@ -38,7 +38,7 @@ enum Failure {
 }
 
 impl Failure {
-    fn into_response(self, issuer: &str) -> Response {
+    fn into_response(self, issuer: Option<&str>) -> Response {
         match self {
             Failure::Page(message) => error_page(StatusCode::BAD_REQUEST, &message),
             Failure::Redirect { redirect, state, error, description } => redirect_to(
@@ -108,7 +108,7 @@ fn validate(st: &SandboxState, p: &Params) -> Result<AuthzRequest, Failure> {
         return Err(fail("invalid_request", "code_challenge is not a valid S256 challenge".into()));
     }
     let scope = match p.get("scope") {
-        None => SCOPES.join(" "),
+        None => DEFAULT_SCOPES.join(" "),
         Some(raw) => canonical_scope(raw).map_err(|bad| fail("invalid_scope", format!("unknown scope {bad:?}")))?,
     };
     if scope.is_empty() {
@@ -141,7 +141,7 @@ pub(super) async fn authorize_get(State(sb): State<Sandbox>, RawQuery(query): Ra
     let mut st = sb.lock();
     let req = match validate(&st, &params) {
         Ok(r) => r,
-        Err(f) => return f.into_response(sb.base_url()),
+        Err(f) => return f.into_response(st.faults.redirect_iss(sb.base_url())),
     };
     if st.faults.auto_approve {
         let Some(user) = valid_username(req.login_hint.as_deref().unwrap_or(DEFAULT_USER)) else {
@@ -151,7 +151,7 @@ pub(super) async fn authorize_get(State(sb): State<Sandbox>, RawQuery(query): Ra
                 error: "invalid_request",
                 description: "login_hint is not a valid sandbox username".into(),
             }
-            .into_response(sb.base_url());
+            .into_response(st.faults.redirect_iss(sb.base_url()));
         };
         return approve(&mut st, req, user, sb.base_url());
     }
@@ -165,7 +165,7 @@ pub(super) async fn authorize_post(State(sb): State<Sandbox>, body: Bytes) -> Re
     let mut st = sb.lock();
     let req = match validate(&st, &params) {
         Ok(r) => r,
-        Err(f) => return f.into_response(sb.base_url()),
+        Err(f) => return f.into_response(st.faults.redirect_iss(sb.base_url())),
     };
     match params.get("decision") {
         Some("approve") => {
@@ -184,33 +184,36 @@ pub(super) async fn authorize_post(State(sb): State<Sandbox>, body: Bytes) -> Re
             error: "access_denied",
             description: "the user denied the request".into(),
         }
-        .into_response(sb.base_url()),
+        .into_response(st.faults.redirect_iss(sb.base_url())),
         _ => Failure::Redirect {
             redirect: Box::new(req.redirect),
             state: req.state,
             error: "invalid_request",
             description: "decision must be approve or deny".into(),
         }
-        .into_response(sb.base_url()),
+        .into_response(st.faults.redirect_iss(sb.base_url())),
     }
 }
 
 fn approve(st: &mut SandboxState, req: AuthzRequest, user: String, issuer: &str) -> Response {
+    let issuer = st.faults.redirect_iss(issuer).map(str::to_owned);
     let code = st.issue_code(AuthCode {
         client_id: req.client_id,
         redirect_uri: req.redirect_uri,
         code_challenge: req.code_challenge,
         scope: req.scope,
         user,
+        nonce: req.nonce,
         expires_at: Instant::now() + CODE_TTL,
         used: false,
         grant: None,
     });
-    redirect_to(&req.redirect, &[("code", Some(&code)), ("state", req.state.as_deref())], issuer)
+    redirect_to(&req.redirect, &[("code", Some(&code)), ("state", req.state.as_deref())], issuer.as_deref())
 }
 
-/// `302` to `redirect` with `pairs` (the `None` ones left out) and `iss` added to its query.
-fn redirect_to(redirect: &Url, pairs: &[(&str, Option<&str>)], issuer: &str) -> Response {
+/// `302` to `redirect` with `pairs` (the `None` ones left out) and `iss`, if any, added to
+/// its query.
+fn redirect_to(redirect: &Url, pairs: &[(&str, Option<&str>)], issuer: Option<&str>) -> Response {
     let mut target = redirect.clone();
     {
         let mut query = target.query_pairs_mut();
@@ -219,7 +222,9 @@ fn redirect_to(redirect: &Url, pairs: &[(&str, Option<&str>)], issuer: &str) -> 
                 query.append_pair(name, value);
             }
         }
-        query.append_pair("iss", issuer);
+        if let Some(issuer) = issuer {
+            query.append_pair("iss", issuer);
+        }
     }
     match HeaderValue::from_str(target.as_str()) {
         Ok(location) => {

@@ -23,8 +23,12 @@
 //!   providers defined with `revocation_method = "github_token"`: HTTP Basic for the client
 //!   in the path, JSON `{"access_token"}`; revokes that access token only; 204, or 404.
 //! * `GET /sandbox/userinfo` and the data API `GET /sandbox/api/items` — bearer access token.
-//! * `GET /sandbox/.well-known/oauth-authorization-server` — RFC 8414 metadata.
-//! * `/sandbox/admin/{stats,faults,reset,clients,items}` — test hooks, each refused (401)
+//! * `GET /sandbox/.well-known/oauth-authorization-server` — RFC 8414 metadata;
+//!   `GET /sandbox/.well-known/openid-configuration` — the same as OpenID discovery, and
+//!   `GET /sandbox/.well-known/jwks.json` — the ID-token signing key (see `oidc`): with the
+//!   `openid` scope the code exchange returns an ES256 `id_token` carrying the request's
+//!   `nonce`.
+//! * `/sandbox/admin/{stats,faults,reset,clients,items,rotate_key}` — test hooks, each refused (401)
 //!   without the header `X-Sandbox-Admin: <secret>` given to [`Sandbox::new`]; the router
 //!   is mounted only when the sandbox is explicitly enabled, on a loopback listener or in
 //!   dev mode.
@@ -36,6 +40,7 @@
 mod admin;
 mod authorize;
 mod items;
+mod oidc;
 mod resource;
 mod token;
 mod wire;
@@ -60,13 +65,17 @@ use crate::providers::{Pkce, ProviderDef, RevocationMethod, TokenAuthMethod, Tok
 use latchkey_shared::secret::SecretString;
 
 pub use admin::Faults;
+pub use oidc::IdTokenFault;
 
 /// Data-API items a new sandbox serves.
 pub const DEFAULT_ITEMS: usize = 250;
 /// Upper bound for [`Sandbox::set_items`] (larger values are clamped).
 pub const MAX_ITEMS: usize = 10_000_000;
-/// Scopes the sandbox knows, in canonical order.
-pub const SCOPES: [&str; 2] = ["profile", "items:read"];
+/// Scopes the sandbox knows, in canonical order. With `openid` the code exchange also
+/// returns an ID token.
+pub const SCOPES: [&str; 3] = ["openid", "profile", "items:read"];
+/// Scopes of an authorization request that names none, and the provider's defaults.
+pub const DEFAULT_SCOPES: [&str; 2] = ["profile", "items:read"];
 /// The user approved when the consent form or `login_hint` gives none.
 pub const DEFAULT_USER: &str = "sandbox-user";
 
@@ -103,12 +112,14 @@ impl fmt::Debug for Sandbox {
 
 impl Sandbox {
     /// A sandbox whose public address is `base_url` (the cloud's public URL + `/sandbox`,
-    /// e.g. `http://127.0.0.1:8080/sandbox`). It is also the RFC 9207 issuer. Its admin
-    /// hooks answer only requests carrying `admin_secret` in [`ADMIN_HEADER`].
-    pub fn new(base_url: String, admin_secret: &SecretString) -> Self {
+    /// e.g. `http://127.0.0.1:8080/sandbox`). It is also the RFC 9207 and OpenID issuer. Its
+    /// admin hooks answer only requests carrying `admin_secret` in [`ADMIN_HEADER`]. Fails
+    /// only if no ID-token signing key can be generated.
+    pub fn new(base_url: String, admin_secret: &SecretString) -> Result<Self, ring::error::Unspecified> {
         let base_url = base_url.trim_end_matches('/').to_owned();
         let admin_secret_hash = sha256(admin_secret.expose().as_bytes());
-        Self { inner: Arc::new(Inner { base_url, admin_secret_hash, state: Mutex::new(State::new()) }) }
+        let state = State::new(oidc::SigningKey::generate()?, oidc::SigningKey::generate()?);
+        Ok(Self { inner: Arc::new(Inner { base_url, admin_secret_hash, state: Mutex::new(state) }) })
     }
 
     /// A fresh random admin secret, for a start that was given none.
@@ -140,6 +151,8 @@ impl Sandbox {
             .route("/sandbox/userinfo", get(resource::userinfo))
             .route("/sandbox/api/items", get(resource::items))
             .route("/sandbox/.well-known/oauth-authorization-server", get(admin::metadata))
+            .route("/sandbox/.well-known/openid-configuration", get(oidc::openid_configuration))
+            .route("/sandbox/.well-known/jwks.json", get(oidc::jwks))
             .merge(
                 Router::new()
                     .route("/sandbox/admin/stats", get(admin::stats))
@@ -147,6 +160,7 @@ impl Sandbox {
                     .route("/sandbox/admin/reset", post(admin::reset))
                     .route("/sandbox/admin/clients", post(admin::register_client))
                     .route("/sandbox/admin/items", axum::routing::put(admin::set_items))
+                    .route("/sandbox/admin/rotate_key", post(oidc::rotate_key))
                     .route_layer(axum::middleware::from_fn_with_state(self.clone(), admin::require_secret)),
             )
             .method_not_allowed_fallback(|| async {
@@ -172,7 +186,9 @@ impl Sandbox {
             account_id_field: "sub".to_owned(),
             account_name_field: Some("name".to_owned()),
             issuer: Some(base.clone()),
-            scopes: SCOPES.iter().map(|s| (*s).to_owned()).collect(),
+            // From the discovery document, as for most OpenID providers.
+            jwks_uri: None,
+            scopes: DEFAULT_SCOPES.iter().map(|s| (*s).to_owned()).collect(),
             scope_separator: " ".to_owned(),
             scope_param: "scope".to_owned(),
             pkce: Pkce::Required,
@@ -181,7 +197,7 @@ impl Sandbox {
             token_response_pointer: None,
             extra_authorize_params: BTreeMap::new(),
             rotates_refresh_tokens: true,
-            oidc: false,
+            oidc: true,
             docs_url: None,
             // Clients are registered with `POST /sandbox/admin/clients`, not in a console.
             console_url: None,
@@ -219,6 +235,8 @@ struct AuthCode {
     code_challenge: String,
     scope: String,
     user: String,
+    /// The authorization request's `nonce`, for the ID token.
+    nonce: Option<String>,
     expires_at: Instant,
     used: bool,
     /// The grant created by exchanging this code.
@@ -262,10 +280,14 @@ struct State {
     token_requests_total: u64,
     purge_codes_at: usize,
     purge_access_at: usize,
+    /// Signs ID tokens; published in the JWKS.
+    signing_key: oidc::SigningKey,
+    /// Never published: signs the `bad_signature` fault's ID tokens.
+    foreign_key: oidc::SigningKey,
 }
 
 impl State {
-    fn new() -> Self {
+    fn new(signing_key: oidc::SigningKey, foreign_key: oidc::SigningKey) -> Self {
         Self {
             clients: HashMap::new(),
             codes: HashMap::new(),
@@ -278,6 +300,8 @@ impl State {
             token_requests_total: 0,
             purge_codes_at: PURGE_FLOOR,
             purge_access_at: PURGE_FLOOR,
+            signing_key,
+            foreign_key,
         }
     }
 

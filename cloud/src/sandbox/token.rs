@@ -13,8 +13,9 @@ use serde_json::{Map, Value};
 use subtle::ConstantTimeEq as _;
 
 use super::admin::Faults;
+use super::oidc::{self, IdTokenFacts};
 use super::wire::{form_decode, no_store, no_store_json, OAuthError, Params};
-use super::{canonical_scope, sha256, Sandbox, State as SandboxState};
+use super::{canonical_scope, scope_contains, sha256, Sandbox, State as SandboxState};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -58,7 +59,7 @@ pub(super) async fn token(State(sb): State<Sandbox>, headers: HeaderMap, body: B
     let mut st = sb.lock();
     let result = match injected_fault(&faults, kind) {
         Some(fault) => Err(fault),
-        None => run_grant(&mut st, &faults, kind, &headers, &params),
+        None => run_grant(&mut st, &faults, kind, &headers, &params, sb.base_url()),
     };
     match result {
         Ok(body) => no_store_json(StatusCode::OK, body),
@@ -109,13 +110,14 @@ fn run_grant(
     kind: Kind,
     headers: &HeaderMap,
     params: &Params,
+    issuer: &str,
 ) -> Result<Value, OAuthError> {
     if let Some(name) = params.first_repeated() {
         return Err(OAuthError::invalid_request(format!("parameter `{name}` is repeated")));
     }
     let client_id = authenticate_client(st, headers, params)?;
     match kind {
-        Kind::AuthorizationCode => exchange_code(st, faults, &client_id, params),
+        Kind::AuthorizationCode => exchange_code(st, faults, &client_id, params, issuer),
         Kind::RefreshToken => refresh(st, faults, &client_id, params),
         Kind::Other => match params.get("grant_type") {
             None => Err(OAuthError::invalid_request("grant_type is required")),
@@ -202,6 +204,7 @@ fn exchange_code(
     faults: &Faults,
     client_id: &str,
     params: &Params,
+    issuer: &str,
 ) -> Result<Value, OAuthError> {
     let code = params.get("code").ok_or_else(|| OAuthError::invalid_request("code is required"))?;
     let Some(rec) = st.codes.get_mut(code) else {
@@ -231,14 +234,27 @@ fn exchange_code(
     if !pkce_matches(verifier, &rec.code_challenge) {
         return Err(OAuthError::invalid_grant("code_verifier does not match the code_challenge"));
     }
-    let (user, scope) = (rec.user.clone(), rec.scope.clone());
+    let (user, scope, nonce) = (rec.user.clone(), rec.scope.clone(), rec.nonce.clone());
+    // OpenID Connect Core 3.1.3.3: with `openid`, an ID token about the user.
+    let id_token = if scope_contains(&scope, "openid") {
+        let facts = IdTokenFacts { issuer, client_id, user: &user, nonce: nonce.as_deref() };
+        let token = oidc::id_token(&st.signing_key, &st.foreign_key, &facts, faults.id_token_fault)
+            .ok_or_else(|| OAuthError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "signing failed"))?;
+        Some(token)
+    } else {
+        None
+    };
     let grant = st.create_grant(user, client_id.to_owned(), scope.clone());
     if let Some(rec) = st.codes.get_mut(code) {
         rec.grant = Some(grant);
     }
     let (access, ttl) = st.issue_access_token(grant, scope.clone());
     let refresh = faults.issue_refresh_tokens.then(|| st.issue_refresh_token(grant));
-    Ok(token_response(faults, access, ttl, refresh, scope))
+    let mut body = token_response(faults, access, ttl, refresh, scope);
+    if let (Some(token), Value::Object(map)) = (id_token, &mut body) {
+        map.insert("id_token".into(), token.into());
+    }
+    Ok(body)
 }
 
 fn refresh(st: &mut SandboxState, faults: &Faults, client_id: &str, params: &Params) -> Result<Value, OAuthError> {
@@ -266,7 +282,7 @@ fn refresh(st: &mut SandboxState, faults: &Faults, client_id: &str, params: &Par
             let wanted = canonical_scope(raw).map_err(|bad| {
                 OAuthError::new(StatusCode::BAD_REQUEST, "invalid_scope", format!("unknown scope {bad:?}"))
             })?;
-            if wanted.split(' ').any(|s| !s.is_empty() && !super::scope_contains(&grant.scope, s)) {
+            if wanted.split(' ').any(|s| !s.is_empty() && !scope_contains(&grant.scope, s)) {
                 return Err(OAuthError::new(
                     StatusCode::BAD_REQUEST,
                     "invalid_scope",

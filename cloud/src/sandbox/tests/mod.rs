@@ -5,6 +5,7 @@
 
 mod admin;
 mod authorize;
+mod oidc;
 mod resource;
 mod token;
 
@@ -27,7 +28,7 @@ const REDIRECT: &str = "http://127.0.0.1:8080/oauth/callback";
 const ADMIN_SECRET: &str = "sandbox admin secret";
 
 fn new_sandbox(base: &str) -> Sandbox {
-    Sandbox::new(base.to_owned(), &SecretString::from(ADMIN_SECRET))
+    Sandbox::new(base.to_owned(), &SecretString::from(ADMIN_SECRET)).unwrap()
 }
 
 struct Reply {
