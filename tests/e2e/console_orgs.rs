@@ -659,8 +659,9 @@ async fn every_org_form_refuses_a_cross_site_post(backend: Backend) {
     };
     let before = snapshot().await;
 
-    #[allow(clippy::type_complexity)]
-    let forms: Vec<(&Browser, &Vec<(String, String)>, String, Vec<(&str, &str)>)> = vec![
+    /// Who posts, with which form token, to where, with which fields.
+    type Form<'a> = (&'a Browser, &'a Vec<(String, String)>, String, Vec<(&'a str, &'a str)>);
+    let forms: Vec<Form> = vec![
         (
             &newcomer,
             &newcomer_token,

@@ -215,7 +215,7 @@ pub fn all() -> Vec<ProviderDef> {
             rotates_refresh_tokens: true,
             oidc: true,
             docs_url: s("https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-auth-code-flow"),
-            console_url: s("https://entra.microsoft.com/#view/Microsoft_AAD_RegisteredApps/ApplicationsListBlade"),
+            console_url: s("https://aka.ms/AppRegistrations"),
             ..base(
                 "microsoft",
                 "Microsoft",
