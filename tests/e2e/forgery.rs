@@ -124,7 +124,10 @@ async fn a_cross_site_login_post_is_refused() {
     // Still the victim's own login.
     browser.goto(&format!("{}/orgs/acme", api.base)).await.unwrap();
     browser.wait().for_element(Locator::Id("connect-sandbox")).await.unwrap();
-    assert!(browser.source().await.unwrap().contains("class=\"muted\">member"), "the page is no longer the victim's");
+    assert!(
+        browser.source().await.unwrap().contains("id=\"signed-in-as\">member<"),
+        "the page is no longer the victim's"
+    );
     server.abort();
     browser.close().await.unwrap();
 }
