@@ -18,7 +18,7 @@ use std::time::Duration;
 backend_tests!(an_admin_runs_an_org_from_the_console_alone);
 
 const ADMIN: (&str, &str, &str) = ("ada", "ada@example.test", "quartz-meadow-violin-77");
-const MEMBER: (&str, &str, &str) = ("bo", "bo@example.test", "copper-lantern-orchid-31");
+const MEMBER: (&str, &str, &str) = ("bodhi", "bodhi@example.test", "copper-lantern-orchid-31");
 
 struct Journey<'a> {
     driver: &'a ChromeDriver,
@@ -35,9 +35,10 @@ impl Journey<'_> {
 
     /// Waits for `ready`, checks the page and remembers its forms.
     async fn shown(&mut self, b: &Client, ready: &str, shot: &str) {
-        b.wait().at_most(Duration::from_secs(15)).for_element(Locator::Id(ready)).await.unwrap_or_else(|e| {
-            panic!("{shot}: no #{ready} ({e})")
-        });
+        if let Err(e) = b.wait().at_most(Duration::from_secs(15)).for_element(Locator::Id(ready)).await {
+            let url = b.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+            panic!("{shot}: no #{ready} ({e}) at {url}:\n{}", page_text(b).await);
+        }
         self.driver.check_page(b, shot).await;
         let url = b.current_url().await.unwrap().to_string();
         for form in b.find_all(Locator::Css("form[method=post], form[method=POST]")).await.unwrap() {
@@ -105,12 +106,12 @@ async fn an_admin_runs_an_org_from_the_console_alone(backend: Backend) {
     assert_eq!(text(&admin, "signed-in-as").await, ADMIN.0);
 
     // 2. A private org.
-    j.open(&admin, "/orgs/new", "create-org", "guide-02-new-org").await;
+    j.open(&admin, "/orgs/new", "create", "guide-02-new-org").await;
     fill(&admin, "slug", "acme").await;
     fill(&admin, "name", "Acme Research").await;
     fill(&admin, "description", "The lab's shared data sources").await;
     select(&admin, "visibility", "private").await;
-    click(&admin, "create-org").await;
+    click(&admin, "create").await;
     j.shown(&admin, "nav-admin-acme", "journey-org-created").await;
 
     // 3. The managed app. First the provider's side: the admin registers an OAuth app at
@@ -151,7 +152,8 @@ async fn an_admin_runs_an_org_from_the_console_alone(backend: Backend) {
     fill(&admin, "invite-email", MEMBER.1).await;
     click(&admin, "create-invite").await;
     j.shown(&admin, "invite-url", "guide-07-invitation").await;
-    let invite_url = text(&admin, "invite-url").await;
+    let invite_url =
+        admin.find(Locator::Id("invite-url")).await.unwrap().prop("value").await.unwrap().unwrap_or_default();
     assert!(invite_url.starts_with(&format!("{}/invite/", api.base)), "{invite_url}");
 
     // 6. The member opens the link without an account, signs up through it and joins.
@@ -211,36 +213,56 @@ async fn an_admin_runs_an_org_from_the_console_alone(backend: Backend) {
     .await
     .ok(200);
     let device_pat = device["access_token"].as_str().unwrap().to_owned();
-    let fetched = api.post("/oauth/connection-token", Some(&device_pat), json!({"org": "acme", "connector": "sandbox"})).await;
-    assert!(fetched.ok(200)["access_token"].is_string());
+    assert!(device_pat.starts_with("lk_pat_"));
+    j.open(&member, "/account/devices", "account-devices", "guide-13-devices").await;
+    assert!(page_text(&member).await.contains("bos-laptop"), "the paired device is listed");
+    // The contract serves tokens only for connections in public orgs (API.md, row 6):
+    // this private org's grant stays in the cloud until the org is made public.
+    let ask = json!({"org": "acme", "connector_key": "sandbox"});
+    let refused = api
+        .client
+        .post(format!("{}/oauth/connection-token", api.base))
+        .bearer_auth(&device_pat)
+        .header("user-agent", "latchkey/1.0 (bos-laptop)")
+        .json(&ask);
+    Api::read(refused).await.assert_error(404, "not_found");
 
     // 9. The member makes a PAT in the page; it works once, shown once.
-    j.open(&member, "/account/tokens", "token-form", "guide-13-tokens").await;
+    j.open(&member, "/account/tokens", "token-form", "guide-14-tokens").await;
     fill(&member, "token-name", "notebook").await;
-    let token_scope = member.find(Locator::Css("input[name=scopes][value='connections:token']")).await.unwrap();
+    let token_scope = member.find(Locator::Id("scope_connections_token")).await.unwrap();
     assert!(token_scope.prop("checked").await.unwrap().as_deref() != Some("true"), "connections:token preselected");
     click(&member, "create-token").await;
-    j.shown(&member, "created-token", "guide-14-token-created").await;
-    let pat = text(&member, "created-token").await;
+    j.shown(&member, "created-token", "guide-15-token-created").await;
+    let pat = text(&member, "new-token").await;
     assert!(pat.starts_with("lk_pat_"), "{pat}");
     api.get("/v1/me", Some(&pat)).await.ok(200);
     j.open(&member, "/account/tokens", "token-form", "journey-tokens-listed").await;
     assert!(!member.source().await.unwrap().contains(&pat), "the token is shown again");
 
     // 10. The admin sees the connection and the events.
-    j.open(&admin, "/orgs/acme/admin/health", "health", "guide-15-health").await;
+    j.open(&admin, "/orgs/acme/admin/health", "health", "guide-16-health").await;
     let health = page_text(&admin).await;
-    assert!(health.contains(MEMBER.0) && health.contains("sandbox") && health.to_lowercase().contains("active"), "{health}");
-    j.open(&admin, "/orgs/acme/admin/audit", "audit", "guide-16-audit").await;
+    assert!(
+        health.contains(MEMBER.0) && health.contains("sandbox") && health.to_lowercase().contains("active"),
+        "{health}"
+    );
+    j.open(&admin, "/orgs/acme/admin/audit", "audit", "guide-17-audit").await;
     let audit = page_text(&admin).await;
     for shown in [ADMIN.0, MEMBER.0, "invitation", "connection"] {
         assert!(audit.contains(shown), "the audit log does not show {shown:?}:\n{audit}");
     }
     // Every admin action carries who, from where, with what.
-    let missing = db
-        .count("select count(*) from audit_events where org_id is not null and actor_id is not null and (ip is null or user_agent is null)")
-        .await;
-    assert_eq!(missing, 0, "org events without IP or user agent");
+    let raw = db.raw().await;
+    let missing: Vec<String> = sqlx::query_scalar(
+        "select action from audit_events where org_id is not null and actor_id is not null \
+         and (ip is null or user_agent is null)",
+    )
+    .fetch_all(&raw)
+    .await
+    .unwrap();
+    raw.close().await;
+    assert!(missing.is_empty(), "org events without IP or user agent: {missing:?}");
 
     // 11. The admin removes the member: the grant is revoked at the provider.
     let revocations = || async { SandboxOrg::stats(&api).await["revocations"].as_u64().unwrap() };
@@ -248,13 +270,12 @@ async fn an_admin_runs_an_org_from_the_console_alone(backend: Backend) {
     j.open(&admin, "/orgs/acme/admin/members", &format!("remove-{}", MEMBER.0), "journey-members-before-removal").await;
     click(&admin, &format!("remove-{}", MEMBER.0)).await;
     admin.wait().for_element(Locator::Id("confirm-remove")).await.unwrap();
-    driver.check_page(&admin, "guide-17-remove-member").await;
+    driver.check_page(&admin, "guide-18-remove-member").await;
     click(&admin, "confirm-remove").await;
-    until_shown(&admin, "removed").await;
+    until_shown(&admin, "Removed").await;
     assert_eq!(revocations().await, before + 1, "the member's grant was not revoked at the provider");
-    api.post("/oauth/connection-token", Some(&device_pat), json!({"org": "acme", "connector": "sandbox"}))
-        .await
-        .assert_error(403, "not_a_member");
+    let gone = api.get("/v1/orgs/acme/connections", Some(&device_pat)).await;
+    gone.assert_error(404, "not_found");
 
     // Every form met on the way, posted from another origin with its page's own token:
     // an error page, and nothing changes.
@@ -286,6 +307,10 @@ async fn cross_site_posts_are_refused(j: &Journey<'_>, admin: &Client, member: &
                 client.post(&target).header("cookie", &cookie).header("origin", "http://127.0.0.1:1").form(&fields),
             )
             .await;
+            if action.is_empty() && r.status == 405 {
+                // A dialog's form whose target its script fills in on opening.
+                break;
+            }
             r.assert_page_error(403);
             checked += 1;
             break;

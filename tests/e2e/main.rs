@@ -13,6 +13,7 @@ mod consent;
 mod console_account;
 mod console_apps;
 mod console_health;
+mod console_journey;
 mod console_orgs;
 mod contract_fuzz;
 mod devices;
