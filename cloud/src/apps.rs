@@ -531,21 +531,8 @@ async fn audit_change(
     target: &str,
     detail: Option<serde_json::Value>,
 ) -> Result<()> {
-    audit::record(
-        &state.store,
-        audit::Event {
-            org_id: Some(org_id),
-            actor_id: Some(&principal.user_id),
-            pat_id: principal.pat_id(),
-            action,
-            target: Some(target),
-            outcome: "success",
-            ip: Some(&meta.ip),
-            user_agent: meta.user_agent.as_deref(),
-            detail,
-        },
-    )
-    .await
+    let event = audit::Event { target: Some(target), detail: detail, ..principal.org_event(meta, org_id, action) };
+    audit::record(&state.store, event).await
 }
 
 fn unknown_provider(name: &str) -> Error {

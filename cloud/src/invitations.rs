@@ -37,7 +37,7 @@ pub struct CreateInvitation {
     pub role: Option<Role>,
     /// 1 to 30; default 7.
     #[schema(minimum = 1, maximum = 30)]
-    pub expires_in_days: Option<i64>,
+    pub expires_in_days: Option<u32>,
 }
 
 /// A new invitation. `url` carries the token and is shown only here.
@@ -109,7 +109,7 @@ pub async fn create(
         }
         _ => {}
     }
-    let days = req.expires_in_days.unwrap_or(DEFAULT_DAYS);
+    let days = req.expires_in_days.map_or(DEFAULT_DAYS, i64::from);
     if !(1..=MAX_DAYS).contains(&days) {
         return Err(Error::bad_request(format!("expires_in_days: 1 to {MAX_DAYS}")));
     }
@@ -375,21 +375,9 @@ async fn record(
     meta: &ClientMeta,
     detail: serde_json::Value,
 ) -> Result<()> {
-    audit::record(
-        &state.store,
-        audit::Event {
-            org_id: Some(org_id),
-            actor_id: Some(&principal.user_id),
-            pat_id: principal.pat_id(),
-            action,
-            target: Some(invitation_id),
-            outcome: "success",
-            ip: Some(&meta.ip),
-            user_agent: meta.user_agent.as_deref(),
-            detail: Some(detail),
-        },
-    )
-    .await
+    let event =
+        audit::Event { target: Some(invitation_id), detail: Some(detail), ..principal.org_event(meta, org_id, action) };
+    audit::record(&state.store, event).await
 }
 
 #[cfg(test)]

@@ -25,8 +25,8 @@ pub struct CreateOrg {
         pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
     )]
     pub name: String,
-    /// What the org is for: at most 500 characters.
-    #[schema(max_length = 500)]
+    /// What the org is for: at most 500 characters, no control characters but newlines.
+    #[schema(max_length = 500, pattern = r"^[^\u0000-\u0009\u000b-\u001f\u007f-\u009f]*$")]
     #[serde(default)]
     pub description: Option<String>,
     pub visibility: Visibility,
@@ -41,8 +41,8 @@ pub struct UpdateOrg {
         pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
     )]
     pub name: Option<String>,
-    /// At most 500 characters; empty clears it.
-    #[schema(max_length = 500)]
+    /// At most 500 characters, no control characters but newlines; empty clears it.
+    #[schema(max_length = 500, pattern = r"^[^\u0000-\u0009\u000b-\u001f\u007f-\u009f]*$")]
     pub description: Option<String>,
     /// Owners only.
     pub visibility: Option<Visibility>,
@@ -240,21 +240,9 @@ pub async fn delete(state: &AppState, principal: &Principal, meta: &ClientMeta, 
     let org = authorize(state, principal, org_ref, Need::Owner).await?;
     cascade::org_deleted(state, &org.id, &principal.user_id, meta).await?;
     sqlx::query("delete from orgs where id = $1").bind(&org.id).execute(state.store.pool()).await?;
-    audit::record(
-        &state.store,
-        audit::Event {
-            org_id: Some(&org.id),
-            actor_id: Some(&principal.user_id),
-            pat_id: principal.pat_id(),
-            action: "org.delete",
-            target: Some(&org.id),
-            outcome: "success",
-            ip: Some(&meta.ip),
-            user_agent: meta.user_agent.as_deref(),
-            detail: Some(serde_json::json!({ "slug": org.slug })),
-        },
-    )
-    .await
+    let detail = Some(serde_json::json!({ "slug": org.slug }));
+    let event = audit::Event { target: Some(&org.id), detail, ..principal.org_event(meta, &org.id, "org.delete") };
+    audit::record(&state.store, event).await
 }
 
 /// Joins a public org as a member; joining again changes nothing.
@@ -393,21 +381,8 @@ async fn audit_org(
     action: &str,
     target: Option<&str>,
 ) -> Result<()> {
-    audit::record(
-        &state.store,
-        audit::Event {
-            org_id: Some(org_id),
-            actor_id: Some(&principal.user_id),
-            pat_id: principal.pat_id(),
-            action,
-            target: target.or(Some(org_id)),
-            outcome: "success",
-            ip: Some(&meta.ip),
-            user_agent: meta.user_agent.as_deref(),
-            ..Default::default()
-        },
-    )
-    .await
+    let event = audit::Event { target: target.or(Some(org_id)), ..principal.org_event(meta, org_id, action) };
+    audit::record(&state.store, event).await
 }
 
 fn validate_slug(raw: &str) -> Result<String> {

@@ -21,7 +21,15 @@ async fn setup(db: &TestDb) -> (CloudProcess, Api, SandboxOrg) {
     let cloud = CloudProcess::spawn(db, &[("LATCHKEY_SANDBOX", "1"), ("RUST_LOG", "debug")]).await;
     let api = cloud.api();
     let org = SandboxOrg::setup(&api).await;
-    // A second connector of the same managed app, asking for `openid`.
+    // The app may ask for `openid` too (connectors stay within their app's scopes)…
+    api.put(
+        "/v1/orgs/acme/apps/sandbox",
+        Some(&org.admin.access),
+        json!({"scopes": ["openid", "profile", "items:read"]}),
+    )
+    .await
+    .ok(200);
+    // …and a second connector of the same managed app asks for it.
     api.put(
         "/v1/orgs/acme/connectors/sandbox-oidc",
         Some(&org.admin.access),

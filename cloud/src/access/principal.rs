@@ -1,5 +1,7 @@
 //! The verified caller, and what its credential lets it do.
 
+use super::ClientMeta;
+use crate::audit;
 use crate::error::{Error, Result};
 use latchkey_shared::{Scope, ScopeSet};
 
@@ -19,6 +21,21 @@ pub enum Via {
 }
 
 impl Principal {
+    /// A successful change this caller made in an org, from where it came: the audit
+    /// event every org action records. Callers add `target` and `detail`.
+    pub fn org_event<'a>(&'a self, meta: &'a ClientMeta, org_id: &'a str, action: &'a str) -> audit::Event<'a> {
+        audit::Event {
+            org_id: Some(org_id),
+            actor_id: Some(&self.user_id),
+            pat_id: self.pat_id(),
+            action,
+            outcome: "success",
+            ip: Some(&meta.ip),
+            user_agent: meta.user_agent.as_deref(),
+            ..Default::default()
+        }
+    }
+
     /// A PAT must carry `scope`; a login always may.
     pub fn require(&self, scope: Scope) -> Result<()> {
         match &self.via {

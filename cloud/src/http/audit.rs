@@ -25,6 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// How many events, newest first (1–1000; default 100, or 1000 for an export).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// Only this actor's events: a user id or a username.
     pub actor: Option<String>,
@@ -40,6 +41,7 @@ pub struct AuditQuery {
     /// The previous (newer) page: events newer than this event id (the first one listed).
     pub after: Option<String>,
     /// `json` or `csv`: download the events as a file (`Content-Disposition: attachment`).
+    #[param(pattern = "^\\s*(json|csv)?\\s*$")]
     pub format: Option<String>,
 }
 

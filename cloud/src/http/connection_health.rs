@@ -21,6 +21,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 struct HealthQuery {
     /// Only connections in this status: `active`, `refreshing`, `failing`,
     /// `needs_reauth`, `exhausted` or `revoked`.
+    #[param(pattern = "^(active|refreshing|failing|needs_reauth|exhausted|revoked)$")]
     status: Option<String>,
 }
 

@@ -156,7 +156,7 @@ struct InviteForm {
     #[serde(default)]
     email: String,
     role: Role,
-    expires_in_days: i64,
+    expires_in_days: u32,
 }
 
 /// Creates an invitation and shows its link once, on the members page itself (no
