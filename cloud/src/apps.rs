@@ -531,7 +531,7 @@ async fn audit_change(
     target: &str,
     detail: Option<serde_json::Value>,
 ) -> Result<()> {
-    let event = audit::Event { target: Some(target), detail: detail, ..principal.org_event(meta, org_id, action) };
+    let event = audit::Event { target: Some(target), detail, ..principal.org_event(meta, org_id, action) };
     audit::record(&state.store, event).await
 }
 
