@@ -23,6 +23,7 @@ use axum::http::request::Parts;
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, SameSite};
+use base64::Engine;
 use minijinja::context;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -123,7 +124,9 @@ async fn layout(state: &AppState, principal: &Principal, headers: &header::Heade
         .collect();
     let notice = axum_extra::extract::CookieJar::from_headers(headers)
         .get(NOTICE_COOKIE)
-        .map(|c| c.value().chars().take(300).collect::<String>())
+        .and_then(|c| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c.value()).ok())
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .map(|n| n.chars().take(300).collect::<String>())
         .filter(|n| !n.is_empty());
     Ok(Layout {
         username: me.username,
@@ -189,7 +192,10 @@ impl<T: DeserializeOwned> FromRequest<AppState> for PagePost<T> {
 
 /// After a successful post: back to a page, which shows `message` once.
 pub fn notice(to: &str, message: &str) -> Response {
-    let cookie = Cookie::build((NOTICE_COOKIE, message.to_owned()))
+    // Encoded: a message names orgs and people, whose names may hold `;` or non-ASCII,
+    // which a cookie value cannot carry as they are.
+    let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(message);
+    let cookie = Cookie::build((NOTICE_COOKIE, value))
         .path("/")
         .http_only(true)
         .same_site(SameSite::Strict)
