@@ -6,7 +6,7 @@
 
 use fantoccini::Locator;
 use latchkey_e2e::chrome::{self, chromedriver};
-use latchkey_e2e::{backend_tests, consent, json, Api, Backend, Browser, Cloud, Reply, SandboxOrg, TestDb};
+use latchkey_e2e::{backend_tests, json, Api, Backend, Browser, Cloud, Reply, SandboxOrg, TestDb};
 use serde_json::Value;
 
 backend_tests!(
@@ -35,17 +35,6 @@ async fn health(api: &Api, token: &str, query: &str) -> Vec<Value> {
     r.ok(200).as_array().unwrap().clone()
 }
 
-/// A cloud serving the sandbox, the member connected, and a PAT that may fetch tokens.
-async fn connected(db: &TestDb) -> (Cloud, Api, SandboxOrg, String) {
-    let cloud = Cloud::start_with(db, |c| c.sandbox = true).await;
-    let api = cloud.api();
-    let org = SandboxOrg::setup(&api).await;
-    let (_, page) = consent(&api, &org.member, "acme", "sandbox").await;
-    assert_eq!(page.status, 200, "{}", page.text);
-    let (_, pat) = api.pat(&org.member, &["connections:token"]).await;
-    (cloud, api, org, pat)
-}
-
 async fn signed_in(api: &Api, user: &latchkey_e2e::User) -> Browser {
     let browser = Browser::new();
     assert!(browser.login(&api.base, user).await.status.is_redirection());
@@ -58,7 +47,7 @@ async fn health_page_of(api: &Api, browser: &Browser, query: &str) -> Reply {
 
 async fn health_follows_a_connection_from_active_to_failing_to_needs_reauth(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let (_cloud, api, org, pat) = connected(&db).await;
+    let (_cloud, api, org, pat) = SandboxOrg::connected_cloud(&db).await;
 
     // Before any fetch: active, refreshed at connect, no token fetched yet.
     let rows = health(&api, &org.admin.access, "").await;
@@ -153,7 +142,7 @@ async fn last_token_at(db: &TestDb) -> Option<i64> {
 /// The hot path writes the stamp when it is unset or a minute old, and not otherwise.
 async fn the_last_token_stamp_is_written_at_most_once_a_minute(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let (_cloud, api, _org, pat) = connected(&db).await;
+    let (_cloud, api, _org, pat) = SandboxOrg::connected_cloud(&db).await;
     fetch(&api, &pat).await.ok(200);
     let first = last_token_at(&db).await.expect("stamped on the first fetch");
     assert!((now() - first).abs() <= 5);
@@ -374,7 +363,7 @@ async fn audit_exports_csv_and_json_safely(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_audit_pages_in_chromium() {
     let db = TestDb::new(Backend::Sqlite).await;
-    let (_cloud, api, org, pat) = connected(&db).await;
+    let (_cloud, api, org, pat) = SandboxOrg::connected_cloud(&db).await;
     let access = fetch(&api, &pat).await.ok(200)["access_token"].as_str().unwrap().to_owned();
     let driver = chromedriver().await;
     let browser = driver.browser().await;

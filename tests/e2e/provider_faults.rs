@@ -26,18 +26,6 @@ async fn fetch(api: &Api, pat: &str) -> Reply {
     api.post("/oauth/connection-token", Some(pat), json!({"org": "acme", "connector_key": "sandbox"})).await
 }
 
-/// A cloud serving the sandbox, an org with a sandbox connector, the member connected,
-/// and a PAT that may fetch tokens.
-async fn connected(db: &TestDb) -> (Cloud, Api, SandboxOrg, String) {
-    let cloud = Cloud::start_with(db, |c| c.sandbox = true).await;
-    let api = cloud.api();
-    let org = SandboxOrg::setup(&api).await;
-    let (_, page) = consent(&api, &org.member, "acme", "sandbox").await;
-    assert_eq!(page.status, 200, "{}", page.text);
-    let (_, pat) = api.pat(&org.member, &["connections:token"]).await;
-    (cloud, api, org, pat)
-}
-
 async fn sql(db: &TestDb, statement: &str) {
     let raw = db.raw().await;
     sqlx::query(statement).execute(&raw).await.unwrap();
@@ -108,7 +96,7 @@ async fn a_provider_expires_in_of_i64_max_neither_overflows_nor_outlives_a_year(
 
 async fn a_provider_retry_after_of_u64_max_backs_off_an_hour_not_a_second(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let (_cloud, api, _org, pat) = connected(&db).await;
+    let (_cloud, api, _org, pat) = SandboxOrg::connected_cloud(&db).await;
     SandboxOrg::faults(&api, json!({"token_429_retry_after": u64::MAX})).await;
     expire(&db).await;
     let r = fetch(&api, &pat).await;
@@ -161,7 +149,7 @@ async fn an_expired_token_without_a_refresh_token_asks_for_reauth_instead_of_503
 
 async fn a_reconnect_revokes_the_replaced_grant_at_the_provider(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let (_cloud, api, org, pat) = connected(&db).await;
+    let (_cloud, api, org, pat) = SandboxOrg::connected_cloud(&db).await;
     let old_access = fetch(&api, &pat).await.ok(200)["access_token"].as_str().unwrap().to_owned();
     assert_eq!(items_status(&api, &old_access).await, 200);
 
@@ -184,7 +172,7 @@ async fn a_reconnect_revokes_the_replaced_grant_at_the_provider(backend: Backend
 
 async fn a_refresh_that_loses_its_lease_revokes_the_tokens_it_received(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let (_cloud, api, _org, pat) = connected(&db).await;
+    let (_cloud, api, _org, pat) = SandboxOrg::connected_cloud(&db).await;
     SandboxOrg::faults(&api, json!({"token_delay_ms": 1500})).await;
     expire(&db).await;
     let asking = {

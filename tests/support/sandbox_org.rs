@@ -39,6 +39,18 @@ impl SandboxOrg {
         org
     }
 
+    /// A cloud serving the sandbox, [`SandboxOrg::setup`] on it, the member connected, and
+    /// a PAT of the member's that may fetch tokens.
+    pub async fn connected_cloud(db: &TestDb) -> (Cloud, Api, Self, String) {
+        let cloud = Cloud::start_with(db, |c| c.sandbox = true).await;
+        let api = cloud.api();
+        let org = Self::setup(&api).await;
+        let (_, page) = consent(&api, &org.member, "acme", "sandbox").await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        let (_, pat) = api.pat(&org.member, &["connections:token"]).await;
+        (cloud, api, org, pat)
+    }
+
     /// Sets sandbox faults (see `PUT /sandbox/admin/faults`).
     pub async fn faults(api: &Api, faults: Value) {
         let r = api.put("/sandbox/admin/faults", None, faults).await;
