@@ -18,6 +18,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("providers, audit log, rate limits", &["providers", "audit", "ratelimit"]),
     ("OAuth client, sandbox, configuration", &["oauth", "sandbox", "config"]),
     ("application state, key ring commands", &["state", "keys"]),
+    ("org events: the webhook outbox", &["webhooks"]),
     ("access: who is calling, what may they touch; ending grants at providers", &["access", "revocation"]),
     ("grants", &["connections", "refresh"]),
     ("cascades", &["cascade"]),

@@ -9,7 +9,7 @@
 //! - domain services: `connection_token`, `consent`, `devices`, `accounts`, `pats`,
 //!   `orgs`, `apps`, `cascade`, `connections`, `refresh`, and `access` (who is calling
 //!   and what may they touch)
-//! - infrastructure: `state`, `keys`, `config`, `oauth`, `sandbox`, `providers`,
+//! - infrastructure: `webhooks` (the event outbox), `state`, `keys`, `config`, `oauth`, `sandbox`, `providers`,
 //!   `audit`, `ratelimit`, `sealed`, `error`, `single_flight`, `gate`, `metrics`,
 //!   `store`, `crypto`
 #![forbid(unsafe_code)]
@@ -47,6 +47,7 @@ pub mod server;
 pub mod single_flight;
 pub mod state;
 pub mod store;
+pub mod webhooks;
 
 #[cfg(test)]
 mod layers;

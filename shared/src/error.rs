@@ -24,6 +24,7 @@ pub enum ErrorCode {
     MethodNotAllowed,
     RateLimited,
     ReauthRequired,
+    AmbiguousConnection,
     ProviderUnavailable,
     ServiceUnavailable,
     ServerError,
@@ -57,6 +58,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RateLimited => "rate_limited",
             Self::ReauthRequired => "reauth_required",
+            Self::AmbiguousConnection => "ambiguous_connection",
             Self::ProviderUnavailable => "provider_unavailable",
             Self::ServiceUnavailable => "service_unavailable",
             Self::ServerError => "server_error",
@@ -78,4 +80,7 @@ pub struct ErrorBody {
     /// Only on `reauth_required`: where the member reconnects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_url: Option<String>,
+    /// Only on `ambiguous_connection`: the labels of the caller's connections to choose from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<Vec<String>>,
 }

@@ -12,6 +12,11 @@ pub struct ConnectionTokenRequest {
     pub org: String,
     #[schema(min_length = 1)]
     pub connector_key: String,
+    /// The connection's label or id; needed only when the member holds several
+    /// connections on this connector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1)]
+    pub connection: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
