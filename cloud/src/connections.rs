@@ -218,9 +218,10 @@ async fn insert_grant(state: &AppState, id: &str, grant: &NewGrant<'_>) -> Resul
     write_grant(
         state,
         "insert into connections (id, org_id, connector_key, user_id, provider, app_id, account_id, account_name, \
-         scopes, status, consent_only, access_token_ct, refresh_token_ct, token_type, expires_at, key_version, \
-         last_refreshed_at, connected_at, created_at, updated_at) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'active', $10, $11, $12, $13, $14, $15, $16, $16, $16, $16)",
+         label, scopes, status, consent_only, access_token_ct, refresh_token_ct, token_type, expires_at, \
+         key_version, last_refreshed_at, connected_at, created_at, updated_at) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, substr(coalesce(nullif($8, ''), $7), 1, 64), $9, 'active', $10, \
+         $11, $12, $13, $14, $15, $16, $16, $16, $16)",
         id,
         grant,
         None,

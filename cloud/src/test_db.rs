@@ -51,10 +51,10 @@ impl TempSqlite {
     pub async fn seed_connection(&self, access_ct: &[u8], refresh_ct: &[u8], key_version: i64) {
         self.seed_member_and_app().await;
         sqlx::query(
-            "insert into connections (id, org_id, connector_key, user_id, provider, app_id, account_id, scopes, status, \
-             consent_only, access_token_ct, refresh_token_ct, token_type, expires_at, key_version, connected_at, \
-             created_at, updated_at) values ('c1', 'o1', 'sandbox', 'u1', 'sandbox', 'a1', 'acct', '', 'active', 0, \
-             $1, $2, 'bearer', 1, $3, 0, 0, 0)",
+            "insert into connections (id, org_id, connector_key, user_id, provider, app_id, account_id, label, scopes, \
+             status, consent_only, access_token_ct, refresh_token_ct, token_type, expires_at, key_version, connected_at, \
+             created_at, updated_at) values ('c1', 'o1', 'sandbox', 'u1', 'sandbox', 'a1', 'acct', 'acct', '', 'active', \
+             0, $1, $2, 'bearer', 1, $3, 0, 0, 0)",
         )
         .bind(access_ct.to_vec())
         .bind(refresh_ct.to_vec())
