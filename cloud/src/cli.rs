@@ -22,6 +22,9 @@ Settings (environment wins over the config file; flags win over both):
   LATCHKEY_PROVIDER_TIMEOUT_SECS  timeout of calls to providers [default: 10]
   LATCHKEY_REFRESH_SAVE_RETRY_SECS  how long a refresh retries saving a provider's new
                              tokens while the database fails (--refresh-save-retry-secs) [default: 60]
+  LATCHKEY_REFRESH_EXHAUST_AFTER_FAILURES  failed refreshes in a row after which a connection is
+                             `exhausted` and no longer retried until reconnected [default: 10; 0: off]
+  LATCHKEY_REFRESH_EXHAUST_AFTER_SECS  …or seconds since its first failure [default: 86400; 0: off]
   LATCHKEY_LOG_FORMAT        human | json
   LATCHKEY_TOKEN_RATE_LIMIT  connection-token requests per minute per PAT (0 = no limit)
   LATCHKEY_TRUSTED_PROXY_HOPS  proxies in front that append to X-Forwarded-For; the client IP

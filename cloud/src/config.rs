@@ -74,6 +74,11 @@ pub struct Config {
     pub refresher_lead_secs: i64,
     /// …with at most this many refreshes at once per replica.
     pub refresher_concurrency: usize,
+    /// A failing connection becomes `exhausted` (no more refresh attempts until the
+    /// member reconnects) after this many refreshes in a row failed; 0: never by count.
+    pub refresh_exhaust_after_failures: u32,
+    /// …or once it has been failing this many seconds; 0: never by time.
+    pub refresh_exhaust_after_secs: u64,
     /// Audit events the connection-token endpoint may queue before it refuses with 503.
     pub audit_queue: usize,
     pub log_format: LogFormat,
@@ -127,6 +132,8 @@ impl Default for Config {
             refresher_interval_secs: 15,
             refresher_lead_secs: 300,
             refresher_concurrency: 4,
+            refresh_exhaust_after_failures: 10,
+            refresh_exhaust_after_secs: 86_400,
             audit_queue: 10_000,
             log_format: LogFormat::Human,
             token_rate_limit: 600,
@@ -318,7 +325,7 @@ pub enum KeySource {
 /// The setting `trusted_proxy_hops` replaced; still read, to refuse it.
 const REPLACED_FORWARDED_FOR: &str = "trust_forwarded_for";
 
-const ENV_KEYS: [&str; 31] = [
+const ENV_KEYS: [&str; 33] = [
     "LISTEN",
     "PUBLIC_URL",
     "DATA_DIR",
@@ -336,6 +343,8 @@ const ENV_KEYS: [&str; 31] = [
     "REFRESHER_INTERVAL_SECS",
     "REFRESHER_LEAD_SECS",
     "REFRESHER_CONCURRENCY",
+    "REFRESH_EXHAUST_AFTER_FAILURES",
+    "REFRESH_EXHAUST_AFTER_SECS",
     "AUDIT_QUEUE",
     "LOG_FORMAT",
     "TOKEN_RATE_LIMIT",

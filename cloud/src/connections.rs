@@ -204,8 +204,8 @@ async fn update_grant(state: &AppState, old: &StoredGrant, grant: &NewGrant<'_>)
         "update connections set provider = $5, app_id = $6, account_id = $7, account_name = $8, scopes = $9, \
          status = 'active', consent_only = $10, access_token_ct = $11, refresh_token_ct = $12, token_type = $13, \
          expires_at = $14, key_version = $15, failure_count = 0, last_error = null, next_attempt_at = null, \
-         refresh_lock_owner = null, refresh_lock_until = null, last_refreshed_at = $16, connected_at = $16, \
-         updated_at = $16 where id = $1 and org_id = $2 and connector_key = $3 and user_id = $4 \
+         failing_since = null, refresh_lock_owner = null, refresh_lock_until = null, last_refreshed_at = $16, \
+         connected_at = $16, updated_at = $16 where id = $1 and org_id = $2 and connector_key = $3 and user_id = $4 \
          and access_token_ct = $17",
         &old.id,
         grant,

@@ -10,6 +10,12 @@
 //!
 //! The grant is only ever replaced by what a provider returned; failures other than
 //! `invalid_grant` leave it untouched and back off with jitter.
+//!
+//! States: `active` → (a transient failure) `failing` → (`refresh_exhaust_after_failures`
+//! in a row, or `refresh_exhaust_after_secs` since `failing_since`) `exhausted`, which is
+//! never refreshed again: its token is served while valid, then reconnect. A success from
+//! `failing` is `active` again (recovered); `invalid_grant` is `needs_reauth` from either.
+//! Every change is written by the lease holder alone, and told once (`transitions`).
 
 use crate::audit;
 use crate::error::{Error, Result};
@@ -23,6 +29,7 @@ use latchkey_shared::secret::SecretString;
 use rand::Rng;
 use std::sync::Arc;
 use std::time::Duration;
+use transitions::Change;
 
 /// What the endpoint serves: a usable access token, or why not.
 #[derive(Debug)]
@@ -69,12 +76,22 @@ impl TokenRow {
     }
 }
 
+/// Whether a connection in `status` is ever refreshed: `exhausted` and `needs_reauth`
+/// wait for a reconnect, `revoked` for nothing.
+pub fn refreshable(status: &str) -> bool {
+    matches!(status, "active" | "failing")
+}
+
 /// The token to hand out for `row`, refreshing first if it expires within the window.
 pub async fn fresh_token(state: &AppState, row: TokenRow) -> Result<Fresh> {
     let now = now();
     let window = state.config.refresh_window_secs;
     if row.status == "needs_reauth" {
         return Ok(Fresh::Reauth);
+    }
+    // Retrying was given up: the token while it lasts, then only a reconnect helps.
+    if row.status == "exhausted" {
+        return if row.still_valid(now) { serve(state, &row, now) } else { Ok(Fresh::Reauth) };
     }
     if row.refresh_token_ct.is_none() && !row.still_valid(now) {
         return expired_without_refresh_token(state, &row, now).await;
@@ -96,6 +113,9 @@ pub async fn fresh_token(state: &AppState, row: TokenRow) -> Result<Fresh> {
     }
     if row.still_valid(now) {
         return serve(state, &row, now);
+    }
+    if row.status == "exhausted" {
+        return Ok(Fresh::Reauth);
     }
     let retry = row.next_attempt_at.map(|t| t - now).unwrap_or(1);
     Ok(Fresh::Unavailable { retry_after: u64::try_from(retry).unwrap_or(1).max(1) })
@@ -126,6 +146,8 @@ async fn expired_without_refresh_token(state: &AppState, row: &TokenRow, now: i6
     .await?;
     if marked.rows_affected() == 1 {
         record(state, row, "needs_reauth", Some(reason)).await;
+        let change = Change::NeedsReauth { failure_count: row.failure_count, error: "no_refresh_token" };
+        transitions::announce(state, row, &change).await;
         return Ok(Fresh::Reauth);
     }
     // Someone else marked it, or a reconnect replaced the grant: answer from the row as it is.
@@ -148,7 +170,9 @@ pub async fn refresh_single_flight(state: &AppState, id: &str) -> Result<TokenRo
         let row = read(state, id).await?;
         let now = now();
         // Someone else finished meanwhile (or the row changed under us): use it.
-        if row.status != "active" || !row.needs_refresh(window, now) || row.refresh_token_ct != before.refresh_token_ct
+        if !refreshable(&row.status)
+            || !row.needs_refresh(window, now)
+            || row.refresh_token_ct != before.refresh_token_ct
         {
             return Ok(row);
         }
@@ -174,14 +198,17 @@ async fn read(state: &AppState, id: &str) -> Result<TokenRow> {
 }
 
 /// Takes the cross-replica lease on `row`'s connection: only while the lease is free *and*
-/// the row still holds the tokens `row` was read with, outside any backoff.
+/// the row still holds the tokens, the status and the failure count `row` was read with,
+/// outside any backoff.
 ///
 /// The second condition is what makes the lease safe. Without it, a replica that read the
 /// row a moment before another replica finished its refresh would find the lease just
 /// released, take it, and spend the old refresh token, which the provider had already
 /// rotated. A provider that detects reuse then revokes the whole grant. Tokens are
 /// sealed with a fresh random nonce each time, so unchanged ciphertext means unchanged
-/// tokens, and no version column is needed.
+/// tokens, and no version column is needed. The status and failure count make the
+/// holder's read current too, so the state it moves the connection to (and tells the
+/// audit log and webhooks about) follows from what really was, however replicas race.
 async fn acquire_lease(state: &AppState, row: &TokenRow, now: i64) -> Result<bool> {
     Ok(try_lease(state.store.pool(), &state.instance_id, row, now, lease_secs(state)).await?)
 }
@@ -202,7 +229,8 @@ async fn try_lease(
     let taken = sqlx::query(
         "update connections set refresh_lock_owner = $1, refresh_lock_until = $2 \
          where id = $3 and (refresh_lock_until is null or refresh_lock_until < $4) \
-         and status = 'active' and access_token_ct = $5 and refresh_token_ct = $6 \
+         and status in ('active', 'failing') and status = $7 and failure_count = $8 \
+         and access_token_ct = $5 and refresh_token_ct = $6 \
          and (next_attempt_at is null or next_attempt_at <= $4)",
     )
     .bind(owner)
@@ -211,6 +239,8 @@ async fn try_lease(
     .bind(now)
     .bind(&row.access_token_ct)
     .bind(&row.refresh_token_ct)
+    .bind(&row.status)
+    .bind(row.failure_count)
     .execute(pool)
     .await?;
     Ok(taken.rows_affected() == 1)
@@ -221,7 +251,7 @@ async fn refresh_holding_lease(state: &AppState, row: TokenRow) -> Result<TokenR
     let now = now();
     let holder = LeaseHolder { pool: state.store.pool(), owner: &state.instance_id, id: &row.id };
     let mut received = None;
-    let (outcome, reason, saved) = match result {
+    let (outcome, reason, change, saved) = match result {
         Ok(tokens) => {
             // The provider has already consumed the old refresh token: save the new one
             // before anything else, in one statement with the new access token.
@@ -236,22 +266,39 @@ async fn refresh_holding_lease(state: &AppState, row: TokenRow) -> Result<TokenR
                 key_version: i64::from(state.keys.active_version()),
             };
             received = Some(tokens);
-            ("success", None, save_until_stored(state, &holder, &row, &refreshed).await?)
+            let change = (row.status == "failing").then_some(Change::Recovered { failure_count: row.failure_count });
+            ("success", None, change, save_until_stored(state, &holder, &row, &refreshed).await?)
         }
         Err(RefreshFailure::Grant(reason)) => {
-            let saved = holder.mark_needs_reauth(&reason, now).await?;
-            ("needs_reauth", Some(reason), saved)
+            let saved = holder.mark_needs_reauth(GRANT_REFUSED, now).await?;
+            let change = Change::NeedsReauth { failure_count: row.failure_count + 1, error: GRANT_REFUSED };
+            ("needs_reauth", Some(reason), Some(change), saved)
         }
-        Err(RefreshFailure::Transient { reason, retry_after }) => {
+        Err(RefreshFailure::Transient { class, reason, retry_after }) => {
             let failures = row.failure_count + 1;
-            let delay = backoff(failures).max(retry_after.unwrap_or_default());
-            let next = now + i64::try_from(delay.as_secs()).unwrap_or(1).max(1);
-            let saved = holder.back_off(failures, &reason, next, now).await?;
-            ("transient_failure", Some(reason), saved)
+            // The first failure of a run starts its clock; later ones keep it. A connection
+            // that was `active` may hold a stale `failing_since` from before a reconnect.
+            let since = match row.status.as_str() {
+                "failing" => holder.failing_since().await?.unwrap_or(now),
+                _ => now,
+            };
+            let failed = if exhausted(&state.config, failures, since, now) {
+                Failed { failures, error: class, status: "exhausted", next_attempt_at: None, failing_since: since }
+            } else {
+                let delay = backoff(failures).max(retry_after.unwrap_or_default());
+                let next = now + i64::try_from(delay.as_secs()).unwrap_or(1).max(1);
+                Failed { failures, error: class, status: "failing", next_attempt_at: Some(next), failing_since: since }
+            };
+            let saved = holder.fail(&failed, now).await?;
+            let change = Change::Failed { to: failed.status, failure_count: failures, error: class };
+            ("transient_failure", Some(reason), Some(change), saved)
         }
     };
     if saved {
         record(state, &row, outcome, reason.as_deref()).await;
+        if let Some(change) = change {
+            transitions::announce(state, &row, &change).await;
+        }
     } else {
         // A reconnect replaced the grant (or our lease ran out and another replica took
         // it): what this refresh learnt is about a grant the row no longer holds.
@@ -390,8 +437,8 @@ impl<'a> LeaseHolder<'a> {
         self.apply(
             sqlx::query(
                 "update connections set access_token_ct = $1, refresh_token_ct = $2, token_type = $3, \
-                 expires_at = $4, key_version = $5, failure_count = 0, last_error = null, next_attempt_at = null, \
-                 last_refreshed_at = $6, refresh_lock_owner = null, refresh_lock_until = null, updated_at = $6 \
+                 expires_at = $4, key_version = $5, status = 'active', failure_count = 0, last_error = null, \
+                 next_attempt_at = null, failing_since = null, last_refreshed_at = $6, refresh_lock_owner = null, refresh_lock_until = null, updated_at = $6 \
                  where id = $7 and refresh_lock_owner = $8",
             )
             .bind(&t.access_token_ct)
@@ -417,7 +464,7 @@ impl<'a> LeaseHolder<'a> {
         self.apply(
             sqlx::query(
                 "update connections set status = 'needs_reauth', last_error = $1, failure_count = failure_count + 1, \
-                 refresh_lock_owner = null, refresh_lock_until = null, updated_at = $2 \
+                 next_attempt_at = null, refresh_lock_owner = null, refresh_lock_until = null, updated_at = $2 \
                  where id = $3 and refresh_lock_owner = $4",
             )
             .bind(reason)
@@ -426,53 +473,101 @@ impl<'a> LeaseHolder<'a> {
         .await
     }
 
-    async fn back_off(
-        &self,
-        failures: i64,
-        reason: &'a str,
-        next_attempt_at: i64,
-        now: i64,
-    ) -> std::result::Result<bool, sqlx::Error> {
+    /// A failed refresh: `failing` with its backoff, or `exhausted` with none.
+    async fn fail(&self, failed: &'a Failed, now: i64) -> std::result::Result<bool, sqlx::Error> {
         self.apply(
             sqlx::query(
-                "update connections set failure_count = $1, last_error = $2, next_attempt_at = $3, \
-                 refresh_lock_owner = null, refresh_lock_until = null, updated_at = $4 \
-                 where id = $5 and refresh_lock_owner = $6",
+                "update connections set status = $1, failure_count = $2, last_error = $3, next_attempt_at = $4, \
+                 failing_since = $5, refresh_lock_owner = null, refresh_lock_until = null, updated_at = $6 \
+                 where id = $7 and refresh_lock_owner = $8",
             )
-            .bind(failures)
-            .bind(reason)
-            .bind(next_attempt_at)
+            .bind(failed.status)
+            .bind(failed.failures)
+            .bind(failed.error)
+            .bind(failed.next_attempt_at)
+            .bind(failed.failing_since)
             .bind(now),
         )
         .await
     }
+
+    /// When the current run of failures began (read while holding the lease).
+    async fn failing_since(&self) -> std::result::Result<Option<i64>, sqlx::Error> {
+        sqlx::query_scalar("select failing_since from connections where id = $1")
+            .bind(self.id)
+            .fetch_optional(self.pool)
+            .await
+            .map(Option::flatten)
+    }
 }
+
+/// What a failed refresh writes.
+struct Failed {
+    failures: i64,
+    /// The error class (`error_class`), never the provider's words.
+    error: &'static str,
+    /// `failing` or `exhausted`.
+    status: &'static str,
+    next_attempt_at: Option<i64>,
+    failing_since: i64,
+}
+
+/// Whether a run of `failures` failed refreshes that began at `failing_since` has gone on
+/// long enough to stop retrying.
+fn exhausted(config: &crate::config::Config, failures: i64, failing_since: i64, now: i64) -> bool {
+    let by_count =
+        config.refresh_exhaust_after_failures > 0 && failures >= i64::from(config.refresh_exhaust_after_failures);
+    let by_time = config.refresh_exhaust_after_secs > 0
+        && now - failing_since >= i64::try_from(config.refresh_exhaust_after_secs).unwrap_or(i64::MAX);
+    by_count || by_time
+}
+
+/// What `last_error` says after `invalid_grant`.
+const GRANT_REFUSED: &str = "invalid_grant";
 
 enum RefreshFailure {
     /// The grant is dead: `invalid_grant`.
     Grant(String),
-    /// Try again later; the grant is untouched (a timeout's outcome is unknown).
-    Transient { reason: String, retry_after: Option<Duration> },
+    /// Try again later; the grant is untouched (a timeout's outcome is unknown). `class`
+    /// is what `last_error`, the audit log and webhooks say; `reason` (the audit event
+    /// of the refresh only) may say more.
+    Transient { class: &'static str, reason: String, retry_after: Option<Duration> },
 }
 
 async fn call_provider(
     state: &AppState,
     row: &TokenRow,
 ) -> std::result::Result<crate::oauth::client::TokenSet, RefreshFailure> {
-    let transient = |reason: String| RefreshFailure::Transient { reason, retry_after: None };
-    let def = state.providers.get(&row.provider).ok_or_else(|| transient("provider no longer configured".into()))?;
+    let ours = |reason: String| RefreshFailure::Transient { class: "configuration", reason, retry_after: None };
+    let def = state.providers.get(&row.provider).ok_or_else(|| ours("provider no longer configured".into()))?;
     let creds = credentials::load(&state.store, &state.keys, &row.org_id, &row.provider)
         .await
-        .map_err(|e| transient(format!("reading the managed app: {e}")))?
-        .ok_or_else(|| transient("the managed app is gone".into()))?;
-    let Some(refresh_ct) = &row.refresh_token_ct else { return Err(transient("no refresh token".into())) };
+        .map_err(|e| ours(format!("reading the managed app: {e}")))?
+        .ok_or_else(|| ours("the managed app is gone".into()))?;
+    let Some(refresh_ct) = &row.refresh_token_ct else { return Err(ours("no refresh token".into())) };
     let refresh_token =
-        state.keys.open_str(sealed::refresh_token(&row.id), refresh_ct).map_err(|e| transient(e.to_string()))?;
+        state.keys.open_str(sealed::refresh_token(&row.id), refresh_ct).map_err(|e| ours(e.to_string()))?;
     state.provider_client.refresh(def, &creds, &refresh_token).await.map_err(|e| match e {
         TokenError::InvalidGrant(_) => RefreshFailure::Grant(e.to_string()),
-        TokenError::Unavailable { retry_after, .. } => RefreshFailure::Transient { reason: e.to_string(), retry_after },
-        other => transient(other.to_string()),
+        TokenError::Unavailable { retry_after, .. } => {
+            RefreshFailure::Transient { class: error_class(&e), reason: e.to_string(), retry_after }
+        }
+        other => RefreshFailure::Transient { class: error_class(&other), reason: other.to_string(), retry_after: None },
     })
+}
+
+/// The class of a provider's failure: what an admin needs to tell them apart, and
+/// nothing the provider wrote (which could echo a token back).
+fn error_class(e: &TokenError) -> &'static str {
+    match e {
+        TokenError::Timeout => "timeout",
+        TokenError::Unavailable { status: 429, .. } => "rate_limited",
+        TokenError::Unavailable { .. } => "provider_5xx",
+        TokenError::InvalidGrant(_) => GRANT_REFUSED,
+        TokenError::Rejected { .. } => "provider_rejected",
+        TokenError::Network(_) => "network",
+        TokenError::Malformed(_) => "invalid_response",
+    }
 }
 
 /// Exponential backoff with ±20 % jitter: 2 s, 4 s, 8 s … capped at 5 minutes.
@@ -511,7 +606,7 @@ pub async fn background_refresher(state: AppState, mut stop: tokio::sync::watch:
         }
         let now = now();
         let due: std::result::Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(
-            "select id from connections where status = 'active' and refresh_token_ct is not null \
+            "select id from connections where status in ('active', 'failing') and refresh_token_ct is not null \
              and expires_at is not null and expires_at < $1 and (next_attempt_at is null or next_attempt_at <= $2) \
              and (refresh_lock_until is null or refresh_lock_until < $2) order by expires_at limit 100",
         )
@@ -542,7 +637,7 @@ async fn refresh_ahead(state: &AppState, id: &str) -> Result<()> {
     let _guard = flight.lock().await;
     let row = read(state, id).await?;
     let now = now();
-    let due = row.status == "active"
+    let due = refreshable(&row.status)
         && row.expires_at.is_some_and(|e| e < now + state.config.refresher_lead_secs)
         && row.next_attempt_at.is_none_or(|t| t <= now);
     if due && acquire_lease(state, &row, now).await? {
@@ -550,6 +645,8 @@ async fn refresh_ahead(state: &AppState, id: &str) -> Result<()> {
     }
     Ok(())
 }
+
+mod transitions;
 
 #[cfg(test)]
 mod tests;

@@ -26,6 +26,16 @@ fn refreshed(access: &[u8], refresh: &[u8], now: i64) -> Refreshed {
     }
 }
 
+fn failing(next_attempt_at: i64, now: i64) -> Failed {
+    Failed {
+        failures: 1,
+        error: "provider_5xx",
+        status: "failing",
+        next_attempt_at: Some(next_attempt_at),
+        failing_since: now,
+    }
+}
+
 /// The race CI caught across three replicas: X reads the row, Y refreshes and releases
 /// the lease, then X tries the lease with what it read. X must not get it, or it would
 /// spend the refresh token Y already rotated.
@@ -59,7 +69,7 @@ async fn an_expired_lease_is_taken_over_but_backoff_is_respected() {
     assert!(try_lease(pool, "x", &current, now, LEASE).await.unwrap(), "the dead holder's lease expired");
 
     let x = LeaseHolder { pool, owner: "x", id: "c1" };
-    assert!(x.back_off(1, "HTTP 503", now + 30, now).await.unwrap());
+    assert!(x.fail(&failing(now + 30, now), now).await.unwrap());
     let backing_off = row(&db).await;
     assert!(!try_lease(pool, "y", &backing_off, now, LEASE).await.unwrap(), "in backoff");
     assert!(try_lease(pool, "y", &backing_off, now + 31, LEASE).await.unwrap(), "after backoff");
@@ -143,7 +153,7 @@ async fn a_refresh_finishing_after_a_reconnect_leaves_the_new_grant_alone() {
     let old_refresh = LeaseHolder { pool, owner: &state.instance_id, id: "c1" };
     assert!(!old_refresh.save_refreshed(&refreshed(b"\xa2", b"\xb2", now), now).await.unwrap());
     assert!(!old_refresh.mark_needs_reauth("invalid_grant", now).await.unwrap());
-    assert!(!old_refresh.back_off(1, "HTTP 503", now + 30, now).await.unwrap());
+    assert!(!old_refresh.fail(&failing(now + 30, now), now).await.unwrap());
 
     let after = row(&db).await;
     assert_eq!(after.status, "active");
@@ -152,4 +162,58 @@ async fn a_refresh_finishing_after_a_reconnect_leaves_the_new_grant_alone() {
     assert_eq!((after.failure_count, after.next_attempt_at), (0, None));
     let access = state.keys.open_str(sealed::access_token("c1"), &after.access_token_ct).unwrap();
     assert_eq!(access.expose(), "new-grant-access");
+}
+
+/// Two replicas read the same failing row; one takes the lease, fails again and writes
+/// the next state. The other's read is stale (status or failure count), so it cannot take
+/// the lease and count the same failure, or tell the same change, a second time.
+#[tokio::test]
+async fn a_replica_with_a_stale_failure_count_cannot_take_the_lease() {
+    let db = db().await;
+    let pool = db.store.pool();
+    let now = crate::store::now();
+    let stale = row(&db).await;
+    assert!(try_lease(pool, "y", &stale, now, LEASE).await.unwrap());
+    let y = LeaseHolder { pool, owner: "y", id: "c1" };
+    // Y's failure is over its backoff at once, so only the stale read can stop X.
+    assert!(y.fail(&failing(now, now), now).await.unwrap());
+    assert!(!try_lease(pool, "x", &stale, now, LEASE).await.unwrap(), "X read `active` with no failures");
+    let fresh = row(&db).await;
+    assert_eq!((fresh.status.as_str(), fresh.failure_count), ("failing", 1));
+    assert!(try_lease(pool, "x", &fresh, now, LEASE).await.unwrap(), "with a fresh read X may retry");
+
+    // Exhausted: nobody takes the lease again, whatever they read.
+    let x = LeaseHolder { pool, owner: "x", id: "c1" };
+    let gave_up =
+        Failed { failures: 2, error: "timeout", status: "exhausted", next_attempt_at: None, failing_since: now };
+    assert!(x.fail(&gave_up, now).await.unwrap());
+    let exhausted_row = row(&db).await;
+    assert_eq!(exhausted_row.status, "exhausted");
+    assert!(
+        !try_lease(pool, "z", &exhausted_row, now, LEASE).await.unwrap(),
+        "an exhausted connection is not refreshed"
+    );
+}
+
+/// Exhaustion by count or by time since the first failure; 0 turns either off.
+#[test]
+fn a_run_of_failures_is_exhausted_by_count_or_by_time() {
+    let config = crate::config::Config {
+        refresh_exhaust_after_failures: 3,
+        refresh_exhaust_after_secs: 100,
+        ..Default::default()
+    };
+    assert!(!exhausted(&config, 2, 1000, 1050));
+    assert!(exhausted(&config, 3, 1000, 1000), "by count");
+    assert!(exhausted(&config, 1, 1000, 1100), "by time");
+    let never = crate::config::Config {
+        refresh_exhaust_after_failures: 0,
+        refresh_exhaust_after_secs: 0,
+        ..Default::default()
+    };
+    assert!(!exhausted(&never, 1000, 0, 1_000_000));
+    let defaults = crate::config::Config::default();
+    assert!(
+        !exhausted(&defaults, 9, 0, 86_399) && exhausted(&defaults, 10, 0, 0) && exhausted(&defaults, 1, 0, 86_400)
+    );
 }

@@ -1,5 +1,6 @@
 //! The admin's connection health page: every member's connection of every connector,
-//! with its status in words, the account, the last refresh and the last token fetch.
+//! with its label, its status in words (failures, the last error's class, the next
+//! attempt), the account, the last refresh and the last token fetch.
 //! Never a token. Filters by status through the query string (plain links, no script).
 
 use super::{Page, PageResult};
@@ -76,8 +77,10 @@ struct Row {
     username: String,
     email: String,
     connector_key: String,
+    label: String,
     account: String,
     status: String,
+    last_error: Option<String>,
     status_label: &'static str,
     status_detail: String,
     last_refreshed_at: Option<String>,
@@ -89,20 +92,19 @@ struct Row {
 impl Row {
     fn new(h: ConnectionHealth, now: i64) -> Row {
         let next = h.next_attempt_at.as_deref().and_then(unix);
+        let tries = if h.failure_count == 1 {
+            "1 failed refresh".to_owned()
+        } else {
+            format!("{} failed refreshes", h.failure_count)
+        };
         let status_detail = match h.status.as_str() {
-            "failing" => {
-                let tries = if h.failure_count == 1 {
-                    "1 failed refresh".to_owned()
-                } else {
-                    format!("{} failed refreshes", h.failure_count)
-                };
-                match next {
-                    Some(t) if t > now => format!("{tries}; next attempt {}", relative(t, now)),
-                    _ => format!("{tries}; next attempt when a token is needed"),
-                }
-            }
+            "failing" => match next {
+                Some(t) if t > now => format!("{tries}; next attempt {}", relative(t, now)),
+                _ => format!("{tries}; next attempt when a token is needed"),
+            },
             "refreshing" => "a refresh is in progress".to_owned(),
-            "needs_reauth" | "exhausted" => "the member must reconnect".to_owned(),
+            "exhausted" => format!("stopped retrying after {tries}; the member must reconnect"),
+            "needs_reauth" => "the member must reconnect".to_owned(),
             "revoked" => "revoked; the member must reconnect".to_owned(),
             _ => String::new(),
         };
@@ -115,7 +117,9 @@ impl Row {
             username: h.user.username,
             email: h.user.email,
             connector_key: h.connector_key,
+            label: h.label,
             account: h.account_name.unwrap_or_default(),
+            last_error: h.last_error.filter(|_| h.status != "active"),
             status: h.status,
             last_refreshed_at: h.last_refreshed_at,
             last_token_at: h.last_token_at,

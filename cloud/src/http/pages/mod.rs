@@ -26,6 +26,7 @@ mod account;
 mod admin_apps;
 mod admin_audit;
 mod admin_health;
+mod attention;
 mod device;
 pub mod layout;
 mod org;

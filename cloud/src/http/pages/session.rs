@@ -1,5 +1,6 @@
 //! Signing in and out in a browser, and the home page.
 
+use super::attention;
 use super::layout::NoFields;
 use super::{render, Page, PageError, PagePost, PageResult};
 use crate::access::{csrf, ClientMeta, SameOrigin};
@@ -16,8 +17,11 @@ use latchkey_shared::secret::SecretString;
 use minijinja::context;
 use serde::Deserialize;
 
-pub async fn home(page: Page) -> PageResult {
-    page.ok("home.html", context! { orgs => &page.layout.orgs })
+/// Home: the member's orgs, and a banner with a Reconnect button for each of their
+/// connections that needs them (`attention`).
+pub async fn home(State(state): State<AppState>, page: Page) -> PageResult {
+    let banners = attention::banners(&state, &page.principal).await?;
+    page.ok("home.html", context! { orgs => &page.layout.orgs, banners => banners })
 }
 
 #[derive(Debug, Default, Deserialize)]
