@@ -233,9 +233,10 @@ async fn refresh_and_provider_faults(backend: Backend) {
         if fault.get("token_429_retry_after").is_some() {
             assert!(retry >= 5, "Retry-After of the provider honoured: {retry}");
         }
+        // `failing`: retried on its own, not `needs_reauth`.
         assert_eq!(
             api.get("/v1/orgs/acme/connections/sandbox", Some(&org.member.access)).await.ok(200)["status"],
-            "active"
+            "failing"
         );
     }
     // Once the provider recovers (and the backoff has passed), the stored grant still works.
