@@ -336,3 +336,58 @@ async fn banners_and_health_in_chromium() {
     member.close().await.unwrap();
     admin.close().await.unwrap();
 }
+
+/// Two replicas on one PostgreSQL, both running the background refresher against a
+/// failing provider: every failure is one provider call and counted once, and each
+/// change of state (failing, then exhausted) is audited once, not once per replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_tell_each_change_once() {
+    if latchkey_e2e::skip_postgres() {
+        return;
+    }
+    let provider_db = TestDb::new(Backend::Sqlite).await;
+    let provider = latchkey_e2e::CloudProcess::spawn(&provider_db, &[("LATCHKEY_SANDBOX", "1")]).await;
+    let sandbox = provider.api();
+    let db = TestDb::new(Backend::Postgres).await;
+    let config_file = crate::single_flight::sandbox_provider_config(db.dir.path(), &provider.base);
+    let providers: std::collections::BTreeMap<String, toml::Value> = {
+        let table: toml::Table = std::fs::read_to_string(&config_file).unwrap().parse().unwrap();
+        table["providers"].as_table().unwrap().clone().into_iter().collect()
+    };
+    let port = latchkey_e2e::free_port();
+    let public = format!("http://127.0.0.1:{port}");
+    let tweak = |c: &mut latchkey_cloud::config::Config| {
+        c.providers = providers.clone();
+        c.public_url = Some(public.clone());
+        c.refresher_interval_secs = 1;
+        c.refresh_exhaust_after_failures = 3;
+    };
+    let a = Cloud::start_on(&db, port, tweak).await;
+    let b = Cloud::start_with(&db, tweak).await;
+    let api = a.api();
+    let org = SandboxOrg::setup_at(&api, &sandbox, &public).await;
+    SandboxOrg::faults(&sandbox, json!({"auto_approve": true})).await;
+    let member = signed_in(&api, &org.member).await;
+    let (_, page) = member.connect(&api.base, "acme", "sandbox").await;
+    assert_eq!(page.status, 200, "{}", page.text);
+
+    SandboxOrg::faults(&sandbox, json!({"token_status": 503})).await;
+    sql(&db, &format!("update connections set expires_at = {}", now() + 120)).await;
+    let mut status = String::new();
+    for _ in 0..300 {
+        status = health(&api, &org.admin).await["status"].as_str().unwrap().to_owned();
+        if status == "exhausted" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "exhausted");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stats = SandboxOrg::stats(&sandbox).await;
+    let grant = &stats["grants"][0];
+    assert_eq!(grant["token_requests"]["refresh_token"], 3, "one provider call per failure: {stats}");
+    let row = health(&b.api(), &org.admin).await;
+    assert_eq!(row["failure_count"], 3, "{row}");
+    assert_eq!(actions(&changes(&api, &org.admin).await), ["connection.failing", "connection.exhausted"]);
+    drop((a, b, provider));
+}

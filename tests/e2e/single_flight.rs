@@ -75,7 +75,7 @@ async fn one_refresh_for_200_concurrent_requests_on_sqlite() {
 }
 
 /// A config file for replicas that use a sandbox served by another process.
-fn sandbox_provider_config(dir: &std::path::Path, sandbox: &str) -> std::path::PathBuf {
+pub(crate) fn sandbox_provider_config(dir: &std::path::Path, sandbox: &str) -> std::path::PathBuf {
     let path = dir.join("replicas.toml");
     std::fs::write(
         &path,
