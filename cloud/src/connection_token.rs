@@ -229,10 +229,8 @@ async fn check_and_issue(
     let token_row = row.connection(&org)?;
     let connection_id = token_row.id.clone();
     // 7. A dead grant.
-    let connect_url = format!(
-        "{}/connect/{}/{}?connection={}",
-        state.public_url, org.slug, req.connector_key, connection_id
-    );
+    let connect_url =
+        format!("{}/connect/{}/{}?connection={}", state.public_url, org.slug, req.connector_key, connection_id);
     if token_row.status == "needs_reauth" {
         return Err(reauth(connect_url));
     }
@@ -252,7 +250,7 @@ async fn check_and_issue(
             description: format!("the provider is failing to refresh this token; retry in {retry_after} s"),
             retry_after: Some(retry_after),
             connect_url: None,
-        connections: None,
+            connections: None,
         }),
     }
 }

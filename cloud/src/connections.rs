@@ -94,11 +94,13 @@ pub async fn list(state: &AppState, principal: &Principal, org_ref: Option<&str>
     };
     let rows: Vec<ConnectionRow> = match org_id {
         Some(org_id) => {
-            sqlx::query_as(&format!("{SELECT} where c.user_id = $1 and c.org_id = $2 order by c.connector_key, c.label"))
-                .bind(&principal.user_id)
-                .bind(&org_id)
-                .fetch_all(state.store.pool())
-                .await?
+            sqlx::query_as(&format!(
+                "{SELECT} where c.user_id = $1 and c.org_id = $2 order by c.connector_key, c.label"
+            ))
+            .bind(&principal.user_id)
+            .bind(&org_id)
+            .fetch_all(state.store.pool())
+            .await?
         }
         None => {
             sqlx::query_as(&format!("{SELECT} where c.user_id = $1 order by o.slug, c.connector_key, c.label"))

@@ -64,7 +64,13 @@ struct Chosen {
     add: bool,
 }
 
-async fn chosen(state: &AppState, principal: &Principal, org_id: &str, key: &str, choice: &ConsentChoice) -> Result<Chosen> {
+async fn chosen(
+    state: &AppState,
+    principal: &Principal,
+    org_id: &str,
+    key: &str,
+    choice: &ConsentChoice,
+) -> Result<Chosen> {
     if choice.add && choice.connection.is_some() {
         return Err(Error::bad_request("name a connection to reconnect or ask to add one, not both"));
     }
@@ -413,12 +419,7 @@ pub async fn callback(
     )
     .await?;
     Ok(match result {
-        Ok(stored) => Outcome {
-            ok: true,
-            connection_id: Some(stored.id),
-            org_slug,
-            message: "Connected.".to_owned(),
-        },
+        Ok(stored) => Outcome { ok: true, connection_id: Some(stored.id), org_slug, message: "Connected.".to_owned() },
         Err(message) => Outcome::failed(message, org_slug),
     })
 }

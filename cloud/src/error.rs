@@ -136,8 +136,9 @@ impl IntoResponse for Error {
                 (ErrorCode::ServerError, "internal error".to_owned(), None, None, None)
             }
         };
-        let mut response = (status, axum::Json(ErrorBody { error: code, error_description: description, connect_url, connections }))
-            .into_response();
+        let mut response =
+            (status, axum::Json(ErrorBody { error: code, error_description: description, connect_url, connections }))
+                .into_response();
         let headers = response.headers_mut();
         if let Some(secs) = retry_after {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {

@@ -133,7 +133,9 @@ async fn two_accounts_on_one_connector(backend: Backend) {
     token_of(&api, &pat, Some("bob"), "carol").await;
 
     // Rename, then use the new label.
-    let patch = |body: Value| api.send(reqwest::Method::PATCH, "/v1/orgs/acme/connections/sandbox", Some(&org.member.access), Some(body));
+    let patch = |body: Value| {
+        api.send(reqwest::Method::PATCH, "/v1/orgs/acme/connections/sandbox", Some(&org.member.access), Some(body))
+    };
     let renamed = patch(json!({"connection": "alice", "label": "  work "})).await.ok(200);
     assert_eq!((renamed["label"].as_str(), renamed["id"].as_str()), (Some("work"), Some(alice_id.as_str())));
     token_of(&api, &pat, Some("work"), "alice").await;
@@ -153,9 +155,8 @@ async fn two_accounts_on_one_connector(backend: Backend) {
     token(&api, &pat, Some("bob")).await.assert_error(404, "not_found");
 
     // Audited: two created, reconnects, one rename.
-    let count = |action: &str| {
-        format!("select count(*) from audit_events where action = '{action}' and outcome = 'success'")
-    };
+    let count =
+        |action: &str| format!("select count(*) from audit_events where action = '{action}' and outcome = 'success'");
     assert_eq!(db.count(&count("connection.create")).await, 2);
     assert_eq!(db.count(&count("connection.reconnect")).await, 3);
     assert_eq!(db.count(&count("connection.relabel")).await, 1);
@@ -166,15 +167,20 @@ async fn rename_conflicts_and_bad_choices(backend: Backend) {
     let (_cloud, api, org, browser, _pat) = signed_in(&db).await;
     connect_as(&api, &browser, "", "octocat").await;
     // A new account whose name another connection already has as its label gets a suffix.
-    let patch = |body: Value| api.send(reqwest::Method::PATCH, "/v1/orgs/acme/connections/sandbox", Some(&org.member.access), Some(body));
+    let patch = |body: Value| {
+        api.send(reqwest::Method::PATCH, "/v1/orgs/acme/connections/sandbox", Some(&org.member.access), Some(body))
+    };
     patch(json!({"label": "hubot"})).await.ok(200);
     connect_as(&api, &browser, "?add=1", "hubot").await;
     assert_eq!(labels(&mine(&api, &org.member).await), ["hubot", "hubot-2"]);
 
     // Labels are validated: empty, too long, control characters, unknown fields.
-    for bad in [json!({"connection": "hubot", "label": "   "}), json!({"connection": "hubot", "label": "x".repeat(65)}),
-        json!({"connection": "hubot", "label": "a\u{0007}b"}), json!({"connection": "hubot", "label": "ok", "extra": 1})]
-    {
+    for bad in [
+        json!({"connection": "hubot", "label": "   "}),
+        json!({"connection": "hubot", "label": "x".repeat(65)}),
+        json!({"connection": "hubot", "label": "a\u{0007}b"}),
+        json!({"connection": "hubot", "label": "ok", "extra": 1}),
+    ] {
         patch(bad.clone()).await.assert_error(400, "invalid_request");
     }
     // Several and none named, for a rename too.
@@ -188,7 +194,9 @@ async fn rename_conflicts_and_bad_choices(backend: Backend) {
     start(json!({"add": "yes"})).await.assert_error(400, "invalid_request");
     assert!(start(json!({"connection": "hubot-2"})).await.ok(200)["authorize_url"].is_string());
     // No body still starts a plain consent.
-    let plain = api.send(reqwest::Method::POST, "/v1/orgs/acme/connectors/sandbox/authorize", Some(&org.member.access), None).await;
+    let plain = api
+        .send(reqwest::Method::POST, "/v1/orgs/acme/connectors/sandbox/authorize", Some(&org.member.access), None)
+        .await;
     assert!(plain.ok(200)["authorize_url"].is_string());
     browser.get(&format!("{}/connect/acme/sandbox?connection=nope", api.base)).await.assert_page_error(404);
     browser.get(&format!("{}/connect/acme/sandbox?add=maybe", api.base)).await.assert_page_error(400);
@@ -236,7 +244,10 @@ async fn the_org_page_shows_each_account_adds_disconnects_and_flags_a_dead_grant
     assert_eq!(shown_labels(&browser).await, ["alice", "bob"]);
     // The banner names bob's connection, with its reconnect button.
     let banner = browser.find(Locator::Id("attention")).await.unwrap().text().await.unwrap();
-    assert!(banner.contains("bob") && banner.contains("Needs reauthorisation") && !banner.contains("alice"), "{banner}");
+    assert!(
+        banner.contains("bob") && banner.contains("Needs reauthorisation") && !banner.contains("alice"),
+        "{banner}"
+    );
     browser.find(Locator::Id(&format!("attention-reconnect-{bob_id}"))).await.unwrap();
     let bob_row = browser.find(Locator::Id(&format!("connection-{bob_id}"))).await.unwrap().text().await.unwrap();
     assert!(bob_row.contains("Needs reauthorisation"), "{bob_row}");

@@ -42,12 +42,13 @@ pub fn unique(base: &str, taken: &[String]) -> String {
     if !is_taken(&first) {
         return first;
     }
-    (2..).map(|n| {
-        let suffix = format!("-{n}");
-        format!("{}{suffix}", cut(base, MAX_LEN - suffix.len()))
-    })
-    .find(|l| !is_taken(l))
-    .unwrap_or(first)
+    (2..)
+        .map(|n| {
+            let suffix = format!("-{n}");
+            format!("{}{suffix}", cut(base, MAX_LEN - suffix.len()))
+        })
+        .find(|l| !is_taken(l))
+        .unwrap_or(first)
 }
 
 fn cut(s: &str, max_chars: usize) -> String {
@@ -130,7 +131,10 @@ mod tests {
         let two = || vec![C("id1", "work"), C("id2", "home")];
         assert_eq!(pick(two(), Some("home"), nf).map(|c| c.0).ok(), Some("id2"));
         assert_eq!(pick(two(), Some("id1"), nf).map(|c| c.0).ok(), Some("id1"));
-        assert!(matches!(pick(two(), Some("nope"), nf), Err(Error::Client { code: latchkey_shared::ErrorCode::NotFound, .. })));
+        assert!(matches!(
+            pick(two(), Some("nope"), nf),
+            Err(Error::Client { code: latchkey_shared::ErrorCode::NotFound, .. })
+        ));
         match pick(two(), None, nf) {
             Err(Error::Client { connections: Some(labels), .. }) => assert_eq!(labels, ["home", "work"]),
             _ => panic!("several and none named is ambiguous"),
