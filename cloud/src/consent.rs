@@ -187,7 +187,6 @@ pub async fn start(
                 "reconnect": chosen.reconnect.as_ref().map(|(id, _)| id),
                 "add": chosen.add,
             })),
-            ..Default::default()
         },
     )
     .await?;
