@@ -1,13 +1,15 @@
 //! `POST /oauth/connection-token`: the one door local agents use. Checks run in the
 //! contract's order (docs/api.md) and the first failure answers; every answer is counted
 //! and leaves an audit event (without the token) before it is sent. The hot path is one
-//! round trip for the PAT, the org, the membership and the connection, one AES-GCM open,
-//! and an event handed to the batching audit writer.
+//! round trip for the PAT, the org, the membership and the connection (a row per
+//! connection the caller holds on the connector, or just the named one), one AES-GCM
+//! open, and an event handed to the batching audit writer.
 
 use crate::access::credentials::{bearer, is_pat};
 use crate::access::pat::{self, Joined};
 use crate::access::{org, ClientMeta, Need, Org, Principal, Role, Visibility, LAST_USED_GRANULARITY_SECS};
 use crate::audit::OwnedEvent;
+use crate::connections::label::{self, Named};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::ratelimit;
@@ -55,6 +57,7 @@ fn audit_unavailable(why: &str) -> Error {
         description: format!("{why}; retry shortly"),
         retry_after: Some(1),
         connect_url: None,
+        connections: None,
     }
 }
 
@@ -89,16 +92,19 @@ impl Trace {
     }
 }
 
-/// The org, the caller's membership and the caller's connection, read in the PAT's own
-/// query (`$2` is the org's slug or id, `$3` the connector key). The connector must still
-/// exist with the connection's provider: a grant stored by a consent that finished after
-/// its connector was deleted or moved is served by no connector.
+/// The org, the caller's membership and the caller's connections, read in the PAT's own
+/// query (`$2` is the org's slug or id, `$3` the connector key, `$4` the requested
+/// connection's label or id, or empty for any): one row per matching connection, or one
+/// row without a connection. The connector must still exist with the connection's
+/// provider: a grant stored by a consent that finished after its connector was deleted or
+/// moved is served by no connector.
 const JOINED_COLUMNS: &str = "o.id as org_id, o.slug, o.name as org_name, o.visibility, m.role, \
-     c.id as connection_id, c.status, c.consent_only, c.provider, c.access_token_ct, c.refresh_token_ct, \
+     c.id as connection_id, c.label, c.status, c.consent_only, c.provider, c.access_token_ct, c.refresh_token_ct, \
      c.token_type, c.expires_at, c.failure_count, c.next_attempt_at, c.last_token_at, k.id as connector_id";
 const JOINS: &str = "left join orgs o on (o.id = $2 or o.slug = $2) \
      left join memberships m on m.org_id = o.id and m.user_id = p.user_id \
      left join connections c on c.org_id = o.id and c.user_id = p.user_id and c.connector_key = $3 \
+         and ($4 = '' or c.id = $4 or c.label = $4) \
      left join connectors k on k.org_id = o.id and k.key = $3 and k.provider = c.provider";
 
 #[derive(sqlx::FromRow)]
@@ -109,6 +115,7 @@ struct Lookup {
     visibility: Option<String>,
     role: Option<String>,
     connection_id: Option<String>,
+    label: Option<String>,
     status: Option<String>,
     consent_only: Option<i64>,
     provider: Option<String>,
@@ -120,6 +127,15 @@ struct Lookup {
     next_attempt_at: Option<i64>,
     last_token_at: Option<i64>,
     connector_id: Option<String>,
+}
+
+impl Named for Lookup {
+    fn id(&self) -> &str {
+        self.connection_id.as_deref().unwrap_or_default()
+    }
+    fn label(&self) -> &str {
+        self.label.as_deref().unwrap_or_default()
+    }
 }
 
 impl Lookup {
@@ -139,7 +155,7 @@ impl Lookup {
     /// Row 6: the caller's active, consent-only connection in a public org, of a connector
     /// that still exists with the connection's provider.
     fn connection(self, org: &Org) -> Result<TokenRow> {
-        let not_found = || Error::not_found("no active connection for this connector");
+        let not_found = no_connection;
         if self.connector_id.is_none() {
             return Err(not_found());
         }
@@ -164,6 +180,10 @@ impl Lookup {
             next_attempt_at: self.next_attempt_at,
         })
     }
+}
+
+fn no_connection() -> Error {
+    Error::not_found("no active connection for this connector")
 }
 
 /// Rows 1 to 9 of the contract, in order.
@@ -193,20 +213,24 @@ async fn check_and_issue(
     };
     trace.connector_key = Some(req.connector_key.clone());
     static SQL: LazyLock<String> = LazyLock::new(|| pat::select_sql(JOINED_COLUMNS, JOINS));
-    let joined = Joined { sql: &SQL, binds: &[&req.org, &req.connector_key] };
-    let (principal, mut row) = pat::verify_joined::<Lookup>(state, token, ip, &joined).await?;
+    let named = req.connection.as_deref().unwrap_or_default();
+    let joined = Joined { sql: &SQL, binds: &[&req.org, &req.connector_key, named] };
+    let (principal, mut rows) = pat::verify_joined_all::<Lookup>(state, token, ip, &joined).await?;
     trace.caller(&principal);
     // 2. The scope, before anything about the org or connection is used.
     principal.require(Scope::ConnectionsToken)?;
-    // 4 and 5.
-    let org = org::check(&principal, row.org(), Need::Member)?;
+    // 4 and 5 (every row carries the same org and membership).
+    let org = org::check(&principal, rows.first_mut().and_then(|r| r.org()), Need::Member)?;
     trace.org_id = Some(org.id.clone());
-    // 6.
+    // 6: the named connection, or the only one; several and none named is ambiguous.
+    rows.retain(|r| r.connection_id.is_some());
+    let row = label::pick(rows, req.connection.as_deref(), no_connection)?;
     let last_token_at = row.last_token_at;
     let token_row = row.connection(&org)?;
     let connection_id = token_row.id.clone();
     // 7. A dead grant.
-    let connect_url = format!("{}/connect/{}/{}", state.public_url, org.slug, req.connector_key);
+    let connect_url =
+        format!("{}/connect/{}/{}?connection={}", state.public_url, org.slug, req.connector_key, connection_id);
     if token_row.status == "needs_reauth" {
         return Err(reauth(connect_url));
     }
@@ -226,6 +250,7 @@ async fn check_and_issue(
             description: format!("the provider is failing to refresh this token; retry in {retry_after} s"),
             retry_after: Some(retry_after),
             connect_url: None,
+            connections: None,
         }),
     }
 }
@@ -263,6 +288,14 @@ fn parse_body(body: &[u8]) -> Result<ConnectionTokenRequest> {
     if req.org.len() > MAX_NAME_LEN || req.connector_key.len() > MAX_NAME_LEN {
         return Err(Error::bad_request(format!("org and connector_key: at most {MAX_NAME_LEN} characters")));
     }
+    // A label is at most 64 characters (up to 4 bytes each); an id is shorter.
+    match req.connection.as_deref() {
+        Some("") => return Err(Error::bad_request("connection must not be empty")),
+        Some(c) if c.len() > 4 * label::MAX_LEN => {
+            return Err(Error::bad_request(format!("connection: at most {} characters", label::MAX_LEN)))
+        }
+        _ => {}
+    }
     Ok(req)
 }
 
@@ -292,5 +325,6 @@ fn reauth(connect_url: String) -> Error {
         description: "the grant was revoked or expired at the provider; reconnect at connect_url".to_owned(),
         retry_after: None,
         connect_url: Some(connect_url),
+        connections: None,
     }
 }

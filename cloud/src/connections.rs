@@ -1,6 +1,10 @@
-//! Connections: a member's grant for one connector of one org. Owned by the member who
-//! consented (`user_id`); tokens sealed and bound to the row. Listing shows a member only
-//! their own; disconnecting revokes at the provider first, then forgets the tokens.
+//! Connections: a member's grants for one connector of one org, one per provider account,
+//! each with a label (see `label`). Owned by the member who consented (`user_id`); tokens
+//! sealed and bound to the row. Listing shows a member only their own; a request names
+//! one by label or id when the member holds several; disconnecting revokes at the
+//! provider first, then forgets the tokens.
+
+pub mod label;
 
 use crate::access::{authorize, ClientMeta, Need, Principal};
 use crate::audit;
@@ -10,6 +14,8 @@ use crate::revocation::{self, Grant, Superseded};
 use crate::sealed;
 use crate::state::AppState;
 use crate::store::{new_id, now, rfc3339, unique_violation};
+use crate::webhooks::{self, ConnectionData, EventType};
+use label::Named;
 use latchkey_shared::{ErrorCode, Scope};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -20,8 +26,10 @@ pub struct Connection {
     pub id: String,
     pub org: String,
     pub connector_key: String,
+    /// Unique per member and connector; names this connection in requests.
+    pub label: String,
     pub provider: String,
-    /// `active`, `needs_reauth` or `revoked`.
+    /// `active`, `failing`, `needs_reauth`, `exhausted` or `revoked`.
     pub status: String,
     pub account_id: String,
     pub account_name: Option<String>,
@@ -35,6 +43,7 @@ struct ConnectionRow {
     id: String,
     slug: String,
     connector_key: String,
+    label: String,
     provider: String,
     status: String,
     account_id: String,
@@ -50,6 +59,7 @@ impl From<ConnectionRow> for Connection {
             id: r.id,
             org: r.slug,
             connector_key: r.connector_key,
+            label: r.label,
             provider: r.provider,
             status: r.status,
             account_id: r.account_id,
@@ -61,8 +71,18 @@ impl From<ConnectionRow> for Connection {
     }
 }
 
-const SELECT: &str = "select c.id, o.slug, c.connector_key, c.provider, c.status, c.account_id, c.account_name, \
-                      c.scopes, c.expires_at, c.connected_at from connections c join orgs o on o.id = c.org_id";
+const SELECT: &str = "select c.id, o.slug, c.connector_key, c.label, c.provider, c.status, c.account_id, \
+                      c.account_name, c.scopes, c.expires_at, c.connected_at from connections c \
+                      join orgs o on o.id = c.org_id";
+
+impl Named for ConnectionRow {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn label(&self) -> &str {
+        &self.label
+    }
+}
 
 /// The caller's connections, in every org (or one org); a PAT bound to an org sees only
 /// that org's.
@@ -74,14 +94,16 @@ pub async fn list(state: &AppState, principal: &Principal, org_ref: Option<&str>
     };
     let rows: Vec<ConnectionRow> = match org_id {
         Some(org_id) => {
-            sqlx::query_as(&format!("{SELECT} where c.user_id = $1 and c.org_id = $2 order by c.connector_key"))
-                .bind(&principal.user_id)
-                .bind(&org_id)
-                .fetch_all(state.store.pool())
-                .await?
+            sqlx::query_as(&format!(
+                "{SELECT} where c.user_id = $1 and c.org_id = $2 order by c.connector_key, c.label"
+            ))
+            .bind(&principal.user_id)
+            .bind(&org_id)
+            .fetch_all(state.store.pool())
+            .await?
         }
         None => {
-            sqlx::query_as(&format!("{SELECT} where c.user_id = $1 order by o.slug, c.connector_key"))
+            sqlx::query_as(&format!("{SELECT} where c.user_id = $1 order by o.slug, c.connector_key, c.label"))
                 .bind(&principal.user_id)
                 .fetch_all(state.store.pool())
                 .await?
@@ -90,18 +112,123 @@ pub async fn list(state: &AppState, principal: &Principal, org_ref: Option<&str>
     Ok(rows.into_iter().map(Connection::from).collect())
 }
 
-/// The caller's connection for one connector.
-pub async fn get(state: &AppState, principal: &Principal, org_ref: &str, key: &str) -> Result<Connection> {
+/// The caller's connection for one connector: the one `connection` (label or id) names,
+/// or the only one (several and none named: `ambiguous_connection`).
+pub async fn get(
+    state: &AppState,
+    principal: &Principal,
+    org_ref: &str,
+    key: &str,
+    connection: Option<&str>,
+) -> Result<Connection> {
     principal.require(Scope::ConnectionsRead)?;
     let org = authorize(state, principal, org_ref, Need::Member).await?;
-    let row: Option<ConnectionRow> =
-        sqlx::query_as(&format!("{SELECT} where c.user_id = $1 and c.org_id = $2 and c.connector_key = $3"))
-            .bind(&principal.user_id)
-            .bind(&org.id)
-            .bind(key)
-            .fetch_optional(state.store.pool())
-            .await?;
-    row.map(Connection::from).ok_or_else(|| Error::not_found("you have no connection for this connector"))
+    let mine = own_on_connector(state, principal, &org.id, key).await?;
+    Ok(label::pick(mine, connection, no_connection)?.into())
+}
+
+/// The id and label of the member's connection on a connector that `name` (a label or id)
+/// names, for a consent that reconnects it.
+pub async fn id_and_label(
+    state: &AppState,
+    user_id: &str,
+    org_id: &str,
+    key: &str,
+    name: &str,
+) -> Result<(String, String)> {
+    let row = label::pick(on_connector(state, user_id, org_id, key).await?, Some(name), no_connection)?;
+    Ok((row.id, row.label))
+}
+
+fn no_connection() -> Error {
+    Error::not_found("you have no such connection for this connector")
+}
+
+/// The caller's connections on one connector of org `org_id`.
+async fn own_on_connector(
+    state: &AppState,
+    principal: &Principal,
+    org_id: &str,
+    key: &str,
+) -> Result<Vec<ConnectionRow>> {
+    on_connector(state, &principal.user_id, org_id, key).await
+}
+
+async fn on_connector(state: &AppState, user_id: &str, org_id: &str, key: &str) -> Result<Vec<ConnectionRow>> {
+    Ok(sqlx::query_as(&format!("{SELECT} where c.user_id = $1 and c.org_id = $2 and c.connector_key = $3"))
+        .bind(user_id)
+        .bind(org_id)
+        .bind(key)
+        .fetch_all(state.store.pool())
+        .await?)
+}
+
+/// `PATCH /v1/orgs/{org}/connections/{key}`: a new label for one of the caller's
+/// connections (`connection`, a label or id, picks it as elsewhere).
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Relabel {
+    #[schema(min_length = 1)]
+    pub connection: Option<String>,
+    /// 1 to 64 characters after trimming, no control characters; unique per member and
+    /// connector.
+    #[schema(min_length = 1, max_length = 64)]
+    pub label: String,
+}
+
+/// Renames one of the caller's connections (see `label::validate`); another of theirs on
+/// the same connector with that label is a 409 `conflict`.
+pub async fn relabel(
+    state: &AppState,
+    principal: &Principal,
+    meta: &ClientMeta,
+    org_ref: &str,
+    key: &str,
+    connection: Option<&str>,
+    new_label: &str,
+) -> Result<Connection> {
+    principal.require(Scope::ConnectionsCreate)?;
+    let new_label = label::validate(new_label)?;
+    let org = authorize(state, principal, org_ref, Need::Member).await?;
+    let mine = own_on_connector(state, principal, &org.id, key).await?;
+    let mut row = label::pick(mine, connection, no_connection)?;
+    if row.label == new_label {
+        return Ok(row.into());
+    }
+    let renamed = sqlx::query("update connections set label = $1, updated_at = $2 where id = $3 and user_id = $4")
+        .bind(&new_label)
+        .bind(now())
+        .bind(&row.id)
+        .bind(&principal.user_id)
+        .execute(state.store.pool())
+        .await;
+    match renamed {
+        Err(e) if unique_violation(&e).is_some() => {
+            return Err(Error::conflict(
+                ErrorCode::Conflict,
+                format!("you already have a connection labelled {new_label:?} on this connector"),
+            ))
+        }
+        Err(e) => return Err(e.into()),
+        Ok(_) => {}
+    }
+    audit::record(
+        &state.store,
+        audit::Event {
+            org_id: Some(&org.id),
+            actor_id: Some(&principal.user_id),
+            pat_id: principal.pat_id(),
+            action: "connection.relabel",
+            target: Some(&row.id),
+            outcome: "success",
+            ip: Some(&meta.ip),
+            user_agent: meta.user_agent.as_deref(),
+            detail: Some(serde_json::json!({ "connector": key, "from": row.label, "to": new_label })),
+        },
+    )
+    .await?;
+    row.label = new_label;
+    Ok(row.into())
 }
 
 /// What a new grant is stored with.
@@ -118,26 +245,73 @@ pub struct NewGrant<'a> {
     pub tokens: &'a TokenSet,
 }
 
+/// Which connection a consent was for, as the member chose when starting it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Choice<'a> {
+    /// A plain connect: reconnects the member's only connection on the connector, or
+    /// creates the first one.
+    Plain,
+    /// "Add another account": a new connection (unless the account is already connected).
+    Add,
+    /// Reconnect this connection (its id), whichever account the member consents with.
+    Reconnect(&'a str),
+}
+
+/// Where a stored grant went.
+#[derive(Debug)]
+pub struct Stored {
+    pub id: String,
+    pub label: String,
+    /// A new connection, rather than an existing one reconnected.
+    pub created: bool,
+}
+
 /// Attempts at storing a grant; each lost race (another consent of the same member for
 /// the same connector stored first) costs one.
 const STORE_ATTEMPTS: usize = 10;
 
-/// Stores a consented grant; reconnecting replaces the tokens of the same connection and
-/// then revokes the replaced grant at the provider, so it does not stay live there.
+/// Stores a consented grant as a plain connect (see [`store`]); returns the connection's id.
 pub async fn store_grant(state: &AppState, grant: NewGrant<'_>) -> Result<String> {
-    // Another round when another consent for the same member and connector wrote the row
-    // first (two tabs): the later grant then replaces the earlier one, as a reconnect does.
+    Ok(store(state, &grant, Choice::Plain).await?.id)
+}
+
+/// Stores a consented grant. A provider account the member already has on this connector
+/// updates that connection; otherwise `choice` decides (see [`Choice`]). Updating
+/// replaces the tokens and then revokes the replaced grant at the provider, so it does not
+/// stay live there. A new connection is published (`connection.created`).
+pub async fn store(state: &AppState, grant: &NewGrant<'_>, choice: Choice<'_>) -> Result<Stored> {
+    // Another round when another consent for the same member and connector wrote first
+    // (two tabs): the later grant then replaces the earlier one, as a reconnect does.
     for _ in 0..STORE_ATTEMPTS {
-        if let Some(old) = existing_connection(state, &grant).await? {
-            if update_grant(state, &old, &grant).await? {
-                revoke_replaced(state, &old, &grant).await;
-                return Ok(old.id);
+        if let Some(old) = connection_to_update(state, grant, choice).await? {
+            match update_grant(state, &old, grant).await {
+                Ok(true) => {
+                    revoke_replaced(state, &old, grant).await;
+                    return Ok(Stored { id: old.id, label: old.label, created: false });
+                }
+                // Changed meanwhile, or (a named reconnect) its new account got a
+                // connection of its own meanwhile: look again.
+                Ok(false) => continue,
+                Err(Error::Db(e)) if unique_violation(&e).is_some() => continue,
+                Err(e) => return Err(e),
             }
-            continue;
         }
         let id = new_id();
-        match insert_grant(state, &id, &grant).await {
-            Ok(()) => return Ok(id),
+        match insert_grant(state, &id, grant).await {
+            Ok(label) => {
+                let data = ConnectionData {
+                    connection_id: &id,
+                    connector_key: grant.connector_key,
+                    label: &label,
+                    provider: grant.provider,
+                    status: "active",
+                    user_id: grant.user_id,
+                    failure_count: None,
+                    error: None,
+                };
+                webhooks::publish(state, grant.org_id, EventType::ConnectionCreated, data).await;
+                return Ok(Stored { id, label, created: true });
+            }
             Err(Error::Db(e)) if unique_violation(&e).is_some() => continue,
             Err(e) => return Err(e),
         }
@@ -150,20 +324,38 @@ pub async fn store_grant(state: &AppState, grant: NewGrant<'_>) -> Result<String
 struct StoredGrant {
     id: String,
     provider: String,
+    label: String,
+    account_id: String,
     access_token_ct: Vec<u8>,
     refresh_token_ct: Option<Vec<u8>>,
 }
 
-async fn existing_connection(state: &AppState, grant: &NewGrant<'_>) -> Result<Option<StoredGrant>> {
-    Ok(sqlx::query_as(
-        "select id, provider, access_token_ct, refresh_token_ct from connections \
+/// The member's connection this grant updates, if any: the one of the same provider
+/// account first; else the named one; else, for a plain connect, the only one.
+async fn connection_to_update(
+    state: &AppState,
+    grant: &NewGrant<'_>,
+    choice: Choice<'_>,
+) -> Result<Option<StoredGrant>> {
+    let mine: Vec<StoredGrant> = sqlx::query_as(
+        "select id, provider, label, account_id, access_token_ct, refresh_token_ct from connections \
          where org_id = $1 and connector_key = $2 and user_id = $3",
     )
     .bind(grant.org_id)
     .bind(grant.connector_key)
     .bind(grant.user_id)
-    .fetch_optional(state.store.pool())
-    .await?)
+    .fetch_all(state.store.pool())
+    .await?;
+    let same_account = |c: &StoredGrant| c.provider == grant.provider && c.account_id == grant.account_id;
+    if mine.iter().any(same_account) {
+        return Ok(mine.into_iter().find(same_account));
+    }
+    Ok(match choice {
+        Choice::Reconnect(id) => mine.into_iter().find(|c| c.id == id),
+        Choice::Add => None,
+        Choice::Plain if mine.len() == 1 => mine.into_iter().next(),
+        Choice::Plain => None,
+    })
 }
 
 /// Revokes the grant a reconnect replaced, unless the provider handed back the same grant
@@ -204,40 +396,57 @@ async fn update_grant(state: &AppState, old: &StoredGrant, grant: &NewGrant<'_>)
         "update connections set provider = $5, app_id = $6, account_id = $7, account_name = $8, scopes = $9, \
          status = 'active', consent_only = $10, access_token_ct = $11, refresh_token_ct = $12, token_type = $13, \
          expires_at = $14, key_version = $15, failure_count = 0, last_error = null, next_attempt_at = null, \
-         failing_since = null, refresh_lock_owner = null, refresh_lock_until = null, last_refreshed_at = $16, \
-         connected_at = $16, updated_at = $16 where id = $1 and org_id = $2 and connector_key = $3 and user_id = $4 \
+         failing_since = null, refresh_lock_owner = null, refresh_lock_until = null, last_refreshed_at = $16, connected_at = $16, \
+         updated_at = $16 where id = $1 and org_id = $2 and connector_key = $3 and user_id = $4 \
          and access_token_ct = $17",
         &old.id,
         grant,
-        Some(&old.access_token_ct),
+        Some(Extra::Guard(&old.access_token_ct)),
     )
     .await
 }
 
-async fn insert_grant(state: &AppState, id: &str, grant: &NewGrant<'_>) -> Result<()> {
+/// Inserts a new connection with its default label (see `label::default_for`); returns
+/// the label. A unique violation (the same account, or the label, taken meanwhile) is the
+/// caller's to retry.
+async fn insert_grant(state: &AppState, id: &str, grant: &NewGrant<'_>) -> Result<String> {
+    let taken: Vec<String> =
+        sqlx::query_scalar("select label from connections where org_id = $1 and connector_key = $2 and user_id = $3")
+            .bind(grant.org_id)
+            .bind(grant.connector_key)
+            .bind(grant.user_id)
+            .fetch_all(state.store.pool())
+            .await?;
+    let label = label::default_for(grant.account_name, grant.account_id, &taken);
     write_grant(
         state,
         "insert into connections (id, org_id, connector_key, user_id, provider, app_id, account_id, account_name, \
-         label, scopes, status, consent_only, access_token_ct, refresh_token_ct, token_type, expires_at, \
-         key_version, last_refreshed_at, connected_at, created_at, updated_at) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, substr(coalesce(nullif($8, ''), $7), 1, 64), $9, 'active', $10, \
-         $11, $12, $13, $14, $15, $16, $16, $16, $16)",
+         scopes, status, consent_only, access_token_ct, refresh_token_ct, token_type, expires_at, \
+         key_version, last_refreshed_at, connected_at, created_at, updated_at, label) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'active', $10, $11, $12, $13, $14, $15, $16, $16, $16, $16, $17)",
         id,
         grant,
-        None,
+        Some(Extra::Label(&label)),
     )
     .await?;
-    Ok(())
+    Ok(label)
+}
+
+/// The one parameter after a grant's sixteen: the token an update is guarded by, or the
+/// label an insert gives.
+enum Extra<'a> {
+    Guard(&'a Vec<u8>),
+    Label(&'a str),
 }
 
 /// Runs `sql` with the grant's fields as parameters $1 to $16, in the order of the
-/// insert's columns, and `guard` as $17 when given; true when it wrote a row.
+/// insert's columns, and `extra` as $17 when given; true when it wrote a row.
 async fn write_grant(
     state: &AppState,
     sql: &str,
     id: &str,
     grant: &NewGrant<'_>,
-    guard: Option<&Vec<u8>>,
+    extra: Option<Extra<'_>>,
 ) -> Result<bool> {
     let now = now();
     let sealed = seal_tokens(state, id, grant.tokens)?;
@@ -258,37 +467,30 @@ async fn write_grant(
         .bind(grant.tokens.expires_in.map(|s| now + s))
         .bind(i64::from(state.keys.active_version()))
         .bind(now);
-    if let Some(guard) = guard {
-        query = query.bind(guard.clone());
+    match extra {
+        Some(Extra::Guard(guard)) => query = query.bind(guard.clone()),
+        Some(Extra::Label(label)) => query = query.bind(label.to_owned()),
+        None => {}
     }
     Ok(query.execute(state.store.pool()).await?.rows_affected() == 1)
 }
 
-/// Disconnects the caller's own connection.
+/// Disconnects one of the caller's own connections: the one `connection` (label or id)
+/// names, or the only one (several and none named: `ambiguous_connection`).
 pub async fn disconnect_own(
     state: &AppState,
     principal: &Principal,
     meta: &ClientMeta,
     org_ref: &str,
     key: &str,
+    connection: Option<&str>,
 ) -> Result<()> {
     principal.require(Scope::ConnectionsDelete)?;
     let org = authorize(state, principal, org_ref, Need::Member).await?;
-    let ids: Vec<String> =
-        sqlx::query_scalar("select id from connections where user_id = $1 and org_id = $2 and connector_key = $3")
-            .bind(&principal.user_id)
-            .bind(&org.id)
-            .bind(key)
-            .fetch_all(state.store.pool())
-            .await?;
-    if ids.is_empty() {
-        return Err(Error::not_found("you have no connection for this connector"));
-    }
-    for id in ids {
-        let by = By { actor: Some(&principal.user_id), pat_id: principal.pat_id(), meta };
-        disconnect(state, &id, &by, "connection.disconnect").await?;
-    }
-    Ok(())
+    let mine = own_on_connector(state, principal, &org.id, key).await?;
+    let chosen = label::pick(mine, connection, no_connection)?;
+    let by = By { actor: Some(&principal.user_id), pat_id: principal.pat_id(), meta };
+    disconnect(state, &chosen.id, &by, "connection.disconnect").await
 }
 
 /// Which connections to disconnect in bulk.
@@ -356,6 +558,7 @@ struct DisconnectRow {
     org_id: String,
     provider: String,
     connector_key: String,
+    label: String,
     user_id: String,
     access_token_ct: Vec<u8>,
     refresh_token_ct: Option<Vec<u8>>,
@@ -372,7 +575,8 @@ struct By<'a> {
 /// the connection and its tokens.
 async fn disconnect(state: &AppState, id: &str, by: &By<'_>, action: &str) -> Result<()> {
     let row: Option<DisconnectRow> = sqlx::query_as(
-        "select org_id, provider, connector_key, user_id, access_token_ct, refresh_token_ct from connections where id = $1",
+        "select org_id, provider, connector_key, label, user_id, access_token_ct, refresh_token_ct from connections \
+         where id = $1",
     )
     .bind(id)
     .fetch_optional(state.store.pool())
@@ -381,6 +585,7 @@ async fn disconnect(state: &AppState, id: &str, by: &By<'_>, action: &str) -> Re
         org_id,
         provider,
         connector_key,
+        label,
         user_id: owner,
         access_token_ct: access_ct,
         refresh_token_ct: refresh_ct,
@@ -392,7 +597,22 @@ async fn disconnect(state: &AppState, id: &str, by: &By<'_>, action: &str) -> Re
         Ok(grant) => revocation::revoke(state, &org_id, &provider, &grant).await,
         Err(e) => Err(e),
     };
-    sqlx::query("delete from connections where id = $1").bind(id).execute(state.store.pool()).await?;
+    let deleted = sqlx::query("delete from connections where id = $1").bind(id).execute(state.store.pool()).await?;
+    // Another disconnect of the same connection (two tabs, a cascade) may have won: the
+    // event is published once, by the one that deleted the row.
+    if deleted.rows_affected() == 1 {
+        let data = ConnectionData {
+            connection_id: id,
+            connector_key: &connector_key,
+            label: &label,
+            provider: &provider,
+            status: "revoked",
+            user_id: &owner,
+            failure_count: None,
+            error: None,
+        };
+        webhooks::publish(state, &org_id, EventType::ConnectionDisconnected, data).await;
+    }
     let (result, detail) = match &outcome {
         Ok(true) => ("success", serde_json::json!({ "connector": connector_key, "revoked_at_provider": true })),
         Ok(false) => (

@@ -13,7 +13,7 @@ use crate::access::{authorize, ClientMeta, Need, Org, Principal, Via};
 use crate::accounts;
 use crate::apps::{self, ConnectorTerms};
 use crate::audit;
-use crate::connections::{self, NewGrant};
+use crate::connections::{self, Choice, NewGrant};
 use crate::error::{Error, Result};
 use crate::oauth::client::TokenSet;
 use crate::oauth::credentials::{self, AppCredentials};
@@ -44,6 +44,43 @@ fn random_b64url() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Which connection a consent is for: `connection` (a label or id) to reconnect that one,
+/// `add` for another account; neither for a plain connect (see `connections::Choice`).
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentChoice {
+    /// The label or id of the connection to reconnect.
+    #[schema(min_length = 1)]
+    pub connection: Option<String>,
+    /// Connect another account rather than reconnecting the one you have.
+    #[serde(default)]
+    pub add: bool,
+}
+
+/// A [`ConsentChoice`] checked against the member's connections.
+struct Chosen {
+    /// The connection to reconnect: its id and label.
+    reconnect: Option<(String, String)>,
+    add: bool,
+}
+
+async fn chosen(
+    state: &AppState,
+    principal: &Principal,
+    org_id: &str,
+    key: &str,
+    choice: &ConsentChoice,
+) -> Result<Chosen> {
+    if choice.add && choice.connection.is_some() {
+        return Err(Error::bad_request("name a connection to reconnect or ask to add one, not both"));
+    }
+    let reconnect = match choice.connection.as_deref() {
+        Some(name) => Some(connections::id_and_label(state, &principal.user_id, org_id, key, name).await?),
+        None => None,
+    };
+    Ok(Chosen { reconnect, add: choice.add })
+}
+
 /// What a member is about to connect: checked as `start` checks it, for the page that asks
 /// them to confirm.
 #[derive(Debug, serde::Serialize)]
@@ -57,11 +94,22 @@ pub struct Preview {
     /// The Latchkey account that will own the grant.
     pub account_username: String,
     pub account_email: String,
+    /// The label of the connection this consent reconnects, if one was named.
+    pub reconnecting: Option<String>,
+    /// Another account is being added.
+    pub adding: bool,
 }
 
 /// The confirm page's facts. Nothing is started or stored.
-pub async fn preview(state: &AppState, principal: &Principal, org_ref: &str, key: &str) -> Result<Preview> {
+pub async fn preview(
+    state: &AppState,
+    principal: &Principal,
+    org_ref: &str,
+    key: &str,
+    choice: &ConsentChoice,
+) -> Result<Preview> {
     let target = target(state, principal, org_ref, key).await?;
+    let chosen = chosen(state, principal, &target.org.id, key, choice).await?;
     let me = accounts::me(state, &principal.user_id).await?;
     let description = apps::list_connectors(state, principal, &target.org.id)
         .await?
@@ -78,6 +126,8 @@ pub async fn preview(state: &AppState, principal: &Principal, org_ref: &str, key
         provider_display_name: target.def.display_name.clone(),
         account_username: me.username,
         account_email: me.email,
+        reconnecting: chosen.reconnect.map(|(_, label)| label),
+        adding: chosen.add,
     })
 }
 
@@ -111,14 +161,16 @@ pub async fn start(
     meta: &ClientMeta,
     org_ref: &str,
     key: &str,
+    choice: &ConsentChoice,
 ) -> Result<String> {
     let Target { org, terms, def, creds } = target(state, principal, org_ref, key).await?;
+    let chosen = chosen(state, principal, &org.id, key, choice).await?;
     let started = Started {
         state_token: random_b64url(),
         verifier: (def.pkce != Pkce::None).then(|| SecretString::new(random_b64url())),
         nonce: def.oidc.then(random_b64url),
     };
-    save_state(state, principal, &org.id, key, &terms.provider, &started).await?;
+    save_state(state, principal, &org.id, key, &terms.provider, &started, &chosen).await?;
     let url = authorization_url(state, def, &creds, &terms, &started)?;
     audit::record(
         &state.store,
@@ -131,7 +183,10 @@ pub async fn start(
             outcome: "started",
             ip: Some(&meta.ip),
             user_agent: meta.user_agent.as_deref(),
-            ..Default::default()
+            detail: Some(serde_json::json!({
+                "reconnect": chosen.reconnect.as_ref().map(|(id, _)| id),
+                "add": chosen.add,
+            })),
         },
     )
     .await?;
@@ -153,6 +208,7 @@ async fn save_state(
     key: &str,
     provider: &str,
     started: &Started,
+    chosen: &Chosen,
 ) -> Result<()> {
     let id = new_id();
     let verifier_ct = match &started.verifier {
@@ -162,8 +218,8 @@ async fn save_state(
     let now = now();
     sqlx::query(
         "insert into consent_states (id, state_hash, user_id, session_id, org_id, connector_key, provider, \
-         pkce_verifier_ct, nonce, redirect_uri, expires_at, key_version, created_at, updated_at) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
+         pkce_verifier_ct, nonce, redirect_uri, expires_at, key_version, created_at, updated_at, connection_id, \
+         add_account) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15)",
     )
     .bind(&id)
     .bind(sha256_hex(&started.state_token))
@@ -178,6 +234,8 @@ async fn save_state(
     .bind(now + STATE_TTL_SECS)
     .bind(i64::from(state.keys.active_version()))
     .bind(now)
+    .bind(chosen.reconnect.as_ref().map(|(id, _)| id.as_str()))
+    .bind(i64::from(chosen.add))
     .execute(state.store.pool())
     .await?;
     // Expired states are useless; sweep them now and then.
@@ -292,6 +350,18 @@ struct StateRow {
     redirect_uri: String,
     expires_at: i64,
     consumed_at: Option<i64>,
+    connection_id: Option<String>,
+    add_account: i64,
+}
+
+impl StateRow {
+    fn choice(&self) -> Choice<'_> {
+        match (&self.connection_id, self.add_account) {
+            (Some(id), _) => Choice::Reconnect(id),
+            (None, 0) => Choice::Plain,
+            (None, _) => Choice::Add,
+        }
+    }
 }
 
 /// Handles the provider's redirect. Never stores anything unless every check passes.
@@ -309,7 +379,7 @@ pub async fn callback(
     };
     let row: Option<StateRow> = sqlx::query_as(
         "select id, user_id, session_id, org_id, connector_key, provider, pkce_verifier_ct, nonce, redirect_uri, \
-         expires_at, consumed_at from consent_states where state_hash = $1",
+         expires_at, consumed_at, connection_id, add_account from consent_states where state_hash = $1",
     )
     .bind(sha256_hex(state_token))
     .fetch_optional(state.store.pool())
@@ -322,23 +392,33 @@ pub async fn callback(
         return Ok(Outcome::failed(refusal, org_slug));
     }
     let result = finish(state, &row, &params).await.map_err(ConsentError::into_message);
+    // A new connection is `connection.create`, an existing one updated
+    // `connection.reconnect` (its id the target); a refused consent `connection.connect`.
+    let (action, target, detail) = match &result {
+        Ok(stored) => (
+            if stored.created { "connection.create" } else { "connection.reconnect" },
+            stored.id.as_str(),
+            serde_json::json!({ "connector": row.connector_key, "label": stored.label }),
+        ),
+        Err(m) => ("connection.connect", row.connector_key.as_str(), serde_json::json!({ "reason": m })),
+    };
     audit::record(
         &state.store,
         audit::Event {
             org_id: Some(&row.org_id),
             actor_id: Some(&row.user_id),
-            action: "connection.connect",
-            target: Some(&row.connector_key),
+            action,
+            target: Some(target),
             outcome: if result.is_ok() { "success" } else { "failure" },
             ip: Some(&meta.ip),
             user_agent: meta.user_agent.as_deref(),
-            detail: result.as_ref().err().map(|m| serde_json::json!({ "reason": m })),
+            detail: Some(detail),
             ..Default::default()
         },
     )
     .await?;
     Ok(match result {
-        Ok(id) => Outcome { ok: true, connection_id: Some(id), org_slug, message: "Connected.".to_owned() },
+        Ok(stored) => Outcome { ok: true, connection_id: Some(stored.id), org_slug, message: "Connected.".to_owned() },
         Err(message) => Outcome::failed(message, org_slug),
     })
 }
@@ -377,7 +457,11 @@ async fn consume(state: &AppState, row: &StateRow, browser: Option<&Principal>) 
 
 /// Every check after the state: provider error, issuer, membership, exchange, ID token,
 /// identity.
-async fn finish(state: &AppState, row: &StateRow, params: &CallbackParams) -> Result<String, ConsentError> {
+async fn finish(
+    state: &AppState,
+    row: &StateRow,
+    params: &CallbackParams,
+) -> Result<connections::Stored, ConsentError> {
     let def = state
         .providers
         .get(&row.provider)
@@ -442,7 +526,7 @@ async fn finish(state: &AppState, row: &StateRow, params: &CallbackParams) -> Re
         consent_only: terms.consent_only,
         tokens: &tokens,
     };
-    Ok(connections::store_grant(state, grant).await?)
+    Ok(connections::store(state, &grant, row.choice()).await?)
 }
 
 /// The provider's own refusal.

@@ -19,6 +19,8 @@ pub enum Error {
         description: String,
         retry_after: Option<u64>,
         connect_url: Option<String>,
+        /// Only on `ambiguous_connection`: the labels to choose from.
+        connections: Option<Vec<String>>,
     },
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
@@ -30,7 +32,14 @@ pub enum Error {
 
 impl Error {
     pub fn client(status: StatusCode, code: ErrorCode, description: impl Into<String>) -> Self {
-        Error::Client { status, code, description: description.into(), retry_after: None, connect_url: None }
+        Error::Client {
+            status,
+            code,
+            description: description.into(),
+            retry_after: None,
+            connect_url: None,
+            connections: None,
+        }
     }
 
     pub fn bad_request(description: impl Into<String>) -> Self {
@@ -61,6 +70,22 @@ impl Error {
         Self::client(StatusCode::CONFLICT, code, description)
     }
 
+    /// 409 `ambiguous_connection`: the caller holds several connections on a connector and
+    /// named none; `labels` are theirs to choose from.
+    pub fn ambiguous_connection(labels: Vec<String>) -> Self {
+        Error::Client {
+            status: StatusCode::CONFLICT,
+            code: ErrorCode::AmbiguousConnection,
+            description: format!(
+                "you have {} connections on this connector; name one with `connection` (a label or id)",
+                labels.len()
+            ),
+            retry_after: None,
+            connect_url: None,
+            connections: Some(labels),
+        }
+    }
+
     pub fn rate_limited(retry_after: u64) -> Self {
         Error::Client {
             status: StatusCode::TOO_MANY_REQUESTS,
@@ -68,6 +93,7 @@ impl Error {
             description: format!("too many requests; retry in {retry_after} s"),
             retry_after: Some(retry_after),
             connect_url: None,
+            connections: None,
         }
     }
 
@@ -79,6 +105,7 @@ impl Error {
             description: description.into(),
             retry_after: Some(retry_after),
             connect_url: None,
+            connections: None,
         }
     }
 
@@ -94,23 +121,24 @@ impl Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
-        let (code, description, retry_after, connect_url) = match self {
-            Error::Client { code, description, retry_after, connect_url, .. } => {
-                (code, description, retry_after, connect_url)
+        let (code, description, retry_after, connect_url, connections) = match self {
+            Error::Client { code, description, retry_after, connect_url, connections, .. } => {
+                (code, description, retry_after, connect_url, connections)
             }
             Error::Db(sqlx::Error::PoolTimedOut) => {
                 tracing::warn!("database pool exhausted");
-                (ErrorCode::ServiceUnavailable, "the service is busy; retry shortly".to_owned(), Some(1), None)
+                (ErrorCode::ServiceUnavailable, "the service is busy; retry shortly".to_owned(), Some(1), None, None)
             }
             other => {
                 // Our own error types carry no secret values (they are `Secret` inside),
                 // so the cause can be logged whole.
                 tracing::error!(error = %other, "request failed");
-                (ErrorCode::ServerError, "internal error".to_owned(), None, None)
+                (ErrorCode::ServerError, "internal error".to_owned(), None, None, None)
             }
         };
-        let mut response = (status, axum::Json(ErrorBody { error: code, error_description: description, connect_url, connections: None }))
-            .into_response();
+        let mut response =
+            (status, axum::Json(ErrorBody { error: code, error_description: description, connect_url, connections }))
+                .into_response();
         let headers = response.headers_mut();
         if let Some(secs) = retry_after {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {

@@ -9,6 +9,7 @@ mod audit_loss;
 mod bad_input;
 mod browser;
 mod cascades;
+mod connection_accounts;
 mod connection_states;
 mod consent;
 mod console_account;

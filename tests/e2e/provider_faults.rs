@@ -124,10 +124,12 @@ async fn an_expired_token_without_a_refresh_token_asks_for_reauth_instead_of_503
     fetch(&api, &pat).await.ok(200);
 
     expire(&db).await;
+    let id = api.get("/v1/orgs/acme/connections/sandbox", Some(&org.member.access)).await.ok(200)["id"].clone();
     for _ in 0..2 {
         let r = fetch(&api, &pat).await;
         r.assert_error(409, "reauth_required");
-        assert_eq!(r.json()["connect_url"], format!("{}/connect/acme/sandbox", api.base));
+        let connect_url = format!("{}/connect/acme/sandbox?connection={}", api.base, id.as_str().unwrap());
+        assert_eq!(r.json()["connect_url"], connect_url);
     }
     let conn = api.get("/v1/orgs/acme/connections/sandbox", Some(&org.member.access)).await.ok(200);
     assert_eq!(conn["status"], "needs_reauth");

@@ -154,7 +154,12 @@ async fn every_row_of_the_contract(backend: Backend) {
     expire(&db, -5).await;
     let r = fetch(&api, Some(&pat), ask()).await;
     r.assert_error(409, "reauth_required");
-    assert_eq!(r.json()["connect_url"], format!("{}/connect/acme/sandbox", api.base));
+    // The URL reconnects this very connection.
+    let id = api.get("/v1/orgs/acme/connections/sandbox", Some(&org.member.access)).await.ok(200)["id"].clone();
+    assert_eq!(
+        r.json()["connect_url"],
+        format!("{}/connect/acme/sandbox?connection={}", api.base, id.as_str().unwrap())
+    );
     assert_eq!(
         api.get("/v1/orgs/acme/connections/sandbox", Some(&org.member.access)).await.ok(200)["status"],
         "needs_reauth"

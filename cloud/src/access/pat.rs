@@ -68,6 +68,29 @@ where
     Ok((judge(state, pat, ip).await?, joined))
 }
 
+/// [`verify_joined`] for joins that may match several rows (a member's connections on
+/// one connector): every joined row, in the same single round trip.
+pub async fn verify_joined_all<X>(
+    state: &AppState,
+    token: &str,
+    ip: &str,
+    joined: &Joined<'_>,
+) -> Result<(Principal, Vec<X>)>
+where
+    X: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+{
+    let pat = Pat::parse(token).map_err(|e| Error::unauthenticated(e.to_string()))?;
+    let mut query = sqlx::query_as::<_, WithPat<X>>(joined.sql).bind(pat.hash());
+    for value in joined.binds {
+        query = query.bind(*value);
+    }
+    let mut rows = query.fetch_all(state.store.pool()).await?.into_iter();
+    let WithPat { pat, joined: first } =
+        rows.next().ok_or_else(|| Error::unauthenticated("unknown personal access token"))?;
+    let principal = judge(state, pat, ip).await?;
+    Ok((principal, std::iter::once(first).chain(rows.map(|r| r.joined)).collect()))
+}
+
 /// Revoked or expired → 401; otherwise the principal, after keeping `last_used_at`.
 async fn judge(state: &AppState, row: PatRow, ip: &str) -> Result<Principal> {
     let now = now();

@@ -6,9 +6,9 @@
 use super::pages::layout::{NoFields, OptionalSession};
 use super::pages::{render, Page, PagePost, PageResult};
 use crate::access::{ClientMeta, Principal};
-use crate::consent::{self, CallbackParams, Outcome};
-use crate::error::Result;
-use crate::http::extract::{Path, Query};
+use crate::consent::{self, CallbackParams, ConsentChoice, Outcome};
+use crate::error::{Error, Result};
+use crate::http::extract::{OptionalJson, Path, Query};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -37,24 +37,53 @@ struct AuthorizeUrl {
     authorize_url: String,
 }
 
-/// Start a consent for a connector; the state is bound to this login.
+/// Start a consent for a connector; the state is bound to this login. The body (optional)
+/// names the connection to reconnect, or asks to add another account.
 #[utoipa::path(post, path = "/v1/orgs/{org}/connectors/{key}/authorize", tag = "connections",
-    params(("org" = String, Path), ("key" = String, Path)),
-    responses((status = 200, body = AuthorizeUrl), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("org" = String, Path), ("key" = String, Path)), request_body(content = Option<ConsentChoice>),
+    responses((status = 200, body = AuthorizeUrl), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 async fn authorize(
     State(state): State<AppState>,
     principal: Principal,
     meta: ClientMeta,
     Path((org, key)): Path<(String, String)>,
+    OptionalJson(choice): OptionalJson<ConsentChoice>,
 ) -> Result<axum::Json<AuthorizeUrl>> {
-    Ok(axum::Json(AuthorizeUrl { authorize_url: consent::start(&state, &principal, &meta, &org, &key).await? }))
+    let authorize_url = consent::start(&state, &principal, &meta, &org, &key, &choice).await?;
+    Ok(axum::Json(AuthorizeUrl { authorize_url }))
+}
+
+/// The browser's choice, in the confirm page's query (its form posts back to the same URL).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChoiceQuery {
+    connection: Option<String>,
+    add: Option<String>,
+}
+
+impl ChoiceQuery {
+    fn choice(self) -> Result<ConsentChoice> {
+        let add = match self.add.as_deref() {
+            None | Some("0" | "false") => false,
+            Some("1" | "true") => true,
+            Some(_) => return Err(Error::bad_request("add: 1 or 0")),
+        };
+        let connection = self.connection.filter(|c| !c.is_empty());
+        Ok(ConsentChoice { connection, add })
+    }
 }
 
 /// Browser entry to a consent: a page that names the org, connector, provider and the
 /// account that will own the grant. A link from anywhere may open it; only its button
 /// starts anything, so another site cannot start a consent in the member's name.
-async fn confirm(State(state): State<AppState>, page: Page, Path((org, key)): Path<(String, String)>) -> PageResult {
-    let preview = consent::preview(&state, &page.principal, &org, &key).await?;
+async fn confirm(
+    State(state): State<AppState>,
+    page: Page,
+    Path((org, key)): Path<(String, String)>,
+    Query(choice): Query<ChoiceQuery>,
+) -> PageResult {
+    let preview = consent::preview(&state, &page.principal, &org, &key, &choice.choice()?).await?;
     page.ok("connect.html", context! { c => preview })
 }
 
@@ -63,9 +92,10 @@ async fn connect(
     State(state): State<AppState>,
     meta: ClientMeta,
     Path((org, key)): Path<(String, String)>,
+    Query(choice): Query<ChoiceQuery>,
     post: PagePost<NoFields>,
 ) -> PageResult {
-    let url = consent::start(&state, &post.page.principal, &meta, &org, &key).await?;
+    let url = consent::start(&state, &post.page.principal, &meta, &org, &key, &choice.choice()?).await?;
     Ok(Redirect::to(&url).into_response())
 }
 

@@ -38,6 +38,27 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     }
 }
 
+/// A JSON body that may be left out: no body at all reads as `T::default()`; anything
+/// sent is judged as [`Json`] judges it.
+pub struct OptionalJson<T>(pub T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        let no_body = req.headers().get(axum::http::header::CONTENT_TYPE).is_none()
+            && req
+                .headers()
+                .get(axum::http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .is_none_or(|v| v.trim() == "0");
+        if no_body {
+            return Ok(OptionalJson(T::default()));
+        }
+        Json::<T>::from_request(req, state).await.map(|Json(value)| OptionalJson(value))
+    }
+}
+
 /// `Content-Type: application/json`, or a `+json` type, as axum's own extractor accepts.
 fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
     let Some(value) = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {

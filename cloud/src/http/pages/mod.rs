@@ -53,11 +53,11 @@ pub fn router() -> Router<AppState> {
         .route("/", get(session::home))
         .route("/login", get(session::login_page).post(session::login_submit))
         .route("/logout", post(session::logout))
-        .route("/orgs/{org}", get(org::org_page))
         .route("/device", get(device::device_page))
         // Browsers ask for it on every JSON or page URL they open; there is no icon to
         // give, and "no content" keeps their consoles free of 404s.
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .merge(org::router())
         .merge(admin_apps::router())
         .merge(orgs_directory::router())
         .merge(org_admin::router())
