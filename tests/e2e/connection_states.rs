@@ -196,7 +196,12 @@ async fn failing_then_exhausted_then_reconnected_is_active_again(backend: Backen
     for _ in 0..2 {
         let r = fetch(&api, &pat).await;
         r.assert_error(409, "reauth_required");
-        assert_eq!(r.json()["connect_url"], format!("{}/connect/acme/sandbox", api.base));
+        let reconnect_this = format!(
+            "{}/connect/acme/sandbox?connection={}",
+            api.base,
+            health(&api, &org.admin).await["id"].as_str().unwrap_or_default()
+        );
+        assert_eq!(r.json()["connect_url"], reconnect_this.as_str());
     }
     assert_eq!(provider_refreshes(&api).await, asked, "an exhausted connection was refreshed");
     assert_eq!(health(&api, &org.admin).await["status"], "exhausted");
