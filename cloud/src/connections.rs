@@ -10,6 +10,7 @@ use crate::revocation::{self, Grant, Superseded};
 use crate::sealed;
 use crate::state::AppState;
 use crate::store::{new_id, now, rfc3339, unique_violation};
+use crate::webhooks::{self, ConnectionData, EventType};
 use latchkey_shared::{ErrorCode, Scope};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -137,7 +138,10 @@ pub async fn store_grant(state: &AppState, grant: NewGrant<'_>) -> Result<String
         }
         let id = new_id();
         match insert_grant(state, &id, &grant).await {
-            Ok(()) => return Ok(id),
+            Ok(()) => {
+                publish_connection(state, EventType::ConnectionCreated, &id, grant.org_id, "active").await;
+                return Ok(id);
+            }
             Err(Error::Db(e)) if unique_violation(&e).is_some() => continue,
             Err(e) => return Err(e),
         }
@@ -392,6 +396,7 @@ async fn disconnect(state: &AppState, id: &str, by: &By<'_>, action: &str) -> Re
         Ok(grant) => revocation::revoke(state, &org_id, &provider, &grant).await,
         Err(e) => Err(e),
     };
+    publish_connection(state, EventType::ConnectionDisconnected, id, &org_id, "revoked").await;
     sqlx::query("delete from connections where id = $1").bind(id).execute(state.store.pool()).await?;
     let (result, detail) = match &outcome {
         Ok(true) => ("success", serde_json::json!({ "connector": connector_key, "revoked_at_provider": true })),
@@ -422,6 +427,29 @@ async fn disconnect(state: &AppState, id: &str, by: &By<'_>, action: &str) -> Re
         },
     )
     .await
+}
+
+/// A `connection.*` event for the org's webhooks, with the connection's facts as stored
+/// (never its tokens).
+async fn publish_connection(state: &AppState, event: EventType, id: &str, org_id: &str, status: &str) {
+    let row: Option<(String, String, String, String)> =
+        sqlx::query_as("select connector_key, label, provider, user_id from connections where id = $1")
+            .bind(id)
+            .fetch_optional(state.store.pool())
+            .await
+            .unwrap_or_default();
+    let Some((connector_key, label, provider, user_id)) = row else { return };
+    let data = ConnectionData {
+        connection_id: id,
+        connector_key: &connector_key,
+        label: &label,
+        provider: &provider,
+        status,
+        user_id: &user_id,
+        failure_count: None,
+        error: None,
+    };
+    webhooks::publish(state, org_id, event, data).await;
 }
 
 #[cfg(test)]

@@ -33,3 +33,4 @@ mod sandbox_exposure;
 mod secret_scan;
 mod single_flight;
 mod token;
+mod webhooks;
