@@ -34,10 +34,10 @@ pub struct CreateWebhook {
     pub description: Option<String>,
 }
 
-/// A new endpoint, with its signing secret: the only time the secret is shown.
+/// A new endpoint (its `id` and the rest, as listed), with its signing secret: the only
+/// time the secret is shown.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedWebhook {
-    pub id: String,
     /// `whsec_…`: the HMAC-SHA256 key of `Latchkey-Signature`. Shown once.
     pub secret: String,
     #[serde(flatten)]
@@ -69,8 +69,9 @@ struct EndpointRow {
     created_at: i64,
 }
 
-impl From<EndpointRow> for WebhookEndpoint {
-    fn from(r: EndpointRow) -> Self {
+impl EndpointRow {
+    fn into_view(self) -> WebhookEndpoint {
+        let r = self;
         WebhookEndpoint {
             id: r.id,
             url: r.url,
@@ -128,7 +129,7 @@ pub async fn create(
     let event = audit::Event { target: Some(&id), detail: Some(detail), ..principal.org_event(meta, &org.id, "webhook.create") };
     audit::record(&state.store, event).await?;
     let endpoint = get_in(state, &org.id, &id).await?;
-    Ok(CreatedWebhook { id, secret: secret.expose().to_owned(), endpoint })
+    Ok(CreatedWebhook { secret: secret.expose().to_owned(), endpoint })
 }
 
 fn validate_events(names: &[String]) -> Result<Vec<String>> {
@@ -155,7 +156,7 @@ pub async fn list(state: &AppState, principal: &Principal, org_ref: &str) -> Res
         .bind(&org.id)
         .fetch_all(state.store.pool())
         .await?;
-    Ok(rows.into_iter().map(WebhookEndpoint::from).collect())
+    Ok(rows.into_iter().map(EndpointRow::into_view).collect())
 }
 
 async fn get_in(state: &AppState, org_id: &str, id: &str) -> Result<WebhookEndpoint> {
@@ -164,7 +165,7 @@ async fn get_in(state: &AppState, org_id: &str, id: &str) -> Result<WebhookEndpo
         .bind(id)
         .fetch_optional(state.store.pool())
         .await?;
-    row.map(WebhookEndpoint::from).ok_or_else(|| Error::not_found("no such webhook in this org"))
+    row.map(EndpointRow::into_view).ok_or_else(|| Error::not_found("no such webhook in this org"))
 }
 
 /// Deletes an endpoint with its deliveries (pending ones are not sent).

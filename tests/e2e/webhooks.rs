@@ -591,7 +591,7 @@ async fn the_admin_page_adds_lists_resends_and_deletes(backend: Backend) {
     assert!(!html.contains(&secret), "the secret is shown again");
     driver.check_page(&browser, "admin-webhooks-log").await;
     browser.find(Locator::Css("button[id^=\"resend-\"]")).await.unwrap().click().await.unwrap();
-    browser.wait().for_element(Locator::Id("notice")).await.ok();
+    browser.wait().for_element(Locator::Id("notice-flash")).await.unwrap();
     receiver.wait_for("the resend", |r| r.iter().filter(|r| r.answered == 204).count() == 2).await;
 
     // Delete.

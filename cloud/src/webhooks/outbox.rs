@@ -259,8 +259,9 @@ struct DeliveryRow {
 const DELIVERY_SELECT: &str = "select id, event_id, event_type, state, attempts, last_status_code, \
      last_latency_ms, last_error, last_attempt_at, next_attempt_ms, created_at from webhook_deliveries";
 
-impl From<DeliveryRow> for Delivery {
-    fn from(r: DeliveryRow) -> Self {
+impl DeliveryRow {
+    fn into_view(self) -> Delivery {
+        let r = self;
         Delivery {
             next_attempt_at: (r.state == "pending").then(|| rfc3339(r.next_attempt_ms / 1000)),
             id: r.id,
@@ -286,7 +287,7 @@ pub async fn list(state: &AppState, endpoint_id: &str, limit: i64) -> Result<Vec
     .bind(limit)
     .fetch_all(state.store.pool())
     .await?;
-    Ok(rows.into_iter().map(Delivery::from).collect())
+    Ok(rows.into_iter().map(DeliveryRow::into_view).collect())
 }
 
 /// Sends a delivery of the endpoint again, now, with the same event id and a fresh
@@ -324,5 +325,5 @@ async fn list_one(state: &AppState, delivery_id: &str) -> Result<Delivery> {
         .bind(delivery_id)
         .fetch_one(state.store.pool())
         .await?;
-    Ok(row.into())
+    Ok(row.into_view())
 }

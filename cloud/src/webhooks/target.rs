@@ -163,15 +163,20 @@ impl Resolve for VettedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let policy = self.policy;
         Box::pin(async move {
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            let found: Vec<SocketAddr> = match tokio::net::lookup_host((name.as_str(), 0)).await {
+                Ok(found) => found.collect(),
+                Err(e) => return Err(Box::new(e) as BoxError),
+            };
             let allowed: Vec<SocketAddr> = found.into_iter().filter(|a| policy.allows(a.ip())).collect();
             if allowed.is_empty() {
-                return Err(Box::new(ForbiddenAddress) as Box<dyn std::error::Error + Send + Sync>);
+                return Err(Box::new(ForbiddenAddress) as BoxError);
             }
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
     }
 }
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Whether an HTTP client error came from [`VettedResolver`] refusing every address.
 pub fn is_forbidden_address(err: &(dyn std::error::Error + 'static)) -> bool {
