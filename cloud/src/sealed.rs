@@ -70,7 +70,14 @@ mod tests {
     /// written through them is re-sealed under the same AAD.
     #[test]
     fn every_constructor_names_a_listed_column() {
-        for aad in [client_id("r"), client_secret("r"), access_token("r"), refresh_token("r"), pkce_verifier("r"), webhook_secret("r")] {
+        for aad in [
+            client_id("r"),
+            client_secret("r"),
+            access_token("r"),
+            refresh_token("r"),
+            pkce_verifier("r"),
+            webhook_secret("r"),
+        ] {
             let listed = SEALED
                 .iter()
                 .any(|t| t.table == aad.table && t.columns.iter().any(|(_, column)| *column == aad.column));

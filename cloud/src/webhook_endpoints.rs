@@ -126,7 +126,11 @@ pub async fn create(
     .execute(state.store.pool())
     .await?;
     let detail = serde_json::json!({ "url": url.as_str(), "events": events });
-    let event = audit::Event { target: Some(&id), detail: Some(detail), ..principal.org_event(meta, &org.id, "webhook.create") };
+    let event = audit::Event {
+        target: Some(&id),
+        detail: Some(detail),
+        ..principal.org_event(meta, &org.id, "webhook.create")
+    };
     audit::record(&state.store, event).await?;
     let endpoint = get_in(state, &org.id, &id).await?;
     Ok(CreatedWebhook { secret: secret.expose().to_owned(), endpoint })
@@ -152,10 +156,11 @@ fn validate_events(names: &[String]) -> Result<Vec<String>> {
 pub async fn list(state: &AppState, principal: &Principal, org_ref: &str) -> Result<Vec<WebhookEndpoint>> {
     principal.require(Scope::OrgsRead)?;
     let org = authorize(state, principal, org_ref, Need::Admin).await?;
-    let rows: Vec<EndpointRow> = sqlx::query_as(&format!("{ENDPOINT_SELECT} where w.org_id = $1 order by w.created_at, w.id"))
-        .bind(&org.id)
-        .fetch_all(state.store.pool())
-        .await?;
+    let rows: Vec<EndpointRow> =
+        sqlx::query_as(&format!("{ENDPOINT_SELECT} where w.org_id = $1 order by w.created_at, w.id"))
+            .bind(&org.id)
+            .fetch_all(state.store.pool())
+            .await?;
     Ok(rows.into_iter().map(EndpointRow::into_view).collect())
 }
 
@@ -182,7 +187,8 @@ pub async fn delete(state: &AppState, principal: &Principal, meta: &ClientMeta, 
         return Err(Error::not_found("no such webhook in this org"));
     }
     let detail = serde_json::json!({ "url": endpoint.url });
-    let event = audit::Event { target: Some(id), detail: Some(detail), ..principal.org_event(meta, &org.id, "webhook.delete") };
+    let event =
+        audit::Event { target: Some(id), detail: Some(detail), ..principal.org_event(meta, &org.id, "webhook.delete") };
     audit::record(&state.store, event).await
 }
 

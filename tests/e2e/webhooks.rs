@@ -218,9 +218,8 @@ const TUNED_ENV: [(&str, &str); 4] = [
 
 /// Registers the receiver for `events` in `acme`; returns the webhook id.
 async fn register(api: &Api, admin: &User, receiver: &Receiver, events: &[&str]) -> String {
-    let r = api
-        .post("/v1/orgs/acme/webhooks", Some(&admin.access), json!({"url": receiver.url(), "events": events}))
-        .await;
+    let r =
+        api.post("/v1/orgs/acme/webhooks", Some(&admin.access), json!({"url": receiver.url(), "events": events})).await;
     assert_eq!(r.header("cache-control"), Some("no-store"));
     let created = r.ok(201);
     let secret = created["secret"].as_str().unwrap();
@@ -372,11 +371,15 @@ async fn every_event_is_delivered_once_signed_and_without_secrets(backend: Backe
     api.get(&format!("/v1/orgs/acme/webhooks/{webhook}/deliveries"), Some(&stranger.access))
         .await
         .assert_error(403, "not_a_member");
-    api.delete(&format!("/v1/orgs/acme/webhooks/{webhook}"), Some(&org.member.access)).await.assert_error(403, "forbidden");
+    api.delete(&format!("/v1/orgs/acme/webhooks/{webhook}"), Some(&org.member.access))
+        .await
+        .assert_error(403, "forbidden");
 
     // Deleted: gone with its log; no more deliveries.
     api.delete(&format!("/v1/orgs/acme/webhooks/{silent_id}"), Some(&org.admin.access)).await.ok(204);
-    api.delete(&format!("/v1/orgs/acme/webhooks/{silent_id}"), Some(&org.admin.access)).await.assert_error(404, "not_found");
+    api.delete(&format!("/v1/orgs/acme/webhooks/{silent_id}"), Some(&org.admin.access))
+        .await
+        .assert_error(404, "not_found");
     api.delete(&format!("/v1/orgs/acme/webhooks/{webhook}"), Some(&org.admin.access)).await.ok(204);
     join(&api, &stranger).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -522,7 +525,9 @@ async fn internal_addresses_are_refused(backend: Backend) {
         "https://user:pass@hooks.example.com/hook".into(),
         "not a url".into(),
     ] {
-        let r = api.post("/v1/orgs/acme/webhooks", Some(&admin.access), json!({"url": url, "events": ["member.joined"]})).await;
+        let r = api
+            .post("/v1/orgs/acme/webhooks", Some(&admin.access), json!({"url": url, "events": ["member.joined"]}))
+            .await;
         r.assert_error(400, "invalid_request");
     }
     // A name is checked where it matters: at delivery, on the addresses it resolves to.
@@ -559,14 +564,22 @@ async fn the_admin_page_adds_lists_resends_and_deletes(backend: Backend) {
     let receiver = Receiver::start().await;
     let driver = chromedriver().await;
     let browser = driver.browser().await;
-    chrome::sign_in(&browser, &api.base, &admin.email, &admin.password, "/orgs/acme/admin/webhooks", "add-webhook").await;
+    chrome::sign_in(&browser, &api.base, &admin.email, &admin.password, "/orgs/acme/admin/webhooks", "add-webhook")
+        .await;
     driver.check_page(&browser, "admin-webhooks-empty").await;
     browser.find(Locator::Id("no-webhooks")).await.expect("the empty state");
 
     // Add one for member events only.
     browser.find(Locator::Id("url")).await.unwrap().send_keys(&receiver.url()).await.unwrap();
     browser.find(Locator::Id("description")).await.unwrap().send_keys("ops alerts").await.unwrap();
-    for event in ["connection-created", "connection-refresh_failed", "connection-needs_reauth", "connection-exhausted", "connection-recovered", "connection-disconnected"] {
+    for event in [
+        "connection-created",
+        "connection-refresh_failed",
+        "connection-needs_reauth",
+        "connection-exhausted",
+        "connection-recovered",
+        "connection-disconnected",
+    ] {
         browser.find(Locator::Id(&format!("event-{event}"))).await.unwrap().click().await.unwrap();
     }
     browser.find(Locator::Id("add-webhook")).await.unwrap().click().await.unwrap();

@@ -47,8 +47,10 @@ pub async fn record(state: &AppState, org_id: &str, event: EventType, data: impl
     if subscribed.is_empty() {
         return Ok(0);
     }
-    let slug: Option<String> =
-        sqlx::query_scalar("select slug from orgs where id = $1").bind(org_id).fetch_optional(state.store.pool()).await?;
+    let slug: Option<String> = sqlx::query_scalar("select slug from orgs where id = $1")
+        .bind(org_id)
+        .fetch_optional(state.store.pool())
+        .await?;
     let Some(slug) = slug else { return Ok(0) };
     let event_id = new_id();
     let now = now();
@@ -280,13 +282,12 @@ impl DeliveryRow {
 
 /// The endpoint's latest deliveries, newest first.
 pub async fn list(state: &AppState, endpoint_id: &str, limit: i64) -> Result<Vec<Delivery>> {
-    let rows: Vec<DeliveryRow> = sqlx::query_as(&format!(
-        "{DELIVERY_SELECT} where endpoint_id = $1 order by created_at desc, id desc limit $2"
-    ))
-    .bind(endpoint_id)
-    .bind(limit)
-    .fetch_all(state.store.pool())
-    .await?;
+    let rows: Vec<DeliveryRow> =
+        sqlx::query_as(&format!("{DELIVERY_SELECT} where endpoint_id = $1 order by created_at desc, id desc limit $2"))
+            .bind(endpoint_id)
+            .bind(limit)
+            .fetch_all(state.store.pool())
+            .await?;
     Ok(rows.into_iter().map(DeliveryRow::into_view).collect())
 }
 

@@ -89,11 +89,7 @@ pub async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) 
 /// One attempt of a claimed delivery, start to end.
 async fn attempt(state: &AppState, client: &reqwest::Client, policy: TargetPolicy, claimed: Claimed) {
     let outcome = send(state, client, policy, &claimed).await;
-    let next = if outcome.error_class.is_none() {
-        Next::Delivered
-    } else {
-        after_failure(state, &claimed)
-    };
+    let next = if outcome.error_class.is_none() { Next::Delivered } else { after_failure(state, &claimed) };
     let label = match next {
         Next::Delivered => "delivered",
         Next::RetryAt(_) => "retry",
@@ -105,7 +101,9 @@ async fn attempt(state: &AppState, client: &reqwest::Client, policy: TargetPolic
             delivery = %claimed.id, event = %claimed.event_id, attempt = claimed.attempts,
             status = ?outcome.status_code, error = ?outcome.error_class, "webhook attempt"
         ),
-        Ok(false) => tracing::warn!(delivery = %claimed.id, "webhook attempt outlived its lease; its outcome is dropped"),
+        Ok(false) => {
+            tracing::warn!(delivery = %claimed.id, "webhook attempt outlived its lease; its outcome is dropped")
+        }
         Err(e) => tracing::warn!(delivery = %claimed.id, error = %e, "recording a webhook attempt failed"),
     }
 }

@@ -81,7 +81,10 @@ async fn delete(
 ) -> PageResult {
     let org = admin_org(&state, &page, &org_ref).await?;
     webhook_endpoints::delete(&state, &page.principal, &meta, &org.id, &id).await?;
-    Ok(notice(&format!("/orgs/{}/admin/webhooks", org.slug), "Deleted the webhook; its pending deliveries will not be sent."))
+    Ok(notice(
+        &format!("/orgs/{}/admin/webhooks", org.slug),
+        "Deleted the webhook; its pending deliveries will not be sent.",
+    ))
 }
 
 async fn resend(
