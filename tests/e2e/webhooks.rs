@@ -213,7 +213,8 @@ const TUNED_ENV: [(&str, &str); 4] = [
     ("LATCHKEY_WEBHOOK_ALLOW_PRIVATE_TARGETS", "true"),
     ("LATCHKEY_WEBHOOK_RETRY_BASE_MS", "1500"),
     ("LATCHKEY_WEBHOOK_POLL_INTERVAL_MS", "100"),
-    ("LATCHKEY_SANDBOX", "true"),
+    // Both processes are one cloud to its users: a login made on the first works on the second.
+    ("LATCHKEY_PUBLIC_URL", "http://latchkey.localhost"),
 ];
 
 /// Registers the receiver for `events` in `acme`; returns the webhook id.
