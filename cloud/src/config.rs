@@ -105,6 +105,20 @@ pub struct Config {
     /// Proxies in front of the cloud that each append to `X-Forwarded-For`. The client IP
     /// is the entry this many places from the right; 0 uses the socket's peer address.
     pub trusted_proxy_hops: u32,
+    /// Webhooks may go to private, loopback, link-local and other internal addresses, and
+    /// over plain http (for receivers inside the operator's own network). Off: only public
+    /// addresses over https (and, in dev mode, http to loopback).
+    #[serde(deserialize_with = "flag")]
+    pub webhook_allow_private_targets: bool,
+    /// The first retry of a failed webhook delivery waits this long, in milliseconds; each
+    /// later one twice as long (with jitter).
+    pub webhook_retry_base_ms: u64,
+    /// Retries of a delivery stop (it is marked failed) once it is this old, in seconds,
+    /// and at least five attempts were made.
+    pub webhook_retry_max_age_secs: u64,
+    /// How often the webhook worker looks for due deliveries that another replica
+    /// published, in milliseconds (this replica's own are sent at once).
+    pub webhook_poll_interval_ms: u64,
     /// Operator providers and overrides of built-ins: `[providers.<name>]` tables.
     #[serde(default)]
     pub providers: std::collections::BTreeMap<String, toml::Value>,
@@ -146,6 +160,10 @@ impl Default for Config {
             password_hash_concurrency: 4,
             password_hash_queue: 64,
             trusted_proxy_hops: 0,
+            webhook_allow_private_targets: false,
+            webhook_retry_base_ms: 30_000,
+            webhook_retry_max_age_secs: 86_400,
+            webhook_poll_interval_ms: 2_000,
             providers: std::collections::BTreeMap::new(),
         }
     }
@@ -233,6 +251,11 @@ impl Config {
         }
         if self.session_secs == Some(0) {
             return Err(ConfigError::Invalid("session_secs must be at least 1 (or left out)".into()));
+        }
+        if self.webhook_retry_base_ms == 0 || self.webhook_poll_interval_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "webhook_retry_base_ms and webhook_poll_interval_ms must be at least 1".into(),
+            ));
         }
         if self.password_hash_concurrency == 0 {
             return Err(ConfigError::Invalid("password_hash_concurrency must be at least 1".into()));
@@ -325,7 +348,7 @@ pub enum KeySource {
 /// The setting `trusted_proxy_hops` replaced; still read, to refuse it.
 const REPLACED_FORWARDED_FOR: &str = "trust_forwarded_for";
 
-const ENV_KEYS: [&str; 33] = [
+const ENV_KEYS: [&str; 37] = [
     "LISTEN",
     "PUBLIC_URL",
     "DATA_DIR",
@@ -358,6 +381,10 @@ const ENV_KEYS: [&str; 33] = [
     "PASSWORD_HASH_QUEUE",
     "TRUSTED_PROXY_HOPS",
     "TRUST_FORWARDED_FOR",
+    "WEBHOOK_ALLOW_PRIVATE_TARGETS",
+    "WEBHOOK_RETRY_BASE_MS",
+    "WEBHOOK_RETRY_MAX_AGE_SECS",
+    "WEBHOOK_POLL_INTERVAL_MS",
     "DATABASE_URL",
 ];
 

@@ -12,6 +12,7 @@ use crate::audit;
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::{new_id, now, rfc3339};
+use crate::webhooks::EventType;
 use axum::http::StatusCode;
 use base64::Engine;
 use latchkey_shared::pat::sha256_hex;
@@ -273,7 +274,7 @@ pub async fn accept(state: &AppState, principal: &Principal, token: &str, meta: 
     if taken.rows_affected() != 1 {
         return Err(used());
     }
-    sqlx::query(
+    let joined = sqlx::query(
         "insert into memberships (org_id, user_id, role, created_at, updated_at) values ($1, $2, $3, $4, $4) \
          on conflict (org_id, user_id) do nothing",
     )
@@ -286,6 +287,10 @@ pub async fn accept(state: &AppState, principal: &Principal, token: &str, meta: 
     tx.commit().await?;
     record(state, principal, &row.org_id, "invitation.accept", &row.id, meta, serde_json::json!({ "role": row.role }))
         .await?;
+    if joined.rows_affected() == 1 {
+        crate::webhooks::publish_member(state, &row.org_id, EventType::MemberJoined, &principal.user_id, &row.role)
+            .await;
+    }
     Ok(Accepted::Joined(authorize(state, principal, &row.org_id, Need::Member).await?))
 }
 

@@ -23,7 +23,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("grants", &["connections", "refresh"]),
     ("cascades", &["cascade"]),
     ("invitations: joining an org by link, before an account exists", &["invitations"]),
-    ("resources", &["orgs", "apps", "pats", "accounts", "connection_health"]),
+    ("resources", &["orgs", "apps", "pats", "accounts", "connection_health", "webhook_endpoints"]),
     ("flows", &["devices", "consent", "connection_token"]),
     ("HTTP", &["http"]),
     ("serving", &["server"]),

@@ -47,6 +47,7 @@ pub mod server;
 pub mod single_flight;
 pub mod state;
 pub mod store;
+pub mod webhook_endpoints;
 pub mod webhooks;
 
 #[cfg(test)]

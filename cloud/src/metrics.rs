@@ -31,6 +31,7 @@ pub struct Metrics {
     http_seconds: Family<HttpLabels, Histogram>,
     pub token_answers: Family<OutcomeLabels, Counter>,
     pub refreshes: Family<OutcomeLabels, Counter>,
+    pub webhooks: Family<OutcomeLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -48,6 +49,7 @@ impl Default for Metrics {
         });
         let token_answers = Family::<OutcomeLabels, Counter>::default();
         let refreshes = Family::<OutcomeLabels, Counter>::default();
+        let webhooks = Family::<OutcomeLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests answered, by route and status", http.clone());
         registry.register("http_request_duration_seconds", "Time to answer, by route and status", http_seconds.clone());
         registry.register(
@@ -56,7 +58,12 @@ impl Default for Metrics {
             token_answers.clone(),
         );
         registry.register("provider_refreshes", "Refreshes attempted at providers, by outcome", refreshes.clone());
-        Metrics { registry, http, http_seconds, token_answers, refreshes }
+        registry.register(
+            "webhook_deliveries",
+            "Webhook events published and delivery attempts, by outcome",
+            webhooks.clone(),
+        );
+        Metrics { registry, http, http_seconds, token_answers, refreshes, webhooks }
     }
 }
 

@@ -8,6 +8,7 @@ use crate::cascade;
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::{new_id, now, rfc3339, unique_violation};
+use crate::webhooks::{self, EventType};
 use latchkey_shared::{ErrorCode, Scope};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -252,7 +253,7 @@ pub async fn join(state: &AppState, principal: &Principal, meta: &ClientMeta, or
     if org.role.is_some() {
         return Ok(org);
     }
-    sqlx::query(
+    let joined = sqlx::query(
         "insert into memberships (org_id, user_id, role, created_at, updated_at) values ($1, $2, 'member', $3, $3) \
          on conflict (org_id, user_id) do nothing",
     )
@@ -262,6 +263,10 @@ pub async fn join(state: &AppState, principal: &Principal, meta: &ClientMeta, or
     .execute(state.store.pool())
     .await?;
     audit_org(state, principal, meta, &org.id, "org.join", Some(&principal.user_id)).await?;
+    if joined.rows_affected() == 1 {
+        webhooks::publish_member(state, &org.id, EventType::MemberJoined, &principal.user_id, Role::Member.as_str())
+            .await;
+    }
     org.role = Some(Role::Member);
     Ok(org)
 }
@@ -310,11 +315,14 @@ pub async fn remove_member(
     }
     // Leaving an org ends the member's connections there.
     cascade::member_removed(state, &org.id, user_id, &principal.user_id, meta).await?;
-    sqlx::query("delete from memberships where org_id = $1 and user_id = $2")
+    let removed = sqlx::query("delete from memberships where org_id = $1 and user_id = $2")
         .bind(&org.id)
         .bind(user_id)
         .execute(state.store.pool())
         .await?;
+    if removed.rows_affected() == 1 {
+        webhooks::publish_member(state, &org.id, EventType::MemberRemoved, user_id, target_role.as_str()).await;
+    }
     audit_org(state, principal, meta, &org.id, if leaving { "org.leave" } else { "org.remove_member" }, Some(user_id))
         .await
 }

@@ -16,6 +16,7 @@ pub struct SealedTable {
 const MANAGED_APPS: &str = "managed_apps";
 const CONNECTIONS: &str = "connections";
 const CONSENT_STATES: &str = "consent_states";
+const WEBHOOK_ENDPOINTS: &str = "webhook_endpoints";
 
 /// Every sealed column in the schema.
 pub const SEALED: &[SealedTable] = &[
@@ -28,6 +29,7 @@ pub const SEALED: &[SealedTable] = &[
         columns: &[("access_token_ct", "access_token"), ("refresh_token_ct", "refresh_token")],
     },
     SealedTable { table: CONSENT_STATES, columns: &[("pkce_verifier_ct", "pkce_verifier")] },
+    SealedTable { table: WEBHOOK_ENDPOINTS, columns: &[("secret_ct", "secret")] },
 ];
 
 /// A managed app's client id (`managed_apps.client_id_ct`).
@@ -55,6 +57,11 @@ pub fn pkce_verifier(state_id: &str) -> Aad<'_> {
     Aad { table: CONSENT_STATES, column: "pkce_verifier", row_id: state_id }
 }
 
+/// A webhook endpoint's signing secret (`webhook_endpoints.secret_ct`).
+pub fn webhook_secret(endpoint_id: &str) -> Aad<'_> {
+    Aad { table: WEBHOOK_ENDPOINTS, column: "secret", row_id: endpoint_id }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,7 +70,14 @@ mod tests {
     /// written through them is re-sealed under the same AAD.
     #[test]
     fn every_constructor_names_a_listed_column() {
-        for aad in [client_id("r"), client_secret("r"), access_token("r"), refresh_token("r"), pkce_verifier("r")] {
+        for aad in [
+            client_id("r"),
+            client_secret("r"),
+            access_token("r"),
+            refresh_token("r"),
+            pkce_verifier("r"),
+            webhook_secret("r"),
+        ] {
             let listed = SEALED
                 .iter()
                 .any(|t| t.table == aad.table && t.columns.iter().any(|(_, column)| *column == aad.column));

@@ -102,7 +102,8 @@ pub async fn serve(
     tracing::info!(listen = %addr, public_url = %state.public_url, "latchkey-cloud is serving");
     let store = state.store.clone();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let refresher = tokio::spawn(crate::refresh::background_refresher(state.clone(), stop_rx));
+    let refresher = tokio::spawn(crate::refresh::background_refresher(state.clone(), stop_rx.clone()));
+    let webhooks = tokio::spawn(crate::webhooks::worker::run(state.clone(), stop_rx));
     let app = crate::http::app(state);
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
@@ -110,6 +111,7 @@ pub async fn serve(
         .context("serving HTTP")?;
     let _ = stop_tx.send(true);
     let _ = refresher.await;
+    let _ = webhooks.await;
     // Give the audit writer its last batch window before the pool closes.
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     store.close().await;

@@ -39,6 +39,8 @@ pub struct Inner {
     pub public_url: String,
     /// Password hashing (Argon2id): bounded, so a flood is refused rather than queued.
     pub password_gate: Gate,
+    /// Wakes this replica's webhook worker when an event is published here.
+    pub webhook_wake: tokio::sync::Notify,
 }
 
 impl AppState {
@@ -67,6 +69,7 @@ impl AppState {
             metrics: Arc::new(crate::metrics::Metrics::default()),
             public_url,
             password_gate,
+            webhook_wake: tokio::sync::Notify::new(),
         }))
     }
 }

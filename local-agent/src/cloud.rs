@@ -196,7 +196,8 @@ impl CloudClient {
     /// timeouts and 5xx (`Retry-After` honoured).
     pub async fn connection_token(&self, c: &ConnectorConfig) -> Result<ConnectionTokenResponse> {
         let url = self.url(&["oauth", "connection-token"]);
-        let body = ConnectionTokenRequest { org: c.org.clone(), connector_key: c.connector_key.clone(), connection: None };
+        let body =
+            ConnectionTokenRequest { org: c.org.clone(), connector_key: c.connector_key.clone(), connection: None };
         let request = self.with_pat(Method::POST, url)?.json(&body);
         let resp = self.send(&request).await?;
         if resp.status() == StatusCode::OK {

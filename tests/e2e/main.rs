@@ -35,3 +35,4 @@ mod sandbox_exposure;
 mod secret_scan;
 mod single_flight;
 mod token;
+mod webhooks;

@@ -43,6 +43,7 @@ pub mod orgs;
 pub mod pages;
 pub mod pats;
 pub mod response;
+pub mod webhooks;
 
 pub use response::NoStore;
 
@@ -76,6 +77,7 @@ pub const BODY_LIMIT: usize = 64 * 1024;
         (name = "connections", description = "Consent and the caller's own connections"),
         (name = "audit", description = "The audit log"),
         (name = "devices", description = "Device pairing (RFC 8628) and PAT revocation (RFC 7009)"),
+        (name = "webhooks", description = "Webhook endpoints and their deliveries"),
         (name = "operations", description = "Health and readiness"),
     ),
     components(schemas(latchkey_shared::ErrorBody, latchkey_shared::ErrorCode, latchkey_shared::Scope))
@@ -97,6 +99,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(connection_token::router())
         .merge(audit::router())
         .merge(devices::router())
+        .merge(webhooks::router())
         .split_for_parts();
     openapi::complete(&mut spec);
     (router, spec)

@@ -5,7 +5,15 @@
 //! Publishing never fails its caller: the change it reports has already happened, so a
 //! failure to record the event is logged and counted, not answered with an error.
 
+pub mod outbox;
+pub mod signature;
+pub mod target;
+pub mod worker;
+
+use crate::metrics::Metrics;
 use crate::state::AppState;
+use latchkey_shared::secret::SecretString;
+use rand::Rng;
 use serde::Serialize;
 
 /// The events an endpoint can subscribe to (the contract's names, docs/webhooks.md).
@@ -87,7 +95,40 @@ pub struct MemberData<'a> {
 /// Records `event` for every endpoint of org `org_id` subscribed to it, to be delivered
 /// by the outbox worker. Never fails the caller (see the module comment).
 pub async fn publish(state: &AppState, org_id: &str, event: EventType, data: impl Serialize) {
-    // Filled in by the outbox (issue 14, webhooks): until then events are only traced.
-    let _ = (state, serde_json::to_value(data).ok());
-    tracing::debug!(org = %org_id, event = event.as_str(), "org event");
+    match outbox::record(state, org_id, event, data).await {
+        Ok(0) => {}
+        Ok(_) => {
+            Metrics::count(&state.metrics.webhooks, "published");
+            state.webhook_wake.notify_one();
+        }
+        Err(e) => {
+            Metrics::count(&state.metrics.webhooks, "publish_error");
+            tracing::error!(org = %org_id, event = event.as_str(), error = %e, "a webhook event could not be recorded");
+        }
+    }
+}
+
+/// Publishes `member.joined` or `member.removed` for `user_id` (with their username).
+pub async fn publish_member(state: &AppState, org_id: &str, event: EventType, user_id: &str, role: &str) {
+    let username: Option<String> = match sqlx::query_scalar("select username from users where id = $1")
+        .bind(user_id)
+        .fetch_optional(state.store.pool())
+        .await
+    {
+        Ok(name) => name,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading a member's username for a webhook event failed");
+            None
+        }
+    };
+    let username = username.unwrap_or_default();
+    publish(state, org_id, event, MemberData { user_id, username: &username, role }).await;
+}
+
+/// A new endpoint's signing secret: `whsec_` and 32 random base62 characters.
+pub fn generate_secret() -> SecretString {
+    const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::rngs::OsRng;
+    let random: String = (0..32).map(|_| char::from(BASE62[rng.gen_range(0..BASE62.len())])).collect();
+    SecretString::new(format!("whsec_{random}"))
 }

@@ -26,6 +26,7 @@ mod account;
 mod admin_apps;
 mod admin_audit;
 mod admin_health;
+mod admin_webhooks;
 mod attention;
 mod device;
 pub mod layout;
@@ -63,6 +64,7 @@ pub fn router() -> Router<AppState> {
         .merge(org_admin::router())
         .merge(admin_health::router())
         .merge(admin_audit::router())
+        .merge(admin_webhooks::router())
         .route("/signup", get(signup::signup_page).post(signup::signup_submit))
         .merge(account::router())
 }
