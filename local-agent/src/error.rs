@@ -50,7 +50,7 @@ pub enum Error {
     #[error(
         "connector `{name}`: the cloud has no org `{org}` that you can see{}\n  fix: correct `org` of the \
          [[connector]] named \"{name}\" in {file}",
-        suggest("orgs you are in", suggestions)
+        suggest("orgs you are in", .suggestions)
     )]
     UnknownOrg { name: String, org: String, suggestions: Vec<String>, file: String },
 
@@ -58,7 +58,7 @@ pub enum Error {
     #[error(
         "connector `{name}`: org `{org}` has no connector `{connector_key}`{}\n  fix: correct `connector_key` \
          of the [[connector]] named \"{name}\" in {file}",
-        suggest("its connectors", available)
+        suggest("its connectors", .available)
     )]
     UnknownConnector { name: String, org: String, connector_key: String, available: Vec<String>, file: String },
 
@@ -66,7 +66,7 @@ pub enum Error {
     #[error(
         "connector `{name}`: you have no connection `{connection}` on it; yours are: {}\n  fix: set \
          `connection` of the [[connector]] named \"{name}\" in {file} to one of them",
-        labels.join(", ")
+        .labels.join(", ")
     )]
     UnknownConnection { name: String, connection: String, labels: Vec<String>, file: String },
 
@@ -74,9 +74,9 @@ pub enum Error {
     #[error(
         "connector `{name}`: you have {} connections (accounts) on it: {}; the cloud will not guess which \
          one to use\n  fix: add this line to the [[connector]] named \"{name}\" in {file}:\n    connection = \"{}\"",
-        labels.len(),
-        labels.join(", "),
-        labels.first().map(String::as_str).unwrap_or("LABEL")
+        .labels.len(),
+        .labels.join(", "),
+        .labels.first().map(String::as_str).unwrap_or("LABEL")
     )]
     AmbiguousConnection { name: String, labels: Vec<String>, file: String },
 

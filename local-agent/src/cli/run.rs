@@ -357,15 +357,15 @@ struct Hangup {
 impl Hangup {
     fn new() -> Self {
         #[cfg(unix)]
-        {
-            let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-            if signal.is_none() {
-                log("cannot listen for SIGHUP; the config is still reloaded when the file changes");
-            }
-            Hangup { signal }
+        let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        #[cfg(unix)]
+        if signal.is_none() {
+            log("cannot listen for SIGHUP; the config is still reloaded when the file changes");
         }
-        #[cfg(not(unix))]
-        Hangup {}
+        Hangup {
+            #[cfg(unix)]
+            signal,
+        }
     }
 
     /// The next SIGHUP (never, where there is none).
