@@ -352,7 +352,12 @@ impl CloudClient {
         }
         orgs.sort();
         orgs.dedup();
-        Error::UnknownOrg { name: c.name.clone(), org: c.org.clone(), suggestions: orgs, file: self.config_file_display() }
+        Error::UnknownOrg {
+            name: c.name.clone(),
+            org: c.org.clone(),
+            suggestions: orgs,
+            file: self.config_file_display(),
+        }
     }
 
     fn config_file_display(&self) -> String {

@@ -11,7 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-backend_tests!(connect_syncs_then_disconnect_revokes, typos_and_a_revoked_device_are_named, run_follows_config_and_cloud);
+backend_tests!(
+    connect_syncs_then_disconnect_revokes,
+    typos_and_a_revoked_device_are_named,
+    run_follows_config_and_cloud
+);
 
 /// A cloud serving the sandbox (no token rate limit), the `acme` org, and a paired agent
 /// with `connectors` in its config.
@@ -143,7 +147,10 @@ async fn connect_syncs_then_disconnect_revokes(backend: Backend) {
     assert_eq!(connections(&api, &org).await, Vec::<serde_json::Value>::new(), "the cloud holds no connection");
     let stats = SandboxOrg::stats(&api).await;
     let grants = stats["grants"].as_array().unwrap();
-    assert!(!grants.is_empty() && grants.iter().all(|g| g["revoked"] == json!(true)), "revoked at the provider: {stats}");
+    assert!(
+        !grants.is_empty() && grants.iter().all(|g| g["revoked"] == json!(true)),
+        "revoked at the provider: {stats}"
+    );
     assert_eq!(agent.tally("sandbox").await.0, 50, "the synced events stay");
     let status = agent.run(&["status"]).await;
     assert!(status.stdout.contains("not connected — run `latchkey connect sandbox`"), "{}", status.stdout);
@@ -238,7 +245,9 @@ async fn run_follows_config_and_cloud(backend: Backend) {
     let (_, page) = consent(&api, &org.member, "acme", "sandbox").await;
     assert_eq!(page.status, 200, "{}", page.text);
     let consented = Instant::now();
-    let woke = run.wait_for(at, "first: connection \"sandbox-user\" is active on the cloud: syncing now", Duration::from_secs(10)).await;
+    let woke = run
+        .wait_for(at, "first: connection \"sandbox-user\" is active on the cloud: syncing now", Duration::from_secs(10))
+        .await;
     run.wait_for(woke, "first: 30 new events", Duration::from_secs(10)).await;
     assert!(consented.elapsed() < Duration::from_secs(10), "synced {:?} after the consent", consented.elapsed());
     assert_eq!(agent.tally("first").await.0, 30);
@@ -260,7 +269,11 @@ async fn run_follows_config_and_cloud(backend: Backend) {
     let from = run.len();
     write_config("cloud_poll = \"1s\"\n\n[[connector]]\nname = \"broken\"\nkind = \"myspace\"\n");
     let at = run
-        .wait_for(from, "config not reloaded (the file changed); still running the previous one", Duration::from_secs(10))
+        .wait_for(
+            from,
+            "config not reloaded (the file changed); still running the previous one",
+            Duration::from_secs(10),
+        )
         .await;
     run.wait_for(at, "unknown variant `myspace`", Duration::from_secs(1)).await;
     assert_eq!(run.child.try_wait().unwrap(), None, "still running");
@@ -308,7 +321,11 @@ async fn service_install_writes_the_unit_for_this_platform() {
         assert!(!unit.exists(), "--print writes nothing");
         let installed = agent.run(&["service", "install", "--no-enable"]).await;
         assert!(installed.ok().contains(&unit.display().to_string()), "{}", installed.stdout);
-        assert!(installed.stdout.contains("latchkey login"), "it says the machine is not paired yet: {}", installed.stdout);
+        assert!(
+            installed.stdout.contains("latchkey login"),
+            "it says the machine is not paired yet: {}",
+            installed.stdout
+        );
         assert_eq!(std::fs::read_to_string(&unit).unwrap(), printed, "the file is what --print shows");
         let removed = agent.run(&["service", "uninstall", "--no-enable"]).await;
         assert!(removed.ok().contains("Removed"), "{}", removed.stdout);

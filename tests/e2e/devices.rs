@@ -89,7 +89,9 @@ async fn a_phishing_link_shows_the_device_and_approves_nothing_without_confirmat
     assert!(text_of(&browser, "device-time").await.contains("ago"), "{page}");
     let scopes = text_of(&browser, "device-scopes").await;
     assert!(
-        scopes.contains("connections:token") && scopes.contains("connections:read") && scopes.contains("connections:delete"),
+        scopes.contains("connections:token")
+            && scopes.contains("connections:read")
+            && scopes.contains("connections:delete"),
         "{page}"
     );
     let orgs = text_of(&browser, "device-orgs").await;

@@ -155,7 +155,9 @@ async fn wait_for_change(cloud: &CloudClient, c: &ConnectorConfig, before: &[Con
                     crate::attention::usable(&conn.status)
                         && match before.get(conn.id.as_str()) {
                             None => true,
-                            Some(old) => !crate::attention::usable(&old.status) || old.connected_at != conn.connected_at,
+                            Some(old) => {
+                                !crate::attention::usable(&old.status) || old.connected_at != conn.connected_at
+                            }
                         }
                 });
                 if let Some(conn) = changed {
@@ -185,7 +187,10 @@ fn names_any(wanted: &str, conn: &Connection) -> bool {
 }
 
 fn check_label(label: &str) -> Result<()> {
-    if label.trim().is_empty() || label.trim() != label || label.chars().count() > 100 || label.chars().any(char::is_control)
+    if label.trim().is_empty()
+        || label.trim() != label
+        || label.chars().count() > 100
+        || label.chars().any(char::is_control)
     {
         return Err(Error::Usage(format!(
             "--label \"{}\" is not a label: 1 to 100 characters, no control characters, no spaces at either end",

@@ -142,7 +142,9 @@ latchkey connect github --add --label personal    # another account on the same 
     },
 
     /// Disconnect a connector on the cloud, which revokes the grant at the provider.
-    #[command(after_long_help = "Examples:\n  latchkey disconnect spotify\n  latchkey disconnect spotify --yes   # no question (scripts)")]
+    #[command(
+        after_long_help = "Examples:\n  latchkey disconnect spotify\n  latchkey disconnect spotify --yes   # no question (scripts)"
+    )]
     Disconnect {
         /// The connector's `name` in the config.
         name: String,
@@ -201,10 +203,13 @@ kill -HUP <pid>           # reload the config now (it is also reloaded when the 
     },
 
     /// Install `latchkey run` as a user service (systemd on Linux, launchd on macOS).
-    #[command(subcommand, after_long_help = "Examples:\n  \
+    #[command(
+        subcommand,
+        after_long_help = "Examples:\n  \
 latchkey service install\n  \
 latchkey service install --print            # show the unit instead of writing it\n  \
-latchkey service uninstall")]
+latchkey service uninstall"
+    )]
     Service(ServiceCommand),
 }
 

@@ -228,7 +228,8 @@ fn spawn(shared: &Shared, c: ConnectorConfig, previous: Option<JoinHandle<()>>) 
         if let Some(previous) = previous {
             let _ = previous.await;
         }
-        let ctx = SyncContext { cloud_url: &shared.cloud_url, tokens: &shared.tokens, store: &shared.store, stop: &shutdown };
+        let ctx =
+            SyncContext { cloud_url: &shared.cloud_url, tokens: &shared.tokens, store: &shared.store, stop: &shutdown };
         sync_on_schedule(&ctx, &config, &task_wake).await;
     });
     Member { config: c, wake, stop, task }

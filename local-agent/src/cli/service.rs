@@ -137,7 +137,9 @@ pub(super) fn uninstall(manager: Option<Manager>, no_enable: bool) -> Result<Exi
     }
     match std::fs::remove_file(&path) {
         Ok(()) => println!("Removed {}.", path.display()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => println!("{} is not there; nothing to remove.", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!("{} is not there; nothing to remove.", path.display())
+        }
         Err(e) => return Err(Error::io(&path, e)),
     }
     if !no_enable && manager == Manager::Systemd {

@@ -204,7 +204,10 @@ fn connection(at: &Section<'_>, value: Option<&str>) -> Result<Option<String>> {
     if label.trim() != label || label.chars().count() > 100 || label.chars().any(char::is_control) {
         return Err(at.problem(
             "connection",
-            &format!("\"{}\" is not a label: at most 100 characters, no control characters, no spaces at either end", label.escape_debug()),
+            &format!(
+                "\"{}\" is not a label: at most 100 characters, no control characters, no spaces at either end",
+                label.escape_debug()
+            ),
             fix,
         ));
     }
@@ -463,7 +466,13 @@ mod tests {
         assert_eq!(c.connectors[0].connection.as_deref(), Some("work@example.com"));
         let c = parse("cloud_url = \"https://c.example\"\n").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.cloud_poll, Some(super::super::DEFAULT_CLOUD_POLL));
-        assert_eq!(parse("cloud_poll = \"2s\"\ncloud_url = \"https://c.example\"\n").ok().and_then(|c| c.cloud_poll).map(|d| d.as_secs()), Some(2));
+        assert_eq!(
+            parse("cloud_poll = \"2s\"\ncloud_url = \"https://c.example\"\n")
+                .ok()
+                .and_then(|c| c.cloud_poll)
+                .map(|d| d.as_secs()),
+            Some(2)
+        );
     }
 
     #[test]
