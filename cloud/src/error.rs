@@ -109,10 +109,7 @@ impl IntoResponse for Error {
                 (ErrorCode::ServerError, "internal error".to_owned(), None, None)
             }
         };
-        let mut response = (
-            status,
-            axum::Json(ErrorBody { error: code, error_description: description, connect_url, connections: None }),
-        )
+        let mut response = (status, axum::Json(ErrorBody { error: code, error_description: description, connect_url, connections: None }))
             .into_response();
         let headers = response.headers_mut();
         if let Some(secs) = retry_after {
