@@ -277,7 +277,7 @@ mod tests {
         assert!(plist.contains("<string>/Users/m/a&amp;b/latchkey.toml</string>"), "{plist}");
         assert!(plist.contains("<string>/home/m/100%/latchkey</string>"), "{plist}");
         assert!(plist.contains("<string>/Users/m/Library/Logs/latchkey-agent.log</string>"), "{plist}");
-        assert!(!plist.contains("/Users/you"), "every placeholder is filled in: {plist}");
+        assert!(!plist.contains("<string>/Users/you"), "every placeholder is filled in: {plist}");
         assert!(plist.contains("<string>dev.latchkey.agent</string>"));
     }
 }
