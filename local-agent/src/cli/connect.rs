@@ -33,7 +33,7 @@ enum Goal {
     /// The first account on the connector, or the configured one not held yet.
     Connect,
     /// Consent again for an account whose grant needs it.
-    Reconnect(Connection),
+    Reconnect(Box<Connection>),
     /// Another account next to those held.
     Add,
 }
@@ -114,7 +114,7 @@ async fn choose(agent: &Agent, c: &ConnectorConfig, held: &[Connection], options
         return Ok(Some(if held.is_empty() { Goal::Connect } else { Goal::Add }));
     }
     if let Some(stale) = mine.iter().find(|conn| !crate::attention::usable(&conn.status)) {
-        return Ok(Some(Goal::Reconnect((*stale).clone())));
+        return Ok(Some(Goal::Reconnect(Box::new((*stale).clone()))));
     }
     let accounts: Vec<String> = mine.iter().map(|conn| describe(conn)).collect();
     println!("{} is already connected: {}.", c.name, accounts.join(", "));
