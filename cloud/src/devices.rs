@@ -1,6 +1,6 @@
 //! Device pairing (RFC 8628): the agent asks for a device code, the member approves its
 //! short user code on the cloud's `/device` page, and the agent's next poll receives a
-//! device PAT (`connections:token`, `connections:read`, 90 days). Paired devices are PATs
+//! device PAT (`connections:token`, `connections:read`, `connections:delete`, 90 days). Paired devices are PATs
 //! of kind `device`, listed and revoked like any PAT.
 //!
 //! A device code is phishing bait: whoever approves it hands a PAT to whichever machine
@@ -42,8 +42,12 @@ const WRONG_TRIES_PER_CODE: i64 = 5;
 /// Wrong codes per member per window before their approvals are locked until it ends.
 const WRONG_CODES_PER_MEMBER: i64 = 5;
 const WRONG_CODE_WINDOW_SECS: i64 = 900;
-/// The scopes of a device PAT.
-const DEVICE_SCOPES: [Scope; 2] = [Scope::ConnectionsToken, Scope::ConnectionsRead];
+/// The scopes of a device PAT: fetch tokens for the member's own connections, list them
+/// (`latchkey status`, and `latchkey run` following new connections), and disconnect them
+/// (`latchkey disconnect`). Ending one's own grant from one's own paired machine gives the
+/// device nothing it could misuse against anyone else, and it is recoverable: the member
+/// connects again. Starting a consent (`connections:create`) stays in the browser.
+const DEVICE_SCOPES: [Scope; 3] = [Scope::ConnectionsToken, Scope::ConnectionsRead, Scope::ConnectionsDelete];
 /// No vowels (no words), no look-alikes (0/O, 1/I/L, 2/Z, 5/S, 8/B).
 const USER_CODE_ALPHABET: &[u8] = b"CDFGHJKMNPQRTVWX";
 

@@ -34,14 +34,26 @@ pub struct CloudErrorBody {
     pub error_description: String,
     #[serde(default)]
     pub connect_url: Option<String>,
+    /// Only on `ambiguous_connection`: the labels to choose from.
+    #[serde(default)]
+    pub connections: Option<Vec<String>>,
 }
 
-/// `GET /v1/orgs/{org}/connections/{key}`: a connection's status, never a token.
-#[derive(Clone, Debug, Deserialize)]
+/// `GET /v1/orgs/{org}/connections/{key}` (and the lists): a connection's status, never
+/// a token.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 pub struct Connection {
     #[serde(default)]
     pub id: String,
-    /// `active`, `needs_reauth` or `revoked`.
+    /// The org's slug.
+    #[serde(default)]
+    pub org: String,
+    #[serde(default)]
+    pub connector_key: String,
+    /// The member's name for this account (a cloud without labels sends none).
+    #[serde(default)]
+    pub label: Option<String>,
+    /// `active`, `failing`, `needs_reauth`, `exhausted` or `revoked`.
     pub status: String,
     #[serde(default)]
     pub account_name: Option<String>,
@@ -81,6 +93,20 @@ pub enum DevicePoll {
     Expired,
 }
 
+/// `GET /v1/orgs/{org}/connectors`: one connector of an org, as a member sees it.
+#[derive(Clone, Debug, Deserialize)]
+pub struct OrgConnector {
+    pub key: String,
+    #[serde(default)]
+    pub display_name: String,
+}
+
+/// `GET /v1/orgs`: one org (needs `orgs:read`, which a device token does not have).
+#[derive(Clone, Debug, Deserialize)]
+struct OrgEntry {
+    slug: String,
+}
+
 #[derive(Deserialize)]
 struct DeviceToken {
     access_token: SecretString,
@@ -93,6 +119,8 @@ pub struct CloudClient {
     http: reqwest::Client,
     pat: Option<Pat>,
     policy: RetryPolicy,
+    /// The config file, named in messages that say which line to add.
+    config_file: Option<String>,
 }
 
 impl CloudClient {
@@ -108,7 +136,13 @@ impl CloudClient {
                 url: base.as_str().trim_end_matches('/').to_owned(),
                 reason: describe(&e),
             })?;
-        Ok(Self { base, http, pat, policy: RetryPolicy::CLOUD })
+        Ok(Self { base, http, pat, policy: RetryPolicy::CLOUD, config_file: None })
+    }
+
+    /// Names the config file in messages that tell which line to add to it.
+    pub fn with_config_file(mut self, path: &std::path::Path) -> Self {
+        self.config_file = Some(path.display().to_string());
+        self
     }
 
     /// Replaces the retry policy (tests use short waits).
@@ -141,9 +175,30 @@ impl CloudClient {
         url
     }
 
-    /// The consent page of a connector: `{cloud}/connect/{org}/{connector_key}`.
+    /// The consent page of a connector: `{cloud}/connect/{org}/{connector_key}`, naming the
+    /// configured connection (to reconnect that account).
     pub fn connect_url(&self, c: &ConnectorConfig) -> Url {
-        self.url(&["connect", &c.org, &c.connector_key])
+        let mut url = self.url(&["connect", &c.org, &c.connector_key]);
+        if let Some(connection) = &c.connection {
+            url.query_pairs_mut().append_pair("connection", connection);
+        }
+        url
+    }
+
+    /// The consent page for another account on a connector: `…?add=1`.
+    pub fn add_url(&self, c: &ConnectorConfig) -> Url {
+        let mut url = self.url(&["connect", &c.org, &c.connector_key]);
+        url.query_pairs_mut().append_pair("add", "1");
+        url
+    }
+
+    /// `{cloud}/v1/orgs/{org}/connections/{key}`, with `?connection=` when the config names one.
+    fn connection_url(&self, c: &ConnectorConfig) -> Url {
+        let mut url = self.url(&["v1", "orgs", &c.org, "connections", &c.connector_key]);
+        if let Some(connection) = &c.connection {
+            url.query_pairs_mut().append_pair("connection", connection);
+        }
+        url
     }
 
     /// A request carrying the PAT. Refuses any URL that is not on the cloud's origin.
@@ -182,22 +237,165 @@ impl CloudClient {
 
     /// `GET /v1/orgs/{org}/connections/{key}` with the PAT; `None` when not connected.
     pub async fn connection(&self, c: &ConnectorConfig) -> Result<Option<Connection>> {
-        let url = self.url(&["v1", "orgs", &c.org, "connections", &c.connector_key]);
-        let request = self.with_pat(Method::GET, url)?;
+        let request = self.with_pat(Method::GET, self.connection_url(c))?;
         let resp = self.send(&request).await?;
         match resp.status() {
             StatusCode::OK => resp.json().await.map(Some).map_err(|e| self.unreachable(&e)),
-            StatusCode::NOT_FOUND => Ok(None),
+            StatusCode::NOT_FOUND => match self.diagnose_not_found(c).await? {
+                Error::NotConnected { .. } => Ok(None),
+                other => Err(other),
+            },
             _ => Err(self.connector_error(c, "read connection status", resp).await),
         }
+    }
+
+    /// `GET /v1/connections`: the member's connections in every org. Cheap, and a 401
+    /// here is the sure sign that this machine's token was revoked.
+    pub async fn connections(&self) -> Result<Vec<Connection>> {
+        let request = self.with_pat(Method::GET, self.url(&["v1", "connections"]))?;
+        let resp = self.send(&request).await?;
+        match resp.status() {
+            StatusCode::OK => resp.json().await.map_err(|e| self.unreachable(&e)),
+            StatusCode::UNAUTHORIZED => Err(Error::PatRejected { cloud: self.base_display() }),
+            StatusCode::FORBIDDEN => Err(Error::PatScope { what: "list your connections".into() }),
+            _ => Err(self.error_from("GET /v1/connections", resp).await),
+        }
+    }
+
+    /// The member's connections on `c`'s connector (every account), from
+    /// `GET /v1/orgs/{org}/connections`.
+    pub async fn connections_on(&self, c: &ConnectorConfig) -> Result<Vec<Connection>> {
+        let url = self.url(&["v1", "orgs", &c.org, "connections"]);
+        let request = self.with_pat(Method::GET, url)?;
+        let resp = self.send(&request).await?;
+        if resp.status() != StatusCode::OK {
+            return Err(self.connector_error(c, "read connection status", resp).await);
+        }
+        let all: Vec<Connection> = resp.json().await.map_err(|e| self.unreachable(&e))?;
+        Ok(all.into_iter().filter(|conn| conn.connector_key == c.connector_key).collect())
+    }
+
+    /// `GET /v1/orgs/{org}/connectors`: the connectors the member can connect in `c`'s org.
+    pub async fn org_connectors(&self, c: &ConnectorConfig) -> Result<Vec<OrgConnector>> {
+        let url = self.url(&["v1", "orgs", &c.org, "connectors"]);
+        let request = self.with_pat(Method::GET, url)?;
+        let resp = self.send(&request).await?;
+        match resp.status() {
+            StatusCode::OK => resp.json().await.map_err(|e| self.unreachable(&e)),
+            StatusCode::NOT_FOUND => Err(self.unknown_org(c).await),
+            _ => Err(self.connector_error(c, "list the org's connectors", resp).await),
+        }
+    }
+
+    /// Checks that `c`'s org and connector exist for this member, so that a typo fails at
+    /// once with what exists instead.
+    pub async fn check_connector(&self, c: &ConnectorConfig) -> Result<()> {
+        let connectors = self.org_connectors(c).await?;
+        if connectors.iter().any(|k| k.key == c.connector_key) {
+            Ok(())
+        } else {
+            Err(Error::UnknownConnector {
+                name: c.name.clone(),
+                org: c.org.clone(),
+                connector_key: c.connector_key.clone(),
+                available: connectors.into_iter().map(|k| k.key).collect(),
+                file: self.config_file_display(),
+            })
+        }
+    }
+
+    /// What a 404 about `c` means: no such org, no such connector, no such connection
+    /// (label), or simply not connected yet.
+    pub async fn diagnose_not_found(&self, c: &ConnectorConfig) -> Result<Error> {
+        let not_connected =
+            Error::NotConnected { name: c.name.clone(), org: c.org.clone(), connector_key: c.connector_key.clone() };
+        match self.check_connector(c).await {
+            Ok(()) => {}
+            Err(e @ (Error::UnknownOrg { .. } | Error::UnknownConnector { .. } | Error::NotAMember { .. })) => {
+                return Ok(e)
+            }
+            Err(e @ (Error::PatRejected { .. } | Error::CloudUnreachable { .. })) => return Err(e),
+            // Anything else (an older cloud, a token without the scope): say what the 404 says.
+            Err(_) => return Ok(not_connected),
+        }
+        let Some(wanted) = &c.connection else {
+            return Ok(not_connected);
+        };
+        match self.connections_on(c).await {
+            Ok(held) if !held.is_empty() => Ok(Error::UnknownConnection {
+                name: c.name.clone(),
+                connection: wanted.clone(),
+                labels: held.iter().map(Connection::display_label).collect(),
+                file: self.config_file_display(),
+            }),
+            _ => Ok(not_connected),
+        }
+    }
+
+    /// "No such org", with the orgs the member can see: every org where `GET /v1/orgs`
+    /// answers (a PAT with `orgs:read`), else the orgs of the member's connections.
+    async fn unknown_org(&self, c: &ConnectorConfig) -> Error {
+        let mut orgs: Vec<String> = Vec::new();
+        if let Ok(request) = self.with_pat(Method::GET, self.url(&["v1", "orgs"])) {
+            if let Ok(resp) = self.send(&request).await {
+                if resp.status() == StatusCode::OK {
+                    if let Ok(list) = resp.json::<Vec<OrgEntry>>().await {
+                        orgs = list.into_iter().map(|o| o.slug).collect();
+                    }
+                }
+            }
+        }
+        if orgs.is_empty() {
+            if let Ok(connections) = self.connections().await {
+                orgs = connections.into_iter().map(|c| c.org).filter(|o| !o.is_empty()).collect();
+            }
+        }
+        orgs.sort();
+        orgs.dedup();
+        Error::UnknownOrg {
+            name: c.name.clone(),
+            org: c.org.clone(),
+            suggestions: orgs,
+            file: self.config_file_display(),
+        }
+    }
+
+    fn config_file_display(&self) -> String {
+        self.config_file.clone().unwrap_or_else(|| String::from("your latchkey.toml"))
+    }
+
+    /// `DELETE /v1/orgs/{org}/connections/{key}`: disconnects on the cloud, which revokes
+    /// the grant at the provider.
+    pub async fn disconnect(&self, c: &ConnectorConfig) -> Result<()> {
+        let request = self.with_pat(Method::DELETE, self.connection_url(c))?;
+        let resp = self.send(&request).await?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        Err(self.connector_error(c, "disconnect", resp).await)
+    }
+
+    /// `PATCH /v1/orgs/{org}/connections/{key}` `{connection, label}`: names an account.
+    pub async fn relabel(&self, c: &ConnectorConfig, connection_id: &str, label: &str) -> Result<Connection> {
+        let url = self.url(&["v1", "orgs", &c.org, "connections", &c.connector_key]);
+        let body = serde_json::json!({ "connection": connection_id, "label": label });
+        let request = self.with_pat(Method::PATCH, url)?.json(&body);
+        let resp = self.send(&request).await?;
+        if resp.status() == StatusCode::OK {
+            return resp.json().await.map_err(|e| self.unreachable(&e));
+        }
+        Err(self.connector_error(c, "name the connection", resp).await)
     }
 
     /// `POST /oauth/connection-token`: a provider access token for `c`, retried on
     /// timeouts and 5xx (`Retry-After` honoured).
     pub async fn connection_token(&self, c: &ConnectorConfig) -> Result<ConnectionTokenResponse> {
         let url = self.url(&["oauth", "connection-token"]);
-        let body =
-            ConnectionTokenRequest { org: c.org.clone(), connector_key: c.connector_key.clone(), connection: None };
+        let body = ConnectionTokenRequest {
+            org: c.org.clone(),
+            connector_key: c.connector_key.clone(),
+            connection: c.connection.clone(),
+        };
         let request = self.with_pat(Method::POST, url)?.json(&body);
         let resp = self.send(&request).await?;
         if resp.status() == StatusCode::OK {
@@ -216,9 +414,14 @@ impl CloudClient {
             (401, _) => Error::PatRejected { cloud: self.base_display() },
             (403, "insufficient_scope") => Error::PatScope { what: what.to_owned() },
             (403, "not_a_member") => Error::NotAMember { name: c.name.clone(), org: c.org.clone() },
-            (404, _) => {
-                Error::NotConnected { name: c.name.clone(), org: c.org.clone(), connector_key: c.connector_key.clone() }
-            }
+            (404, _) => match Box::pin(self.diagnose_not_found(c)).await {
+                Ok(e) | Err(e) => e,
+            },
+            (409, "ambiguous_connection") => Error::AmbiguousConnection {
+                name: c.name.clone(),
+                labels: body.connections.unwrap_or_default(),
+                file: self.config_file_display(),
+            },
             (409, "reauth_required") => Error::ReauthRequired {
                 name: c.name.clone(),
                 // Shown to the member, never requested by the agent.
@@ -302,6 +505,13 @@ fn cloud_error(what: &str, status: StatusCode, body: &CloudErrorBody, text: &str
         (body.error.clone(), body.error_description.clone())
     };
     Error::Cloud { what: what.to_owned(), status: status.as_u16(), code, description }
+}
+
+impl Connection {
+    /// The connection's label, else its account name, else its id: how the member knows it.
+    pub fn display_label(&self) -> String {
+        self.label.clone().or_else(|| self.account_name.clone()).unwrap_or_else(|| self.id.clone())
+    }
 }
 
 /// The first line of a body, shortened, for messages.
@@ -422,6 +632,12 @@ mod tests {
                 }),
             )
             .route(
+                "/v1/orgs/{org}/connectors",
+                axum::routing::get(|| async {
+                    axum::Json(serde_json::json!([{"key": "sandbox"}, {"key": "missing"}, {"key": "noscope"}]))
+                }),
+            )
+            .route(
                 "/v1/orgs/{org}/connections/{key}",
                 axum::routing::get(|axum::extract::Path((_, key)): axum::extract::Path<(String, String)>| async move {
                     match key.as_str() {
@@ -445,6 +661,7 @@ mod tests {
             kind: crate::config::Kind::Sandbox,
             org: "acme".into(),
             connector_key: key.into(),
+            connection: None,
             schedule: crate::schedule::DEFAULT,
             base_url: None,
             http_json: None,

@@ -46,6 +46,40 @@ pub enum Error {
     )]
     NotConnected { name: String, org: String, connector_key: String },
 
+    /// The connector's org does not exist, or is private and the member is not in it.
+    #[error(
+        "connector `{name}`: the cloud has no org `{org}` that you can see{}\n  fix: correct `org` of the \
+         [[connector]] named \"{name}\" in {file}",
+        suggest("orgs you are in", .suggestions)
+    )]
+    UnknownOrg { name: String, org: String, suggestions: Vec<String>, file: String },
+
+    /// The org exists, but has no connector by that key.
+    #[error(
+        "connector `{name}`: org `{org}` has no connector `{connector_key}`{}\n  fix: correct `connector_key` \
+         of the [[connector]] named \"{name}\" in {file}",
+        suggest("its connectors", .available)
+    )]
+    UnknownConnector { name: String, org: String, connector_key: String, available: Vec<String>, file: String },
+
+    /// The config names a connection (label or id) the member does not hold.
+    #[error(
+        "connector `{name}`: you have no connection `{connection}` on it; yours are: {}\n  fix: set \
+         `connection` of the [[connector]] named \"{name}\" in {file} to one of them",
+        .labels.join(", ")
+    )]
+    UnknownConnection { name: String, connection: String, labels: Vec<String>, file: String },
+
+    /// The member holds several connections on the connector and the config names none.
+    #[error(
+        "connector `{name}`: you have {} connections (accounts) on it: {}; the cloud will not guess which \
+         one to use\n  fix: add this line to the [[connector]] named \"{name}\" in {file}:\n    connection = \"{}\"",
+        .labels.len(),
+        .labels.join(", "),
+        .labels.first().map(String::as_str).unwrap_or("LABEL")
+    )]
+    AmbiguousConnection { name: String, labels: Vec<String>, file: String },
+
     /// The provider grant is gone: the member must consent again.
     #[error("connector `{name}` must be reconnected: open {connect_url} or run `latchkey connect {name}`")]
     ReauthRequired { name: String, connect_url: String },
@@ -108,6 +142,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// `; {what}: a, b` or nothing when there is nothing to suggest.
+fn suggest(what: &str, names: &[String]) -> String {
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!("; {what}: {}", names.join(", "))
+    }
 }
 
 impl Error {

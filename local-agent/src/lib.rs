@@ -9,6 +9,7 @@
 // Tests may panic on a broken expectation; the code under test may not.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod attention;
 pub mod browser;
 pub mod cli;
 pub mod cloud;

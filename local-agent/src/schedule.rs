@@ -17,42 +17,48 @@ impl Schedule {
         self.0
     }
 
-    /// Parses `"30s"`, `"15m"`, `"1h"`, `"2d"` or sums of them (`"1h30m"`).
+    /// Parses `"30s"`, `"15m"`, `"1h"`, `"2d"` or sums of them (`"1h30m"`), at least
+    /// [`MIN_INTERVAL`].
     pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        if text.is_empty() {
-            return Err("is empty".into());
-        }
-        let mut total: u64 = 0;
-        let mut digits = String::new();
-        for c in text.chars() {
-            if c.is_ascii_digit() {
-                digits.push(c);
-                continue;
-            }
-            let unit: u64 = match c {
-                's' => 1,
-                'm' => 60,
-                'h' => 3600,
-                'd' => 86_400,
-                _ => return Err(format!("has an unknown unit `{c}`")),
-            };
-            if digits.is_empty() {
-                return Err(format!("has a unit `{c}` without a number before it"));
-            }
-            let n: u64 = digits.parse().map_err(|_| "is too large".to_owned())?;
-            total = n.checked_mul(unit).and_then(|s| total.checked_add(s)).ok_or_else(|| "is too large".to_owned())?;
-            digits.clear();
-        }
-        if !digits.is_empty() {
-            return Err(format!("ends with `{digits}` without a unit"));
-        }
-        let interval = Duration::from_secs(total);
+        let interval = parse_duration(text)?;
         if interval < MIN_INTERVAL {
             return Err(format!("is shorter than the minimum of {}s", MIN_INTERVAL.as_secs()));
         }
         Ok(Schedule(interval))
     }
+}
+
+/// Parses `"30s"`, `"15m"`, `"1h"`, `"2d"` or sums of them (`"1h30m"`), without a minimum.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("is empty".into());
+    }
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit: u64 = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(format!("has an unknown unit `{c}`")),
+        };
+        if digits.is_empty() {
+            return Err(format!("has a unit `{c}` without a number before it"));
+        }
+        let n: u64 = digits.parse().map_err(|_| "is too large".to_owned())?;
+        total = n.checked_mul(unit).and_then(|s| total.checked_add(s)).ok_or_else(|| "is too large".to_owned())?;
+        digits.clear();
+    }
+    if !digits.is_empty() {
+        return Err(format!("ends with `{digits}` without a unit"));
+    }
+    Ok(Duration::from_secs(total))
 }
 
 impl fmt::Display for Schedule {

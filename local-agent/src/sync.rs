@@ -312,6 +312,7 @@ mod tests {
             kind: Kind::HttpJson,
             org: "acme".into(),
             connector_key: "feed".into(),
+            connection: None,
             schedule: crate::schedule::DEFAULT,
             base_url: None,
             http_json: Some(HttpJsonConfig {
@@ -433,6 +434,7 @@ mod tests {
             kind: Kind::Sandbox,
             org: "acme".into(),
             connector_key: "sbx".into(),
+            connection: None,
             schedule: crate::schedule::DEFAULT,
             base_url: Some(f.base.clone()),
             http_json: None,

@@ -1,4 +1,4 @@
-//! Provider access tokens from the cloud, cached in memory per (org, connector) until
+//! Provider access tokens from the cloud, cached in memory per (org, connector, connection) until
 //! shortly before they expire, with one fetch in flight per key.
 //!
 //! Tokens live only in memory (never on disk, never in a log); the PAT stays inside the
@@ -19,7 +19,8 @@ pub const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 /// How long a token without `expires_at` is reused (a provider 401 ends it sooner).
 pub const NO_EXPIRY_TTL: Duration = Duration::from_secs(300);
 
-type Key = (String, String);
+/// (org, connector key, connection): each account has its own token.
+type Key = (String, String, Option<String>);
 
 #[derive(Clone)]
 struct Cached {
@@ -44,7 +45,7 @@ impl TokenClient {
 
     fn slot(&self, c: &ConnectorConfig) -> Arc<tokio::sync::Mutex<Option<Cached>>> {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        slots.entry((c.org.clone(), c.connector_key.clone())).or_default().clone()
+        slots.entry((c.org.clone(), c.connector_key.clone(), c.connection.clone())).or_default().clone()
     }
 
     /// A usable access token for `c`: the cached one, or a fresh one. Concurrent callers
@@ -180,6 +181,7 @@ mod tests {
             kind: Kind::Sandbox,
             org: "acme".into(),
             connector_key: key.into(),
+            connection: None,
             schedule: crate::schedule::DEFAULT,
             base_url: None,
             http_json: None,

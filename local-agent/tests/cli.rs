@@ -15,7 +15,9 @@ fn help_lists_every_command() {
     let out = latchkey().arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
-    for command in ["init", "login", "logout", "status", "connect", "sync", "run", "events", "token"] {
+    for command in
+        ["init", "login", "logout", "status", "connect", "disconnect", "sync", "run", "events", "token", "service"]
+    {
         assert!(help.contains(command), "--help does not list `{command}`");
     }
 }

@@ -15,24 +15,24 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 backend_tests!(pair_sync_resume_and_revoke, connectors_never_see_the_pat);
 
 /// One `latchkey` installation: a config file and a data dir of its own.
-struct Agent {
-    dir: tempfile::TempDir,
-    env: Vec<(String, String)>,
+pub(crate) struct Agent {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) env: Vec<(String, String)>,
 }
 
 impl Agent {
-    fn new(cloud: &str, connectors: &str) -> Self {
+    pub(crate) fn new(cloud: &str, connectors: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = format!("cloud_url = \"{cloud}\"\n\n{connectors}");
         std::fs::write(dir.path().join("latchkey.toml"), config).unwrap();
         Agent { dir, env: Vec::new() }
     }
 
-    fn data_dir(&self) -> PathBuf {
+    pub(crate) fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
 
-    fn command(&self, args: &[&str]) -> tokio::process::Command {
+    pub(crate) fn command(&self, args: &[&str]) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(binary("latchkey"));
         cmd.args(args)
             .env_clear()
@@ -50,7 +50,7 @@ impl Agent {
     }
 
     /// Runs a command to its end (two minutes at most).
-    async fn run(&self, args: &[&str]) -> Run {
+    pub(crate) async fn run(&self, args: &[&str]) -> Run {
         let child = self.command(args).spawn().expect("spawn latchkey");
         let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
             .await
@@ -61,7 +61,7 @@ impl Agent {
 
     /// `latchkey login --no-browser`, approved by `user` through the cloud's API with the
     /// user code read from the agent's output.
-    async fn login(&self, api: &Api, user: &User) {
+    pub(crate) async fn login(&self, api: &Api, user: &User) {
         let mut child = self.command(&["login", "--no-browser"]).spawn().expect("spawn latchkey login");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut stderr = child.stderr.take().unwrap();
@@ -115,13 +115,13 @@ impl Agent {
     }
 
     /// The agent's own database.
-    async fn db(&self) -> sqlx::SqlitePool {
+    pub(crate) async fn db(&self) -> sqlx::SqlitePool {
         let options = sqlx::sqlite::SqliteConnectOptions::new().filename(self.data_dir().join("latchkey.db"));
         sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap()
     }
 
     /// (rows, distinct ids, smallest id, largest id) of a connector's events.
-    async fn tally(&self, connector: &str) -> (i64, i64, Option<String>, Option<String>) {
+    pub(crate) async fn tally(&self, connector: &str) -> (i64, i64, Option<String>, Option<String>) {
         let db = self.db().await;
         let row = sqlx::query_as(
             "select count(*), count(distinct external_id), min(external_id), max(external_id) from events where connector = ?",
@@ -143,10 +143,10 @@ fn is_user_code(word: &str) -> bool {
 }
 
 /// A finished command.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl From<Output> for Run {
@@ -161,21 +161,21 @@ impl From<Output> for Run {
 
 impl Run {
     #[track_caller]
-    fn ok(&self) -> &str {
+    pub(crate) fn ok(&self) -> &str {
         assert_eq!(self.code, Some(0), "stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
         &self.stdout
     }
 
     #[track_caller]
-    fn fails(&self, code: i32) -> &str {
+    pub(crate) fn fails(&self, code: i32) -> &str {
         assert_eq!(self.code, Some(code), "stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
         &self.stderr
     }
 }
 
-const SANDBOX_CONNECTOR: &str = "[[connector]]\nname = \"sandbox\"\nkind = \"sandbox\"\norg = \"acme\"\nconnector_key = \"sandbox\"\nschedule = \"15m\"\n";
+pub(crate) const SANDBOX_CONNECTOR: &str = "[[connector]]\nname = \"sandbox\"\nkind = \"sandbox\"\norg = \"acme\"\nconnector_key = \"sandbox\"\nschedule = \"15m\"\n";
 
-async fn set_items(api: &Api, count: usize) {
+pub(crate) async fn set_items(api: &Api, count: usize) {
     let r = api.put("/sandbox/admin/items", None, json!({"count": count})).await;
     assert!(r.status.is_success(), "setting the sandbox's items failed: {} {}", r.status, r.text);
 }

@@ -88,7 +88,12 @@ async fn a_phishing_link_shows_the_device_and_approves_nothing_without_confirmat
     assert_eq!(text_of(&browser, "device-ip").await, "127.0.0.1", "{page}");
     assert!(text_of(&browser, "device-time").await.contains("ago"), "{page}");
     let scopes = text_of(&browser, "device-scopes").await;
-    assert!(scopes.contains("connections:token") && scopes.contains("connections:read"), "{page}");
+    assert!(
+        scopes.contains("connections:token")
+            && scopes.contains("connections:read")
+            && scopes.contains("connections:delete"),
+        "{page}"
+    );
     let orgs = text_of(&browser, "device-orgs").await;
     assert!(orgs.contains("All your orgs") && orgs.contains("acme") && orgs.contains("beta-labs"), "{page}");
     assert!(text_of(&browser, "warning").await.contains("Approve only a code you started yourself"), "{page}");

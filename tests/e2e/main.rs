@@ -4,6 +4,7 @@
 
 mod accounts;
 mod agent;
+mod agent_follow;
 mod apps;
 mod audit_loss;
 mod bad_input;

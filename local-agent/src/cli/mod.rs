@@ -1,16 +1,19 @@
-//! The command line: `latchkey init | login | logout | status | connect | sync | run |
-//! events | token`. Each command has a module here that wires config, PAT, cloud client,
+//! The command line: `latchkey init | login | logout | status | connect | disconnect | sync |
+//! run | events | token | service`. Each command has a module here that wires config, PAT, cloud client,
 //! token cache and store together; the work itself lives in the modules it calls.
 //!
 //! Exit codes: 0 ok, 1 failure, 2 usage or config error. Summaries and data go to stdout,
 //! progress and errors to stderr.
 
 mod connect;
+mod disconnect;
 mod events;
 mod init;
 mod login;
 mod logout;
+mod prompt;
 mod run;
+mod service;
 mod status;
 mod sync;
 mod token;
@@ -31,9 +34,10 @@ const EXAMPLES: &str = "\
 Getting started:
   latchkey init --cloud-url https://latchkey.example.com --org acme --connector spotify
   latchkey login                  # pair this machine: approve the code on the cloud's page
-  latchkey connect spotify        # consent at the provider, through the cloud's page
-  latchkey sync spotify           # sync it once
+  latchkey connect spotify        # consent at the provider, through the cloud's page, then sync
+  latchkey sync spotify           # sync it again
   latchkey run                    # keep syncing every connector on its schedule
+  latchkey service install        # run `latchkey run` as a user service (systemd or launchd)
   latchkey events --connector spotify --since 2024-01-01 --json | jq .payload
 
 Trying the demo cloud (`latchkey-cloud demo`): use --org demo --connector sandbox.
@@ -114,14 +118,39 @@ latchkey init --print > my.toml")]
     #[command(after_long_help = "Example:\n  latchkey status")]
     Status,
 
-    /// Open the cloud's consent page for a connector and wait until it is connected.
-    #[command(after_long_help = "Examples:\n  latchkey connect spotify\n  latchkey connect spotify --no-browser")]
+    /// Connect a connector on the cloud (consent at the provider), then sync it once.
+    #[command(after_long_help = "Examples:\n  \
+latchkey connect spotify\n  \
+latchkey connect spotify --no-browser --no-sync\n  \
+latchkey connect github --add --label personal    # another account on the same connector")]
     Connect {
         /// The connector's `name` in the config.
         name: String,
         /// Do not open a browser; just print the URL.
         #[arg(long)]
         no_browser: bool,
+        /// Do not run the first sync once connected.
+        #[arg(long)]
+        no_sync: bool,
+        /// Connect another account when you already have one on this connector (without a
+        /// terminal to ask you on, this is the only way to say so).
+        #[arg(long)]
+        add: bool,
+        /// Name the new connection (the cloud's default is the provider's account name).
+        #[arg(long, value_name = "LABEL")]
+        label: Option<String>,
+    },
+
+    /// Disconnect a connector on the cloud, which revokes the grant at the provider.
+    #[command(
+        after_long_help = "Examples:\n  latchkey disconnect spotify\n  latchkey disconnect spotify --yes   # no question (scripts)"
+    )]
+    Disconnect {
+        /// The connector's `name` in the config.
+        name: String,
+        /// Do not ask for confirmation (needed without a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
 
     /// Sync one connector (or every connector) once.
@@ -136,8 +165,10 @@ latchkey init --print > my.toml")]
         full: bool,
     },
 
-    /// Sync every connector on its schedule until SIGINT or SIGTERM.
-    #[command(after_long_help = "Example:\n  latchkey run    # Ctrl-C finishes the page in hand, then exits")]
+    /// Sync every connector on its schedule, following config and cloud changes, until SIGINT or SIGTERM.
+    #[command(after_long_help = "Examples:\n  \
+latchkey run              # Ctrl-C finishes the page in hand, then exits\n  \
+kill -HUP <pid>           # reload the config now (it is also reloaded when the file changes)")]
     Run,
 
     /// List synced events from the local database, newest first.
@@ -169,6 +200,44 @@ latchkey init --print > my.toml")]
     Token {
         /// The connector's `name` in the config.
         name: String,
+    },
+
+    /// Install `latchkey run` as a user service (systemd on Linux, launchd on macOS).
+    #[command(
+        subcommand,
+        after_long_help = "Examples:\n  \
+latchkey service install\n  \
+latchkey service install --print            # show the unit instead of writing it\n  \
+latchkey service uninstall"
+    )]
+    Service(ServiceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Write the service file for this machine's config and data dir, and start it.
+    #[command(after_long_help = "Examples:\n  latchkey service install\n  latchkey service install --print\n  \
+latchkey service install --kind launchd --print   # a macOS plist, from any machine")]
+    Install {
+        /// Print the service file instead of writing it.
+        #[arg(long)]
+        print: bool,
+        /// Write the file, but do not ask systemd or launchd to load and start it.
+        #[arg(long)]
+        no_enable: bool,
+        /// The service manager [default: this platform's].
+        #[arg(long, value_enum)]
+        kind: Option<service::Manager>,
+    },
+    /// Stop the service and remove its file.
+    #[command(after_long_help = "Example:\n  latchkey service uninstall")]
+    Uninstall {
+        /// Only remove the file; do not ask systemd or launchd to stop it.
+        #[arg(long)]
+        no_enable: bool,
+        /// The service manager [default: this platform's].
+        #[arg(long, value_enum)]
+        kind: Option<service::Manager>,
     },
 }
 
@@ -203,7 +272,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Login { no_browser } => login::login(&paths, no_browser).await,
         Command::Logout => logout::logout(&paths).await,
         Command::Status => status::status(&paths).await,
-        Command::Connect { name, no_browser } => connect::connect(&paths, &name, no_browser).await,
+        Command::Connect { name, no_browser, no_sync, add, label } => {
+            let options = connect::Options { no_browser, no_sync, add, label };
+            connect::connect(&paths, &name, options).await
+        }
+        Command::Disconnect { name, yes } => disconnect::disconnect(&paths, &name, yes).await,
         Command::Sync { name, full } => sync::sync_command(&paths, name.as_deref(), SyncOptions { full }).await,
         Command::Run => run::run_forever(&paths).await,
         Command::Events { connector, since, until, limit, json } => {
@@ -216,6 +289,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             events::events(&paths, &filter, json).await
         }
         Command::Token { name } => token::token(&paths, &name).await,
+        Command::Service(ServiceCommand::Install { print, no_enable, kind }) => {
+            service::install(&paths, kind, print, no_enable)
+        }
+        Command::Service(ServiceCommand::Uninstall { no_enable, kind }) => service::uninstall(kind, no_enable),
     }
 }
 
@@ -279,7 +356,7 @@ impl Agent {
             Some((pat, source)) => (Some(pat), Some(source)),
             None => (None, None),
         };
-        let cloud = Arc::new(CloudClient::new(config.cloud_url.clone(), pat)?);
+        let cloud = Arc::new(CloudClient::new(config.cloud_url.clone(), pat)?.with_config_file(&config.path));
         Ok(Agent { config, pat_source, cloud })
     }
 

@@ -1,27 +1,43 @@
 //! `latchkey status`: the cloud, the pairing, and each connector's connection and last sync.
 //! It exits 1 when anything it shows needs attention, so that a script can check on it too.
+//!
+//! It tells the truth or says it cannot: the pairing is checked with an authenticated call
+//! (a revoked device is "not paired", never "paired: yes" next to an error), an unknown org
+//! or connector is named as such with what the member can see, and a connection that needs
+//! the member says what and the exact command or URL.
 
 use super::{Agent, Paths};
-use crate::cloud::CloudClient;
+use crate::cloud::{CloudClient, Connection};
 use crate::config::ConnectorConfig;
 use crate::error::{Error, Result};
 use crate::pat_store::PatSource;
 use crate::store::{Store, SyncRun};
 use std::process::ExitCode;
 
+/// What the pairing check found.
+#[derive(PartialEq, Eq)]
+enum Pairing {
+    /// The cloud accepts the token.
+    Paired,
+    /// There is a token, but the cloud could not be asked.
+    Unchecked,
+    /// No token, or the cloud refused it.
+    NotPaired,
+}
+
 pub(super) async fn status(paths: &Paths) -> Result<ExitCode> {
     let agent = Agent::load(paths)?;
     println!("config:     {}", agent.config.path.display());
     println!("data:       {}", paths.data_dir.display());
     let reachable = print_cloud(&agent.cloud, &agent.cloud.healthz().await);
-    let paired = print_pairing(agent.pat_source.as_ref());
-    let mut healthy = reachable && paired;
+    let pairing = pairing(&agent, reachable).await;
+    let mut healthy = reachable && pairing == Pairing::Paired;
     let store = paths.store().await?;
     if agent.config.connectors.is_empty() {
         println!("connectors: none — add a [[connector]] to {}", agent.config.path.display());
     }
     for c in &agent.config.connectors {
-        healthy &= connector_section(&agent, &store, c, reachable).await?;
+        healthy &= connector_section(&agent, &store, c, pairing == Pairing::Paired).await?;
     }
     store.close().await;
     Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::from(1) })
@@ -40,21 +56,50 @@ fn print_cloud(cloud: &CloudClient, health: &Result<()>) -> bool {
     health.is_ok()
 }
 
-/// Prints the pairing's line; returns whether this machine is paired.
-fn print_pairing(source: Option<&PatSource>) -> bool {
-    match source {
-        Some(source) => println!("paired:     yes (token from {source})"),
-        None => println!("paired:     no — run `latchkey login`"),
+/// Checks the token with a cheap authenticated call (`GET /v1/connections`) and prints the
+/// pairing's line.
+async fn pairing(agent: &Agent, reachable: bool) -> Pairing {
+    let Some(source) = agent.pat_source.as_ref() else {
+        println!("paired:     no — run `latchkey login`");
+        return Pairing::NotPaired;
+    };
+    if !reachable {
+        println!("paired:     unknown — a token is at hand ({source}), but the cloud cannot be asked");
+        return Pairing::Unchecked;
     }
-    source.is_some()
+    match agent.cloud.connections().await {
+        Ok(_) => {
+            println!("paired:     yes (token from {source})");
+            Pairing::Paired
+        }
+        Err(Error::PatRejected { .. }) => {
+            println!("paired:     no — not paired (revoked on the cloud) — run `latchkey login`");
+            if let PatSource::Env | PatSource::Config = source {
+                println!("            (the refused token comes from {source}; replace it there)");
+            }
+            Pairing::NotPaired
+        }
+        Err(e) => {
+            println!("paired:     unknown — a token is at hand ({source}), but checking it failed: {e}");
+            Pairing::Unchecked
+        }
+    }
 }
 
 /// Prints one connector's section; returns whether all is well with it.
-async fn connector_section(agent: &Agent, store: &Store, c: &ConnectorConfig, reachable: bool) -> Result<bool> {
+async fn connector_section(agent: &Agent, store: &Store, c: &ConnectorConfig, paired: bool) -> Result<bool> {
     println!();
-    println!("{} ({}, org {}, connector {}, every {})", c.name, c.kind.as_str(), c.org, c.connector_key, c.schedule);
-    let (connection, healthy) = connection(agent, c, reachable).await;
-    println!("  connection: {connection}");
+    let which = c.connection.as_ref().map(|l| format!(", connection \"{l}\"")).unwrap_or_default();
+    println!(
+        "{} ({}, org {}, connector {}{which}, every {})",
+        c.name,
+        c.kind.as_str(),
+        c.org,
+        c.connector_key,
+        c.schedule
+    );
+    let (connection, healthy) = connection(agent, c, paired).await;
+    println!("  connection: {}", connection.replace('\n', "\n              "));
     let stored = store.count(&c.name).await?;
     print_last_sync(&c.name, store.last_run(&c.name).await?.as_ref());
     println!("  stored:     {stored} event{}", if stored == 1 { "" } else { "s" });
@@ -63,18 +108,23 @@ async fn connector_section(agent: &Agent, store: &Store, c: &ConnectorConfig, re
 
 /// The connection as the cloud knows it, and whether it is usable. When the cloud cannot be
 /// asked, the lines above already say why, and the connection counts as no further problem.
-async fn connection(agent: &Agent, c: &ConnectorConfig, reachable: bool) -> (String, bool) {
-    if !reachable || !agent.cloud.is_paired() {
+async fn connection(agent: &Agent, c: &ConnectorConfig, paired: bool) -> (String, bool) {
+    if !paired {
         return ("unknown (see above)".to_owned(), true);
     }
     match agent.cloud.connection(c).await {
-        Ok(Some(conn)) if conn.status == "active" => match &conn.account_name {
-            Some(account) => (format!("active, as {account}"), true),
-            None => ("active".to_owned(), true),
-        },
-        Ok(Some(conn)) => (format!("{} — run `latchkey connect {}`", conn.status, c.name), false),
+        Ok(Some(conn)) => describe(agent, c, &conn),
         Ok(None) => (format!("not connected — run `latchkey connect {}`", c.name), false),
         Err(e) => (e.to_string(), false),
+    }
+}
+
+fn describe(agent: &Agent, c: &ConnectorConfig, conn: &Connection) -> (String, bool) {
+    let label = conn.label.as_ref().map(|l| format!(" \"{l}\"")).unwrap_or_default();
+    let account = conn.account_name.as_ref().map(|a| format!(", as {a}")).unwrap_or_default();
+    match crate::attention::of(c, conn, &agent.cloud.connect_url(c)) {
+        None => (format!("active{account}{label}"), true),
+        Some(a) => (format!("{}{account}{label} — {}", a.status, a.advice), false),
     }
 }
 

@@ -40,8 +40,9 @@ impl Config {
         let top = validate::Section::top(&file, env, transport);
         let cloud_url = validate::cloud_url(&top, &raw.cloud_url)?;
         let pat = raw.pat.map(|value| validate::pat(&top, &value)).transpose()?;
+        let cloud_poll = validate::cloud_poll(&top, raw.cloud_poll.as_deref())?;
         let connectors = validate::connectors(&top, raw.connector)?;
-        Ok(Config { path: path.to_path_buf(), cloud_url, pat, connectors })
+        Ok(Config { path: path.to_path_buf(), cloud_url, pat, cloud_poll, connectors })
     }
 }
 
@@ -50,6 +51,7 @@ impl Config {
 struct RawConfig {
     cloud_url: String,
     pat: Option<String>,
+    cloud_poll: Option<String>,
     #[serde(default)]
     connector: Vec<RawConnector>,
 }
@@ -62,6 +64,7 @@ pub(super) struct RawConnector {
     pub(super) kind: Kind,
     pub(super) org: String,
     pub(super) connector_key: String,
+    pub(super) connection: Option<String>,
     pub(super) schedule: Option<String>,
     pub(super) base_url: Option<String>,
     pub(super) url: Option<String>,

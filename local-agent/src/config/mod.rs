@@ -22,6 +22,8 @@ pub const EXAMPLE: &str = include_str!("../../latchkey.example.toml");
 pub const FILE_NAME: &str = "latchkey.toml";
 /// The query parameter of an http-json cursor when the config names none.
 pub const DEFAULT_CURSOR_PARAM: &str = "cursor";
+/// How often `latchkey run` asks the cloud what changed, when the config does not say.
+pub const DEFAULT_CLOUD_POLL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The config file's default path: `$XDG_CONFIG_HOME/latchkey/latchkey.toml` or the
 /// platform's equivalent.
@@ -85,16 +87,22 @@ pub struct Config {
     pub cloud_url: Url,
     /// A PAT given in the config (usually `"${LATCHKEY_PAT}"`).
     pub pat: Option<SecretString>,
+    /// How often `latchkey run` polls `GET /v1/connections` to follow the cloud
+    /// (`cloud_poll`); `None` when set to `"off"`.
+    pub cloud_poll: Option<std::time::Duration>,
     pub connectors: Vec<ConnectorConfig>,
 }
 
 /// One `[[connector]]`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnectorConfig {
     pub name: String,
     pub kind: Kind,
     pub org: String,
     pub connector_key: String,
+    /// Which of the member's connections (accounts) on the connector: a label or an id.
+    /// Needed only when the member holds several.
+    pub connection: Option<String>,
     pub schedule: Schedule,
     /// Overrides the provider API's base URL.
     pub base_url: Option<Url>,
@@ -103,7 +111,7 @@ pub struct ConnectorConfig {
 }
 
 /// The generic connector's settings.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpJsonConfig {
     /// The first page. A next-page URL is followed only on this URL's origin.
     pub url: Url,

@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::schedule::{self, Schedule};
 use latchkey_shared::secret::SecretString;
 use std::collections::HashSet;
+use std::time::Duration;
 use url::Url;
 
 /// The part of the file being checked, the top level or one `[[connector]]`: where a problem
@@ -125,6 +126,23 @@ pub(super) fn pat(top: &Section<'_>, value: &str) -> Result<SecretString> {
     Ok(SecretString::new(value.trim().to_owned()))
 }
 
+/// `cloud_poll`: how often `latchkey run` asks the cloud what changed; `"off"` for never.
+pub(super) fn cloud_poll(top: &Section<'_>, value: Option<&str>) -> Result<Option<Duration>> {
+    let Some(text) = top.optional("cloud_poll", value)? else {
+        return Ok(Some(super::DEFAULT_CLOUD_POLL));
+    };
+    if text.trim() == "off" {
+        return Ok(None);
+    }
+    let fix = "use a number and a unit from \"1s\" to \"1h\", like \"5s\" (the default), or \"off\"";
+    match schedule::parse_duration(&text) {
+        Ok(d) if d < Duration::from_secs(1) => Err(top.problem("cloud_poll", "is shorter than 1s", fix)),
+        Ok(d) if d > Duration::from_secs(3600) => Err(top.problem("cloud_poll", "is longer than 1h", fix)),
+        Ok(d) => Ok(Some(d)),
+        Err(why) => Err(top.problem("cloud_poll", &format!("\"{text}\" {why}"), fix)),
+    }
+}
+
 /// Every `[[connector]]`, each checked, and no two of one name.
 pub(super) fn connectors(top: &Section<'_>, raw: Vec<RawConnector>) -> Result<Vec<ConnectorConfig>> {
     let mut names = HashSet::new();
@@ -161,6 +179,7 @@ fn connector(top: &Section<'_>, index: usize, rc: RawConnector) -> Result<Connec
         "a connector key",
         "write the org's connector key as its page shows it, like \"spotify\"",
     )?;
+    let connection = connection(&at, rc.connection.as_deref())?;
     let schedule = schedule_of(&at, rc.schedule.as_deref())?;
     let base_url = base_url(&at, rc.base_url.as_deref())?;
     let http_json = if rc.kind == Kind::HttpJson {
@@ -169,7 +188,30 @@ fn connector(top: &Section<'_>, index: usize, rc: RawConnector) -> Result<Connec
         no_http_json_keys(&at, &rc)?;
         None
     };
-    Ok(ConnectorConfig { name, kind: rc.kind, org, connector_key, schedule, base_url, http_json })
+    Ok(ConnectorConfig { name, kind: rc.kind, org, connector_key, connection, schedule, base_url, http_json })
+}
+
+/// `connection`: a label (as the cloud's org page shows it) or a connection id.
+fn connection(at: &Section<'_>, value: Option<&str>) -> Result<Option<String>> {
+    let Some(label) = at.optional("connection", value)? else {
+        return Ok(None);
+    };
+    let fix = "write the label of the account as the cloud's org page shows it, like \"work\", or its id; \
+               leave `connection` out when you have one account on this connector";
+    if label.trim().is_empty() {
+        return Err(at.problem("connection", "is empty", fix));
+    }
+    if label.trim() != label || label.chars().count() > 100 || label.chars().any(char::is_control) {
+        return Err(at.problem(
+            "connection",
+            &format!(
+                "\"{}\" is not a label: at most 100 characters, no control characters, no spaces at either end",
+                label.escape_debug()
+            ),
+            fix,
+        ));
+    }
+    Ok(Some(label))
 }
 
 fn schedule_of(at: &Section<'_>, value: Option<&str>) -> Result<Schedule> {
@@ -343,6 +385,12 @@ mod tests {
             (format!("{base}[[connector]]\nname = \"m\"\nkind = \"myspace\"\norg = \"a\"\nconnector_key = \"b\""), vec!["unknown variant `myspace`", "http-json"]),
             (format!("{base}[[connector]]\nname = \"m\"\nkind = \"spotify\"\norg = \"${{EMPTY}}\"\nconnector_key = \"b\""), vec!["key `org`", "is not an org slug or id"]),
             (format!("{base}[[connector]]\nname = \"m\"\nkind = \"spotify\"\norg = \"a\""), vec!["missing field `connector_key`"]),
+            (connector("connection = \"\""), vec!["key `connection`: is empty", "fix: write the label"]),
+            (connector("connection = \" work\""), vec!["key `connection`", "is not a label"]),
+            (connector("connection = \"${NOT_SET}\""), vec!["key `connection`", "NOT_SET, which is not set"]),
+            (format!("cloud_poll = \"0s\"\n{base}"), vec!["key `cloud_poll`: is shorter than 1s", "\"off\""]),
+            (format!("cloud_poll = \"2h\"\n{base}"), vec!["key `cloud_poll`: is longer than 1h"]),
+            (format!("cloud_poll = \"soon\"\n{base}"), vec!["key `cloud_poll`", "\"soon\""]),
         ];
         for (text, wanted) in cases {
             let e = error(&text);
@@ -407,6 +455,24 @@ mod tests {
             let c = secure(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
             assert!(c.plain_http_urls().is_empty(), "{text}");
         }
+    }
+
+    #[test]
+    fn connection_and_cloud_poll() {
+        let text = "cloud_poll = \"off\"\ncloud_url = \"https://c.example\"\n[[connector]]\nname = \"gh\"\nkind = \"github\"\n\
+                    org = \"a\"\nconnector_key = \"b\"\nconnection = \"work@example.com\"\n";
+        let c = parse(text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.cloud_poll, None);
+        assert_eq!(c.connectors[0].connection.as_deref(), Some("work@example.com"));
+        let c = parse("cloud_url = \"https://c.example\"\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.cloud_poll, Some(super::super::DEFAULT_CLOUD_POLL));
+        assert_eq!(
+            parse("cloud_poll = \"2s\"\ncloud_url = \"https://c.example\"\n")
+                .ok()
+                .and_then(|c| c.cloud_poll)
+                .map(|d| d.as_secs()),
+            Some(2)
+        );
     }
 
     #[test]

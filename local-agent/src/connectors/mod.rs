@@ -311,6 +311,7 @@ mod tests {
             kind: Kind::Sandbox,
             org: "o".into(),
             connector_key: "k".into(),
+            connection: None,
             schedule: crate::schedule::DEFAULT,
             base_url: None,
             http_json: None,
