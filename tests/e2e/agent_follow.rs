@@ -6,7 +6,8 @@
 //! cloud serving the sandbox provider; consents go through the cloud's pages.
 
 use super::agent::{set_items, Agent, SANDBOX_CONNECTOR};
-use latchkey_e2e::{backend_tests, binary, consent, json, Api, Backend, Cloud, SandboxOrg, TestDb};
+use super::connection_accounts::{connect_as, owner_of};
+use latchkey_e2e::{backend_tests, binary, consent, json, Api, Backend, Browser, Cloud, SandboxOrg, TestDb};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -14,7 +15,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 backend_tests!(
     connect_syncs_then_disconnect_revokes,
     typos_and_a_revoked_device_are_named,
-    run_follows_config_and_cloud
+    run_follows_config_and_cloud,
+    two_accounts_are_named_in_the_config
 );
 
 /// A cloud serving the sandbox (no token rate limit), the `acme` org, and a paired agent
@@ -333,4 +335,33 @@ async fn service_install_writes_the_unit_for_this_platform() {
     } else if cfg!(target_os = "macos") {
         assert_eq!(printed, plist);
     }
+}
+
+/// Two accounts on one connector: the agent does not guess. A connector entry without a
+/// `connection` fails with both labels and the line to add; with the line, the token and
+/// the sync are the named account's.
+async fn two_accounts_are_named_in_the_config(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let (_cloud, api, org, agent) = paired(&db, SANDBOX_CONNECTOR).await;
+    set_items(&api, 20).await;
+    let browser = Browser::new();
+    assert!(browser.login(&api.base, &org.member).await.status.is_redirection());
+    SandboxOrg::faults(&api, json!({"auto_approve": true})).await;
+    connect_as(&api, &browser, "", "alice").await;
+    connect_as(&api, &browser, "?add=1", "bob").await;
+
+    let refused = agent.run(&["sync", "sandbox"]).await;
+    assert_ne!(refused.code, Some(0), "a sync with two accounts and none named: {}", refused.stdout);
+    for needle in ["alice", "bob", "connection = \""] {
+        assert!(refused.stderr.contains(needle), "{needle:?} not in:\n{}", refused.stderr);
+    }
+    assert_eq!(agent.tally("sandbox").await.0, 0, "nothing synced from a guessed account");
+
+    let config = agent.dir.path().join("latchkey.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("schedule = \"15m\"", "schedule = \"15m\"\nconnection = \"bob\"")).unwrap();
+    let token = agent.run(&["token", "sandbox"]).await;
+    assert_eq!(owner_of(&api, token.ok().trim()).await, "bob", "the named account's token");
+    agent.run(&["sync", "sandbox"]).await.ok();
+    assert_eq!(agent.tally("sandbox").await.0, 20, "bob's items synced");
 }

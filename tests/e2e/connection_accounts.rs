@@ -14,7 +14,7 @@ backend_tests!(two_accounts_on_one_connector, rename_conflicts_and_bad_choices);
 
 /// A consent from the confirm page (`query` carries the choice) on, as sandbox user
 /// `sandbox_user` (the sandbox's `login_hint`, with `auto_approve` on): the callback page.
-async fn connect_as(api: &Api, browser: &Browser, query: &str, sandbox_user: &str) -> Reply {
+pub(crate) async fn connect_as(api: &Api, browser: &Browser, query: &str, sandbox_user: &str) -> Reply {
     let path = format!("/connect/acme/sandbox{query}");
     let page = browser.get(&format!("{}{path}", api.base)).await;
     assert_eq!(page.status, 200, "the confirm page of {path}: {}", page.text);
@@ -34,7 +34,7 @@ async fn token(api: &Api, pat: &str, connection: Option<&str>) -> Reply {
 }
 
 /// The sandbox user an access token belongs to, as the provider's own API says.
-async fn owner_of(api: &Api, access_token: &str) -> String {
+pub(crate) async fn owner_of(api: &Api, access_token: &str) -> String {
     let me = Api::read(api.client.get(format!("{}/sandbox/userinfo", api.base)).bearer_auth(access_token)).await;
     me.ok(200)["name"].as_str().unwrap().to_owned()
 }
