@@ -67,8 +67,21 @@ async fn select(b: &Client, id: &str, value: &str) {
     field.select_by_value(value).await.unwrap();
 }
 
+/// The page's main text. Just after a click the next document may still be loading and
+/// have no `<main>` yet (or lose it while reading), so this waits for one, up to 10 s.
 async fn page_text(b: &Client) -> String {
-    b.find(Locator::Css("main")).await.unwrap().text().await.unwrap()
+    let mut last = None;
+    for _ in 0..100 {
+        match b.find(Locator::Css("main")).await {
+            Ok(main) => match main.text().await {
+                Ok(text) => return text,
+                Err(e) => last = Some(e),
+            },
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no <main> on the page within 10 s: {last:?}")
 }
 
 /// Waits until the page's main text contains `what`.
