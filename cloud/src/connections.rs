@@ -212,21 +212,12 @@ pub async fn relabel(
         Err(e) => return Err(e.into()),
         Ok(_) => {}
     }
-    audit::record(
-        &state.store,
-        audit::Event {
-            org_id: Some(&org.id),
-            actor_id: Some(&principal.user_id),
-            pat_id: principal.pat_id(),
-            action: "connection.relabel",
-            target: Some(&row.id),
-            outcome: "success",
-            ip: Some(&meta.ip),
-            user_agent: meta.user_agent.as_deref(),
-            detail: Some(serde_json::json!({ "connector": key, "from": row.label, "to": new_label })),
-        },
-    )
-    .await?;
+    let event = audit::Event {
+        target: Some(&row.id),
+        detail: Some(serde_json::json!({ "connector": key, "from": row.label, "to": new_label })),
+        ..principal.org_event(meta, &org.id, "connection.relabel")
+    };
+    audit::record(&state.store, event).await?;
     row.label = new_label;
     Ok(row.into())
 }
