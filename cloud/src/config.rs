@@ -74,6 +74,9 @@ pub struct Config {
     pub refresher_lead_secs: i64,
     /// …with at most this many refreshes at once per replica.
     pub refresher_concurrency: usize,
+    /// Refresh calls in flight to one provider from this replica, on demand and background
+    /// together; more wait their turn. A provider's 429 `Retry-After` pauses them all.
+    pub refresh_provider_concurrency: usize,
     /// A failing connection becomes `exhausted` (no more refresh attempts until the
     /// member reconnects) after this many refreshes in a row failed; 0: never by count.
     pub refresh_exhaust_after_failures: u32,
@@ -145,7 +148,8 @@ impl Default for Config {
             refresh_save_retry_secs: 60,
             refresher_interval_secs: 15,
             refresher_lead_secs: 300,
-            refresher_concurrency: 4,
+            refresher_concurrency: 8,
+            refresh_provider_concurrency: 8,
             refresh_exhaust_after_failures: 10,
             refresh_exhaust_after_secs: 86_400,
             audit_queue: 10_000,
@@ -348,7 +352,7 @@ pub enum KeySource {
 /// The setting `trusted_proxy_hops` replaced; still read, to refuse it.
 const REPLACED_FORWARDED_FOR: &str = "trust_forwarded_for";
 
-const ENV_KEYS: [&str; 37] = [
+const ENV_KEYS: [&str; 38] = [
     "LISTEN",
     "PUBLIC_URL",
     "DATA_DIR",
@@ -366,6 +370,7 @@ const ENV_KEYS: [&str; 37] = [
     "REFRESHER_INTERVAL_SECS",
     "REFRESHER_LEAD_SECS",
     "REFRESHER_CONCURRENCY",
+    "REFRESH_PROVIDER_CONCURRENCY",
     "REFRESH_EXHAUST_AFTER_FAILURES",
     "REFRESH_EXHAUST_AFTER_SECS",
     "AUDIT_QUEUE",

@@ -30,6 +30,8 @@ pub struct Inner {
     pub sandbox: Option<Sandbox>,
     /// In-process single flight of refreshes, one lock per connection.
     pub flights: KeyedLocks,
+    /// Refresh calls in flight per provider, capped; paused on a provider's 429.
+    pub provider_pacing: crate::refresh::pacing::ProviderPacing,
     /// Names this process in refresh leases.
     pub instance_id: String,
     /// Batching writer of hot-path audit events.
@@ -53,6 +55,7 @@ impl AppState {
         sandbox: Option<Sandbox>,
     ) -> Self {
         let public_url = config.public_url();
+        let provider_pacing = crate::refresh::pacing::ProviderPacing::new(config.refresh_provider_concurrency);
         let provider_client = ProviderClient::new(std::time::Duration::from_secs(config.provider_timeout_secs));
         let (audit, _writer) = AuditWriter::start(store.clone(), config.audit_queue);
         let password_gate = Gate::new(config.password_hash_concurrency, config.password_hash_queue);
@@ -64,6 +67,7 @@ impl AppState {
             provider_client,
             sandbox,
             flights: KeyedLocks::default(),
+            provider_pacing,
             instance_id: uuid::Uuid::new_v4().to_string(),
             audit,
             metrics: Arc::new(crate::metrics::Metrics::default()),

@@ -547,9 +547,16 @@ async fn call_provider(
     let Some(refresh_ct) = &row.refresh_token_ct else { return Err(ours("no refresh token".into())) };
     let refresh_token =
         state.keys.open_str(sealed::refresh_token(&row.id), refresh_ct).map_err(|e| ours(e.to_string()))?;
-    state.provider_client.refresh(def, &creds, &refresh_token).await.map_err(|e| match e {
+    let turn = state.provider_pacing.turn(&row.provider).await;
+    let answer = state.provider_client.refresh(def, &creds, &refresh_token).await;
+    drop(turn);
+    answer.map_err(|e| match e {
         TokenError::InvalidGrant(_) => RefreshFailure::Grant(e.to_string()),
         TokenError::Unavailable { retry_after, .. } => {
+            // The provider asked everyone to wait, not only this connection.
+            if let Some(wait) = retry_after {
+                state.provider_pacing.pause(&row.provider, wait);
+            }
             RefreshFailure::Transient { class: error_class(&e), reason: e.to_string(), retry_after }
         }
         other => RefreshFailure::Transient { class: error_class(&other), reason: other.to_string(), retry_after: None },
@@ -595,40 +602,83 @@ async fn record(state: &AppState, row: &TokenRow, outcome: &str, reason: Option<
 
 /// Renews connections a few minutes before they expire, so the endpoint rarely waits
 /// on a provider. Every replica runs one; leases keep them from duplicating work.
+///
+/// While more are due than one batch holds (ten thousand grants issued together expire
+/// together), it takes the next batch at once instead of waiting an interval. Each batch
+/// is shuffled, so replicas reading the same due rows mostly start on different ones and
+/// seldom meet at a lease. How many run at once is bounded twice: `refresher_concurrency`
+/// here, and `refresh_provider_concurrency` per provider in `pacing`.
 pub async fn background_refresher(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     let semaphore = Arc::new(tokio::sync::Semaphore::new(state.config.refresher_concurrency.max(1)));
+    let mut more_due = false;
     loop {
-        let pause = Duration::from_secs(state.config.refresher_interval_secs.max(1))
-            .mul_f64(rand::thread_rng().gen_range(0.8..1.2));
+        let pause = if more_due {
+            MORE_DUE_PAUSE
+        } else {
+            Duration::from_secs(state.config.refresher_interval_secs.max(1))
+                .mul_f64(rand::thread_rng().gen_range(0.8..1.2))
+        };
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
-            _ = stop.changed() => return,
+            _ = stop.changed() => break,
         }
-        let now = now();
-        let due: std::result::Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(
-            "select id from connections where status in ('active', 'failing') and refresh_token_ct is not null \
-             and expires_at is not null and expires_at < $1 and (next_attempt_at is null or next_attempt_at <= $2) \
-             and (refresh_lock_until is null or refresh_lock_until < $2) order by expires_at limit 100",
-        )
-        .bind(now + state.config.refresher_lead_secs)
-        .bind(now)
-        .fetch_all(state.store.pool())
-        .await;
-        let Ok(due) = due else { continue };
+        let Ok(mut due) = due_for_refresh(&state).await else {
+            more_due = false;
+            continue;
+        };
+        more_due = due.len() == REFRESHER_BATCH;
+        {
+            use rand::seq::SliceRandom;
+            due.shuffle(&mut rand::thread_rng());
+        }
         for id in due {
-            let Ok(permit) = Arc::clone(&semaphore).acquire_owned().await else { return };
+            let permit = tokio::select! {
+                permit = Arc::clone(&semaphore).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
+                _ = stop.changed() => break,
+            };
             let state = state.clone();
-            // Spread replicas' attempts a little.
-            let spread = Duration::from_millis(rand::thread_rng().gen_range(0..250));
+            // Detached, never aborted: a refresh cut off between the provider's answer and
+            // the save would lose a rotated refresh token.
             tokio::spawn(async move {
-                tokio::time::sleep(spread).await;
                 if let Err(e) = refresh_ahead(&state, &id).await {
                     tracing::warn!(connection = %id, error = %e, "background refresh failed");
                 }
                 drop(permit);
             });
         }
+        if *stop.borrow() {
+            break;
+        }
     }
+    // Let the refreshes under way finish (they release their leases), within the time a
+    // provider call and its save may take.
+    let all = u32::try_from(state.config.refresher_concurrency.max(1)).unwrap_or(u32::MAX);
+    let bound = Duration::from_secs(state.config.provider_timeout_secs.saturating_mul(2).max(1));
+    let _ = tokio::time::timeout(bound, semaphore.acquire_many(all)).await;
+}
+
+/// Rows read per batch by the background refresher.
+const REFRESHER_BATCH: usize = 200;
+/// Between full batches: enough that a batch whose rows cannot be refreshed yet never
+/// makes the loop spin.
+const MORE_DUE_PAUSE: Duration = Duration::from_millis(20);
+
+/// Connections that expire within the lead time, are not in backoff and have no live lease.
+async fn due_for_refresh(state: &AppState) -> std::result::Result<Vec<String>, sqlx::Error> {
+    let now = now();
+    sqlx::query_scalar(
+        "select id from connections where status in ('active', 'failing') and refresh_token_ct is not null \
+         and expires_at is not null and expires_at < $1 and (next_attempt_at is null or next_attempt_at <= $2) \
+         and (refresh_lock_until is null or refresh_lock_until < $2) order by expires_at limit $3",
+    )
+    .bind(now + state.config.refresher_lead_secs)
+    .bind(now)
+    .bind(i64::try_from(REFRESHER_BATCH).unwrap_or(200))
+    .fetch_all(state.store.pool())
+    .await
 }
 
 /// A refresh from the background: like on demand, with the refresher's own lead time.
@@ -646,6 +696,7 @@ async fn refresh_ahead(state: &AppState, id: &str) -> Result<()> {
     Ok(())
 }
 
+pub mod pacing;
 mod transitions;
 
 #[cfg(test)]

@@ -60,6 +60,9 @@ pub struct Faults {
     pub rotate_refresh_tokens: bool,
     /// Skip the consent page and approve at once.
     pub auto_approve: bool,
+    /// Answer 429 (`Retry-After: 1`) to token requests beyond this many at once, like a
+    /// provider protecting itself.
+    pub token_concurrency_limit: Option<u64>,
     /// Send this as `expires_in` instead of the real lifetime (a number or a string, as a
     /// careless or hostile provider might: huge, negative, fractional).
     pub token_expires_in: Option<Value>,
@@ -98,6 +101,7 @@ impl Default for Faults {
             access_token_ttl_secs: 3600,
             rotate_refresh_tokens: true,
             auto_approve: false,
+            token_concurrency_limit: None,
             token_expires_in: None,
             issue_refresh_tokens: true,
             id_token_fault: None,
@@ -123,6 +127,8 @@ struct FaultsPatch {
     access_token_ttl_secs: Option<u64>,
     rotate_refresh_tokens: Option<bool>,
     auto_approve: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    token_concurrency_limit: Option<Option<u64>>,
     #[serde(default, deserialize_with = "nullable")]
     token_expires_in: Option<Option<Value>>,
     issue_refresh_tokens: Option<bool>,
@@ -186,6 +192,9 @@ impl FaultsPatch {
         }
         if let Some(v) = self.auto_approve {
             next.auto_approve = v;
+        }
+        if let Some(v) = self.token_concurrency_limit {
+            next.token_concurrency_limit = v;
         }
         if let Some(v) = self.token_expires_in {
             next.token_expires_in = v;
@@ -274,6 +283,7 @@ pub(super) async fn stats(State(sb): State<Sandbox>) -> Response {
             "grants": grants,
             "revocations": st.revocations,
             "token_requests_total": st.token_requests_total,
+            "token_requests_peak_in_flight": sb.token_peak_in_flight(),
             "items": st.items,
         }),
     )

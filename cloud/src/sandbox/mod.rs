@@ -101,6 +101,9 @@ struct Inner {
     /// SHA-256 of the secret the admin hooks require.
     admin_secret_hash: [u8; 32],
     state: Mutex<State>,
+    /// Token requests being answered now, and the most at once since start.
+    token_in_flight: std::sync::atomic::AtomicU64,
+    token_peak_in_flight: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for Sandbox {
@@ -119,12 +122,32 @@ impl Sandbox {
         let base_url = base_url.trim_end_matches('/').to_owned();
         let admin_secret_hash = sha256(admin_secret.expose().as_bytes());
         let state = State::new(oidc::SigningKey::generate()?, oidc::SigningKey::generate()?);
-        Ok(Self { inner: Arc::new(Inner { base_url, admin_secret_hash, state: Mutex::new(state) }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                base_url,
+                admin_secret_hash,
+                state: Mutex::new(state),
+                token_in_flight: Default::default(),
+                token_peak_in_flight: Default::default(),
+            }),
+        })
     }
 
     /// A fresh random admin secret, for a start that was given none.
     pub fn generate_admin_secret() -> SecretString {
         SecretString::new(random_token("sbx_admin_"))
+    }
+
+    /// Counts a token request in flight until the guard drops; returns how many are now.
+    fn token_call(&self) -> (TokenCall<'_>, u64) {
+        use std::sync::atomic::Ordering;
+        let now = self.inner.token_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.inner.token_peak_in_flight.fetch_max(now, Ordering::SeqCst);
+        (TokenCall(&self.inner.token_in_flight), now)
+    }
+
+    fn token_peak_in_flight(&self) -> u64 {
+        self.inner.token_peak_in_flight.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Whether `presented` is the admin secret (compared in constant time).
@@ -265,6 +288,15 @@ struct RefreshToken {
     grant: usize,
     /// Rotated away: presenting it again revokes the grant.
     used: bool,
+}
+
+/// One token request in flight; dropped when it is answered or its client goes away.
+struct TokenCall<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl Drop for TokenCall<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// The whole mutable state.

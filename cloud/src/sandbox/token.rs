@@ -26,9 +26,10 @@ enum Kind {
 
 /// `POST /sandbox/token`.
 ///
-/// Order: count the request (per grant when the code or refresh token names one), wait
-/// `token_delay_ms`, answer an injected fault if one applies, then authenticate the client
-/// and run the grant.
+/// Order: count the request (per grant when the code or refresh token names one, and
+/// among those in flight), wait `token_delay_ms`, answer 429 if more than
+/// `token_concurrency_limit` are in flight or an injected fault if one applies, then
+/// authenticate the client and run the grant.
 pub(super) async fn token(State(sb): State<Sandbox>, headers: HeaderMap, body: Bytes) -> Response {
     let params = Params::parse(&body);
     let kind = match params.get("grant_type") {
@@ -36,6 +37,7 @@ pub(super) async fn token(State(sb): State<Sandbox>, headers: HeaderMap, body: B
         Some("refresh_token") => Kind::RefreshToken,
         _ => Kind::Other,
     };
+    let (_in_flight, at_once) = sb.token_call();
     let (faults, grant) = {
         let mut st = sb.lock();
         st.token_requests_total += 1;
@@ -57,7 +59,20 @@ pub(super) async fn token(State(sb): State<Sandbox>, headers: HeaderMap, body: B
         tokio::time::sleep(Duration::from_millis(faults.token_delay_ms)).await;
     }
     let mut st = sb.lock();
-    let result = match injected_fault(&faults, kind) {
+    let overloaded = faults.token_concurrency_limit.is_some_and(|limit| at_once > limit);
+    let fault = if overloaded {
+        Some(
+            OAuthError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "temporarily_unavailable",
+                "sandbox: too many requests at once",
+            )
+            .with_retry_after(1),
+        )
+    } else {
+        injected_fault(&faults, kind)
+    };
+    let result = match fault {
         Some(fault) => Err(fault),
         None => run_grant(&mut st, &faults, kind, &headers, &params, sb.base_url()),
     };
