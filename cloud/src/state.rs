@@ -41,6 +41,8 @@ pub struct Inner {
     pub password_gate: Gate,
     /// Wakes this replica's webhook worker when an event is published here.
     pub webhook_wake: tokio::sync::Notify,
+    /// Serving, draining or stopping (`server::serve` moves it on).
+    pub drain: crate::drain::Drain,
 }
 
 impl AppState {
@@ -54,7 +56,8 @@ impl AppState {
     ) -> Self {
         let public_url = config.public_url();
         let provider_client = ProviderClient::new(std::time::Duration::from_secs(config.provider_timeout_secs));
-        let (audit, _writer) = AuditWriter::start(store.clone(), config.audit_queue);
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let (audit, _writer) = AuditWriter::start(store.clone(), config.audit_queue, Arc::clone(&metrics));
         let password_gate = Gate::new(config.password_hash_concurrency, config.password_hash_queue);
         Self(Arc::new(Inner {
             store,
@@ -66,10 +69,11 @@ impl AppState {
             flights: KeyedLocks::default(),
             instance_id: uuid::Uuid::new_v4().to_string(),
             audit,
-            metrics: Arc::new(crate::metrics::Metrics::default()),
+            metrics,
             public_url,
             password_gate,
             webhook_wake: tokio::sync::Notify::new(),
+            drain: crate::drain::Drain::default(),
         }))
     }
 }
