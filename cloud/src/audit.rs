@@ -2,8 +2,8 @@
 //! names and outcomes only.
 
 use crate::error::Result;
-use crate::store::{new_id, now, Store};
 use crate::metrics::Metrics;
+use crate::store::{new_id, now, Store};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 

@@ -183,7 +183,11 @@ impl Default for Metrics {
             m.audit_dropped.clone(),
         );
         registry.register("db_pool_connections", "Database connections by state", m.db_pool.clone());
-        registry.register("db_pool_max_connections", "Most database connections this replica opens", m.db_pool_max.clone());
+        registry.register(
+            "db_pool_max_connections",
+            "Most database connections this replica opens",
+            m.db_pool_max.clone(),
+        );
         registry.register(
             "db_acquire_timeouts",
             "Waits for a database connection that gave up: the database is slow or unreachable",
@@ -216,7 +220,9 @@ impl Metrics {
 
     /// One refresh at `provider` ended with `outcome`.
     pub fn count_refresh(&self, provider: &str, outcome: &str) {
-        self.refreshes.get_or_create(&RefreshLabels { provider: provider.to_owned(), outcome: outcome.to_owned() }).inc();
+        self.refreshes
+            .get_or_create(&RefreshLabels { provider: provider.to_owned(), outcome: outcome.to_owned() })
+            .inc();
     }
 
     /// The provider's token call of a refresh took `seconds`.

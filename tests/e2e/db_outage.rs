@@ -45,8 +45,7 @@ async fn until_served(api: &Api, pat: &str, limit: Duration, log: impl Fn() -> S
 async fn a_postgres_outage_answers_fast_503s_and_the_replica_serves_again_without_a_restart() {
     let Some(pg) = OwnPg::start() else { return };
     let db = TestDb::at(Backend::Postgres, pg.url());
-    let cloud =
-        CloudProcess::spawn(&db, &[("LATCHKEY_SANDBOX", "1"), ("LATCHKEY_REFRESHER_INTERVAL_SECS", "1")]).await;
+    let cloud = CloudProcess::spawn(&db, &[("LATCHKEY_SANDBOX", "1"), ("LATCHKEY_REFRESHER_INTERVAL_SECS", "1")]).await;
     let api = cloud.api();
     let pat = connected(&api).await;
     token(&api, &pat).await.ok(200);
@@ -83,7 +82,8 @@ async fn a_postgres_outage_answers_fast_503s_and_the_replica_serves_again_withou
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locked_sqlite_database_answers_503_then_serves_again() {
     let db = TestDb::new(Backend::Sqlite).await;
-    let cloud = CloudProcess::spawn(&db, &[("LATCHKEY_SANDBOX", "1"), ("LATCHKEY_SQLITE_BUSY_TIMEOUT_MS", "300")]).await;
+    let cloud =
+        CloudProcess::spawn(&db, &[("LATCHKEY_SANDBOX", "1"), ("LATCHKEY_SQLITE_BUSY_TIMEOUT_MS", "300")]).await;
     let api = cloud.api();
     let pat = connected(&api).await;
     token(&api, &pat).await.ok(200);

@@ -745,9 +745,7 @@ pub async fn background_refresher(state: AppState, mut stop: tokio::sync::watch:
 /// Sets `latchkey_connections{status}` from the database.
 async fn count_connections(state: &AppState) {
     let counts: std::result::Result<Vec<(String, i64)>, sqlx::Error> =
-        sqlx::query_as("select status, count(*) from connections group by status")
-            .fetch_all(state.store.pool())
-            .await;
+        sqlx::query_as("select status, count(*) from connections group by status").fetch_all(state.store.pool()).await;
     match counts {
         Ok(counts) => state.metrics.set_connections(&counts),
         Err(e) => state.metrics.db_error(&e),
