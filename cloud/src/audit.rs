@@ -2,8 +2,9 @@
 //! names and outcomes only.
 
 use crate::error::Result;
+use crate::metrics::Metrics;
 use crate::store::{new_id, now, Store};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// One event. `detail` is a small JSON object of non-secret facts.
@@ -67,10 +68,16 @@ pub struct OwnedEvent {
 /// backoff. After [`FAILING_AFTER`] failed attempts in a row it reports itself failing
 /// ([`AuditWriter::is_failing`]) and the endpoint refuses (503) instead of issuing tokens
 /// whose events could not be written either, until the held batch is in.
+///
+/// At shutdown `server::serve` waits (bounded) for [`AuditWriter::flush`]: every event
+/// queued or held is written before the pool closes.
 #[derive(Clone, Debug)]
 pub struct AuditWriter {
     tx: tokio::sync::mpsc::Sender<OwnedEvent>,
     failing: Arc<AtomicBool>,
+    /// Events accepted and not yet written (queued, or in the batch being written).
+    pending: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
 }
 
 /// The queue is full: the caller must refuse the request.
@@ -96,22 +103,71 @@ const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 impl AuditWriter {
     /// Starts the writer task; it ends (after writing what is queued) when every
     /// `AuditWriter` clone is dropped.
-    pub fn start(store: Store, capacity: usize) -> (Self, tokio::task::JoinHandle<()>) {
+    pub fn start(store: Store, capacity: usize, metrics: Arc<Metrics>) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
-        let failing = Arc::new(AtomicBool::new(false));
-        (AuditWriter { tx, failing: Arc::clone(&failing) }, tokio::spawn(write_loop(store, rx, failing)))
+        let writer = AuditWriter {
+            tx,
+            failing: Arc::new(AtomicBool::new(false)),
+            pending: Arc::new(AtomicUsize::new(0)),
+            metrics,
+        };
+        let task = tokio::spawn(write_loop(store, rx, writer.loop_state()));
+        (writer, task)
+    }
+
+    /// What the writer task shares with the senders (not a sender itself, so the task
+    /// still ends when every `AuditWriter` is dropped).
+    fn loop_state(&self) -> LoopState {
+        LoopState {
+            failing: Arc::clone(&self.failing),
+            pending: Arc::clone(&self.pending),
+            metrics: Arc::clone(&self.metrics),
+        }
     }
 
     /// Queues `event`, waiting up to [`QUEUE_WAIT`] for room.
     pub async fn send(&self, event: OwnedEvent) -> std::result::Result<(), QueueFull> {
         use tokio::sync::mpsc::error::TrySendError;
-        match self.tx.try_send(event) {
+        // Counted before it is queued, so the writer never subtracts what was not added.
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        let sent = match self.tx.try_send(event) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(event)) => match tokio::time::timeout(QUEUE_WAIT, self.tx.send(event)).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(_)) | Err(_) => Err(QueueFull),
             },
             Err(TrySendError::Closed(_)) => Err(QueueFull),
+        };
+        if sent.is_err() {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            self.metrics.audit_dropped.inc();
+        }
+        sent
+    }
+
+    /// Events waiting in the queue.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity().saturating_sub(self.tx.capacity())
+    }
+
+    pub fn queue_capacity(&self) -> usize {
+        self.tx.max_capacity()
+    }
+
+    /// Waits until every event accepted so far is written, or `limit` has passed; false
+    /// (with an error logged) when some are still unwritten.
+    pub async fn flush(&self, limit: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let pending = self.pending.load(Ordering::Acquire);
+            if pending == 0 {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::error!(events = pending, "audit events were still unwritten when the process had to stop");
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
 
@@ -122,7 +178,15 @@ impl AuditWriter {
     }
 }
 
-async fn write_loop(store: Store, mut rx: tokio::sync::mpsc::Receiver<OwnedEvent>, failing: Arc<AtomicBool>) {
+/// The writer task's side of an [`AuditWriter`].
+struct LoopState {
+    failing: Arc<AtomicBool>,
+    pending: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
+}
+
+async fn write_loop(store: Store, mut rx: tokio::sync::mpsc::Receiver<OwnedEvent>, shared: LoopState) {
+    let LoopState { failing, pending, metrics } = shared;
     let mut batch = Vec::with_capacity(BATCH_MAX);
     // The writer keeps a connection of its own: waiting in the pool's queue behind every
     // request in flight is what let the audit log fall behind under load.
@@ -155,9 +219,13 @@ async fn write_loop(store: Store, mut rx: tokio::sync::mpsc::Receiver<OwnedEvent
             // A fresh connection next time, in case this one is broken.
             conn = None;
             failures = failures.saturating_add(1);
+            if let crate::error::Error::Db(db) = &e {
+                metrics.db_error(db);
+            }
             if store.pool().is_closed() {
                 // Shutting down: nothing can write them any more.
                 tracing::error!(error = %e, events = batch.len(), "audit events could not be written before shutdown");
+                metrics.audit_dropped.inc_by(u64::try_from(batch.len()).unwrap_or(u64::MAX));
                 break;
             }
             if failures == FAILING_AFTER {
@@ -168,6 +236,7 @@ async fn write_loop(store: Store, mut rx: tokio::sync::mpsc::Receiver<OwnedEvent
             }
             tokio::time::sleep(retry_delay(failures)).await;
         }
+        pending.fetch_sub(batch.len(), Ordering::AcqRel);
         batch.clear();
         // Idle: give the connection back to the pool until the next event.
         if rx.is_empty() {
@@ -475,7 +544,7 @@ mod tests {
     async fn a_full_queue_slows_senders_down_instead_of_refusing_them() {
         let db = crate::test_db::TempSqlite::new().await;
         let store = db.store.clone();
-        let (writer, task) = AuditWriter::start(store.clone(), 1);
+        let (writer, task) = AuditWriter::start(store.clone(), 1, Arc::default());
         let mut senders = tokio::task::JoinSet::new();
         for n in 0..500 {
             let writer = writer.clone();

@@ -20,6 +20,9 @@ Settings (environment wins over the config file; flags win over both):
   LATCHKEY_SANDBOX_ADMIN_SECRET  secret of the sandbox's admin hooks (X-Sandbox-Admin);
                              unset: a random one, printed at start
   LATCHKEY_PROVIDER_TIMEOUT_SECS  timeout of calls to providers [default: 10]
+  LATCHKEY_DRAIN_SECS        on SIGTERM, serve on this long (/readyz 503, Connection: close)
+                             [default: 5; 0 in dev mode]; then LATCHKEY_SHUTDOWN_TIMEOUT_SECS
+                             for in-flight work [default: 10]; a second signal exits at once
   LATCHKEY_REFRESH_SAVE_RETRY_SECS  how long a refresh retries saving a provider's new
                              tokens while the database fails (--refresh-save-retry-secs) [default: 60]
   LATCHKEY_REFRESH_EXHAUST_AFTER_FAILURES  failed refreshes in a row after which a connection is

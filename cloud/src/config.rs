@@ -44,6 +44,18 @@ pub struct Config {
     /// `postgres://…` or `sqlite://…`; unset: SQLite in `data_dir`.
     pub database_url: Option<String>,
     pub database_max_connections: u32,
+    /// How long a request waits for a database connection before it is answered 503, in
+    /// milliseconds: short, so an unreachable database fails requests fast.
+    pub database_acquire_timeout_ms: u64,
+    /// SQLite only: how long a write waits for another writer's lock before it fails (503),
+    /// in milliseconds.
+    pub sqlite_busy_timeout_ms: u64,
+    /// After the first SIGTERM or SIGINT, keep serving (with `Connection: close`, `/readyz`
+    /// 503) this many seconds so load balancers move away; unset: 5, or 0 in dev mode.
+    pub drain_secs: Option<u64>,
+    /// Then, at most this many seconds for in-flight requests, background work and the
+    /// audit queue to finish before the process exits anyway.
+    pub shutdown_timeout_secs: u64,
     /// Base64 master key, or `version:base64,version:base64` with the active one first.
     pub master_key: Option<SecretString>,
     pub master_key_file: Option<PathBuf>,
@@ -68,6 +80,9 @@ pub struct Config {
     /// How long a refresh keeps retrying to save the provider's new tokens while the
     /// database fails, in seconds; the rotated refresh token is lost after that.
     pub refresh_save_retry_secs: u64,
+    /// A refresh holds its connection's cross-replica lease this long, renewed every third
+    /// of it while the holder works; a dead holder blocks the connection at most this long.
+    pub refresh_lease_secs: u64,
     /// The background refresher looks for expiring tokens this often, in seconds.
     pub refresher_interval_secs: u64,
     /// …and renews those expiring within this many seconds.
@@ -135,6 +150,10 @@ impl Default for Config {
             data_dir: PathBuf::from("latchkey-data"),
             database_url: None,
             database_max_connections: 16,
+            database_acquire_timeout_ms: 1000,
+            sqlite_busy_timeout_ms: 10_000,
+            drain_secs: None,
+            shutdown_timeout_secs: 10,
             master_key: None,
             master_key_file: None,
             master_keys: Vec::new(),
@@ -146,6 +165,7 @@ impl Default for Config {
             refresh_window_secs: 60,
             refresh_wait_secs: 15,
             refresh_save_retry_secs: 60,
+            refresh_lease_secs: 5,
             refresher_interval_secs: 15,
             refresher_lead_secs: 300,
             refresher_concurrency: 8,
@@ -261,10 +281,33 @@ impl Config {
                 "webhook_retry_base_ms and webhook_poll_interval_ms must be at least 1".into(),
             ));
         }
+        if self.refresh_lease_secs < 3 {
+            return Err(ConfigError::Invalid(
+                "refresh_lease_secs must be at least 3 (its heartbeat renews it every third)".into(),
+            ));
+        }
+        if self.database_acquire_timeout_ms == 0 {
+            return Err(ConfigError::Invalid("database_acquire_timeout_ms must be at least 1".into()));
+        }
         if self.password_hash_concurrency == 0 {
             return Err(ConfigError::Invalid("password_hash_concurrency must be at least 1".into()));
         }
         Ok(())
+    }
+
+    /// How long a stopping replica keeps serving before it stops accepting: `drain_secs`,
+    /// else 5 s, or none in dev mode (where Ctrl-C should stop at once).
+    pub fn drain_period(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.drain_secs.unwrap_or(if self.dev { 0 } else { 5 }))
+    }
+
+    /// The database pool's limits and waits.
+    pub fn pool_settings(&self) -> crate::store::PoolSettings {
+        crate::store::PoolSettings {
+            max_connections: self.database_max_connections,
+            acquire_timeout: std::time::Duration::from_millis(self.database_acquire_timeout_ms),
+            sqlite_busy_timeout: std::time::Duration::from_millis(self.sqlite_busy_timeout_ms),
+        }
     }
 
     /// The public URL without a trailing slash.
@@ -352,11 +395,16 @@ pub enum KeySource {
 /// The setting `trusted_proxy_hops` replaced; still read, to refuse it.
 const REPLACED_FORWARDED_FOR: &str = "trust_forwarded_for";
 
-const ENV_KEYS: [&str; 38] = [
+const ENV_KEYS: [&str; 43] = [
     "LISTEN",
     "PUBLIC_URL",
     "DATA_DIR",
     "DATABASE_MAX_CONNECTIONS",
+    "DATABASE_ACQUIRE_TIMEOUT_MS",
+    "SQLITE_BUSY_TIMEOUT_MS",
+    "DRAIN_SECS",
+    "SHUTDOWN_TIMEOUT_SECS",
+    "REFRESH_LEASE_SECS",
     "MASTER_KEY",
     "MASTER_KEY_FILE",
     "ACTIVE_KEY_VERSION",

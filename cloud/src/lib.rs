@@ -11,7 +11,7 @@
 //!   and what may they touch)
 //! - infrastructure: `webhooks` (the event outbox), `state`, `keys`, `config`, `oauth`, `sandbox`, `providers`,
 //!   `audit`, `ratelimit`, `sealed`, `error`, `single_flight`, `gate`, `metrics`,
-//!   `store`, `crypto`
+//!   `drain`, `store`, `crypto`
 #![forbid(unsafe_code)]
 
 pub mod access;
@@ -28,6 +28,7 @@ pub mod consent;
 pub mod crypto;
 pub mod demo;
 pub mod devices;
+pub mod drain;
 pub mod error;
 pub mod gate;
 pub mod http;

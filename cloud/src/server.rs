@@ -1,17 +1,19 @@
-//! Start-up and shutdown: open the store, run migrations, build the key ring, serve.
+//! Start-up and shutdown: open the store, run migrations, build the key ring, serve, drain.
 
 use crate::config::{Config, KeySource};
+use crate::drain::Phase;
 use crate::state::AppState;
 use crate::store::{Backend, Store};
 use anyhow::Context;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// Opens the database named by the config and brings its schema up to date.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let url = config.database_url();
-    let store = Store::connect(&url, config.database_max_connections).await?;
+    let store = Store::connect(&url, &config.pool_settings()).await?;
     store.migrate().await?;
     match store.backend() {
         Backend::Sqlite => tracing::info!(
@@ -92,7 +94,15 @@ fn loopback_url(url: &str) -> bool {
         || host.trim_matches(|c| c == '[' || c == ']').parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Serves until `shutdown` resolves, then drains in-flight requests.
+/// Serves until `shutdown` resolves, then drains (see `crate::drain`) and stops:
+///
+/// 1. `/readyz` answers 503 and every answer carries `Connection: close`, for
+///    `drain_period()` (`drain_secs`), while everything is still served; the background
+///    refresher and the webhook worker start nothing new;
+/// 2. the listener closes; requests in flight, the refreshes and deliveries under way and
+///    the audit queue get `shutdown_timeout_secs` between them, after which the process
+///    stops anyway (a refresh lease left behind runs out within `refresh_lease_secs`);
+/// 3. the pool closes.
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
@@ -100,52 +110,112 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("reading the listen address")?;
     tracing::info!(listen = %addr, public_url = %state.public_url, "latchkey-cloud is serving");
-    let store = state.store.clone();
+    let (store, drain, audit) = (state.store.clone(), state.drain.clone(), state.audit.clone());
+    let drain_period = state.config.drain_period();
+    let shutdown_timeout = Duration::from_secs(state.config.shutdown_timeout_secs);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let refresher = tokio::spawn(crate::refresh::background_refresher(state.clone(), stop_rx.clone()));
     let webhooks = tokio::spawn(crate::webhooks::worker::run(state.clone(), stop_rx));
     let app = crate::http::app(state);
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP")?;
-    let _ = stop_tx.send(true);
-    let _ = refresher.await;
-    let _ = webhooks.await;
-    // Give the audit writer its last batch window before the pool closes.
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    store.close().await;
+    let stop_accepting = {
+        let drain = drain.clone();
+        async move {
+            shutdown.await;
+            drain.advance(Phase::Draining);
+            let _ = stop_tx.send(true);
+            tracing::info!(
+                drain_secs = drain_period.as_secs(),
+                "stopping: draining (/readyz answers 503, every answer closes its connection); a second signal stops at once"
+            );
+            tokio::time::sleep(drain_period).await;
+            drain.advance(Phase::Stopping);
+        }
+    };
+    let mut server = tokio::spawn(
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(stop_accepting)
+            .into_future(),
+    );
+    let ended_early = tokio::select! {
+        served = &mut server => Some(served),
+        () = drain.reached(Phase::Stopping) => None,
+    };
+    let deadline = tokio::time::Instant::now() + shutdown_timeout;
+    let served = match ended_early {
+        Some(served) => served,
+        None => {
+            tracing::info!("no longer accepting connections; finishing what is in flight");
+            match tokio::time::timeout_at(deadline, &mut server).await {
+                Ok(served) => served,
+                Err(_) => {
+                    tracing::warn!(
+                        timeout_secs = shutdown_timeout.as_secs(),
+                        "requests were still in flight at the shutdown timeout; stopping anyway"
+                    );
+                    server.abort();
+                    Ok(Ok(()))
+                }
+            }
+        }
+    };
+    // Serving may also have ended on its own (an error); stop the rest the same way.
+    drain.advance(Phase::Stopping);
+    let background = async {
+        let _ = refresher.await;
+        let _ = webhooks.await;
+    };
+    if tokio::time::timeout_at(deadline, background).await.is_err() {
+        tracing::warn!("refreshes or webhook deliveries were still under way at the shutdown timeout; stopping anyway");
+    }
+    audit.flush(deadline.saturating_duration_since(tokio::time::Instant::now())).await;
+    // Closing waits for connections still out (a request abandoned above): bounded too.
+    if tokio::time::timeout(Duration::from_secs(1), store.close()).await.is_err() {
+        tracing::warn!("database connections were still in use when the pool closed");
+    }
     tracing::info!("latchkey-cloud stopped");
-    Ok(())
+    served.context("the HTTP server task")?.context("serving HTTP")
 }
 
-/// Resolves on SIGINT or SIGTERM.
+/// Resolves on the first SIGINT or SIGTERM. From then on a second one ends the process at
+/// once, without finishing anything: exit code 130 (SIGINT) or 143 (SIGTERM), as a shell
+/// reports a process those signals killed.
 pub async fn shutdown_signal() {
-    let ctrl_c = async {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (mut interrupt, mut terminate) = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+            (Ok(interrupt), Ok(terminate)) => (interrupt, terminate),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "cannot listen for SIGINT and SIGTERM");
+                return std::future::pending().await;
+            }
+        };
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = terminate.recv() => {},
+        }
+        tokio::spawn(async move {
+            let (name, code) = tokio::select! {
+                _ = interrupt.recv() => ("SIGINT", 130),
+                _ = terminate.recv() => ("SIGTERM", 143),
+            };
+            tracing::warn!(signal = name, "second stop signal: exiting at once");
+            std::process::exit(code);
+        });
+    }
+    #[cfg(not(unix))]
+    {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
+            return std::future::pending().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+        tokio::spawn(async {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                tracing::warn!("second Ctrl-C: exiting at once");
+                std::process::exit(130);
             }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        });
     }
-    tracing::info!("shutdown signal received; finishing in-flight requests");
 }
 
 /// A database URL without its password, for logs.

@@ -43,6 +43,8 @@ pub struct Inner {
     pub password_gate: Gate,
     /// Wakes this replica's webhook worker when an event is published here.
     pub webhook_wake: tokio::sync::Notify,
+    /// Serving, draining or stopping (`server::serve` moves it on).
+    pub drain: crate::drain::Drain,
 }
 
 impl AppState {
@@ -57,7 +59,8 @@ impl AppState {
         let public_url = config.public_url();
         let provider_pacing = crate::refresh::pacing::ProviderPacing::new(config.refresh_provider_concurrency);
         let provider_client = ProviderClient::new(std::time::Duration::from_secs(config.provider_timeout_secs));
-        let (audit, _writer) = AuditWriter::start(store.clone(), config.audit_queue);
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let (audit, _writer) = AuditWriter::start(store.clone(), config.audit_queue, Arc::clone(&metrics));
         let password_gate = Gate::new(config.password_hash_concurrency, config.password_hash_queue);
         Self(Arc::new(Inner {
             store,
@@ -70,10 +73,11 @@ impl AppState {
             provider_pacing,
             instance_id: uuid::Uuid::new_v4().to_string(),
             audit,
-            metrics: Arc::new(crate::metrics::Metrics::default()),
+            metrics,
             public_url,
             password_gate,
             webhook_wake: tokio::sync::Notify::new(),
+            drain: crate::drain::Drain::default(),
         }))
     }
 }

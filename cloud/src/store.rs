@@ -4,9 +4,15 @@
 //! are unix seconds, booleans are 0/1 integers, and placeholders are `$n` (SQLite
 //! understands them too). Where the dialects differ, `Backend` says which one we have.
 //! Nothing that replicas must share lives in process memory; it lives here.
+//!
+//! The pool is built to ride out a database that goes away: a request waits at most
+//! `acquire_timeout` for a connection (then answers 503, see `error::db_unavailable`), a
+//! connection that failed a query is closed when it goes back (sqlx pings it on release),
+//! and one that sat idle is pinged before use, so after an outage every replica serves
+//! again on fresh connections without a restart.
 
 use sqlx::any::{AnyPoolOptions, AnyQueryResult};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Connection, Executor};
 use std::path::Path;
 use std::time::Duration;
 
@@ -36,6 +42,41 @@ pub struct Store {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/cloud-sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/cloud-postgres");
 
+/// How the pool behaves; from the configuration (`Config::pool_settings`).
+#[derive(Clone, Copy, Debug)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    /// How long a caller waits for a connection before `PoolTimedOut`.
+    pub acquire_timeout: Duration,
+    /// SQLite only: how long a write waits for another writer's lock before `SQLITE_BUSY`.
+    pub sqlite_busy_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(1),
+            sqlite_busy_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A connection idle longer than this is pinged before it is handed out: it may have died
+/// with a database restart meanwhile. Busy connections skip the round trip.
+const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
+
+/// The longest `/readyz` waits for the database.
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What the pool holds now, for the metrics.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolStats {
+    pub in_use: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
 /// Errors opening or migrating the database, worded for an operator.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -56,7 +97,7 @@ impl Store {
     }
 
     /// Opens a pool. For SQLite, creates the data directory first.
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+    pub async fn connect(url: &str, settings: &PoolSettings) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres
@@ -65,8 +106,19 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl);
         };
-        let mut options =
-            AnyPoolOptions::new().acquire_timeout(Duration::from_secs(5)).max_connections(max_connections);
+        let mut options = AnyPoolOptions::new()
+            .acquire_timeout(settings.acquire_timeout)
+            .max_connections(settings.max_connections)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > PING_IDLE_AFTER {
+                        // An error here makes the pool drop this one and open another.
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            });
         if backend == Backend::Sqlite {
             if let Some(parent) = sqlite_file(url).and_then(|p| p.parent().map(Path::to_path_buf)) {
                 if !parent.as_os_str().is_empty() {
@@ -75,14 +127,17 @@ impl Store {
                 }
             }
             // WAL lets readers run beside the one writer; the busy timeout makes writers
-            // queue instead of failing; foreign keys are off by default in SQLite.
-            options = options.after_connect(|conn, _meta| {
+            // queue instead of failing (up to a bound, then 503); foreign keys are off by
+            // default in SQLite.
+            let pragmas = format!(
+                "pragma journal_mode = wal; pragma synchronous = normal; \
+                 pragma busy_timeout = {}; pragma foreign_keys = on;",
+                settings.sqlite_busy_timeout.as_millis()
+            );
+            options = options.after_connect(move |conn, _meta| {
+                let pragmas = pragmas.clone();
                 Box::pin(async move {
-                    conn.execute(
-                        "pragma journal_mode = wal; pragma synchronous = normal; \
-                         pragma busy_timeout = 10000; pragma foreign_keys = on;",
-                    )
-                    .await?;
+                    conn.execute(pragmas.as_str()).await?;
                     Ok(())
                 })
             });
@@ -109,9 +164,26 @@ impl Store {
         self.backend
     }
 
-    /// `/readyz`: can we run a query right now?
+    /// `/readyz`: can we run a query right now? Bounded: a database that does not answer
+    /// within a second is as good as down to a load balancer.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("select 1").execute(&self.pool).await.map(|_: AnyQueryResult| ())
+        match tokio::time::timeout(PING_TIMEOUT, sqlx::query("select 1").execute(&self.pool)).await {
+            Ok(answer) => answer.map(|_: AnyQueryResult| ()),
+            Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the database did not answer within a second",
+            ))),
+        }
+    }
+
+    /// Connections in use and idle, and the most there may be.
+    pub fn stats(&self) -> PoolStats {
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+        PoolStats {
+            in_use: self.pool.size().saturating_sub(idle),
+            idle,
+            max: self.pool.options().get_max_connections(),
+        }
     }
 
     pub async fn close(&self) {

@@ -19,7 +19,8 @@ impl TempSqlite {
         let dir = std::env::temp_dir().join(format!("latchkey-unit-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.join("latchkey.db").display());
-        let store = Store::connect(&url, 4).await.unwrap();
+        let settings = crate::store::PoolSettings { max_connections: 4, ..Default::default() };
+        let store = Store::connect(&url, &settings).await.unwrap();
         store.migrate().await.unwrap();
         TempSqlite { store, dir }
     }

@@ -20,8 +20,10 @@ async fn a_database_restart_between_the_providers_answer_and_the_save_does_not_l
         &[
             ("LATCHKEY_SANDBOX", "1"),
             ("LATCHKEY_TOKEN_RATE_LIMIT", "0"),
-            // A lease of 15 s, so a lost token would be spent (and the grant revoked) soon.
+            // A short lease (renewed while the refresh lives), so a lost token would be
+            // spent (and the grant revoked) soon.
             ("LATCHKEY_PROVIDER_TIMEOUT_SECS", "5"),
+            ("LATCHKEY_REFRESH_LEASE_SECS", "3"),
             ("LATCHKEY_REFRESH_WAIT_SECS", "30"),
             // Only this test's requests refresh.
             ("LATCHKEY_REFRESHER_INTERVAL_SECS", "3600"),
@@ -49,7 +51,8 @@ async fn a_database_restart_between_the_providers_answer_and_the_save_does_not_l
     }
     // The cloud holds the lease and waits for the provider: stop the database, let the
     // provider answer (after 2 s) and the save fail, then start it again. The outage
-    // outlasts the pool's 5 s wait for a connection, so a first save attempt does fail.
+    // outlasts the pool's wait for a connection (1 s), so a first save attempt does fail,
+    // and outlasts the lease (3 s), which only the heartbeat keeps.
     pg.stop();
     tokio::time::sleep(Duration::from_secs(9)).await;
     pg.start_again();

@@ -49,6 +49,8 @@ impl Cloud {
             master_key: Some(TEST_MASTER_KEY.into()),
             sandbox_admin_secret: Some(SANDBOX_ADMIN_SECRET.into()),
             database_max_connections: 8,
+            // Tests stop clouds often; a drain test sets its own.
+            drain_secs: Some(0),
             ..Default::default()
         };
         tweak(&mut config);
@@ -154,6 +156,8 @@ impl CloudProcess {
             .env("LATCHKEY_MASTER_KEY", TEST_MASTER_KEY)
             .env("LATCHKEY_SANDBOX_ADMIN_SECRET", SANDBOX_ADMIN_SECRET)
             .env("RUST_LOG", "info")
+            // Tests stop processes often; a drain test passes its own.
+            .env("LATCHKEY_DRAIN_SECS", "0")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log"))
             .stderr(log_file);
@@ -205,8 +209,28 @@ impl CloudProcess {
 
     /// Sends SIGTERM and waits for a clean exit; returns the exit status code.
     pub fn terminate(mut self) -> Option<i32> {
-        let _ = std::process::Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        self.send_term();
         self.child.wait().ok().and_then(|s| s.code())
+    }
+
+    /// Sends SIGTERM and returns at once (a drain test watches what the process does next).
+    pub fn send_term(&self) {
+        let _ = std::process::Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+    }
+
+    /// Waits up to `limit` for the process to exit: its exit code, `Some(None)` when a
+    /// signal killed it, `None` when it is still running.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<Option<i32>> {
+        let until = std::time::Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.code());
+            }
+            if std::time::Instant::now() >= until {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 

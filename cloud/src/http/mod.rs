@@ -126,6 +126,7 @@ pub fn app(state: AppState) -> Router {
     let (router, spec) = api();
     let sandbox = state.sandbox.as_ref().map(crate::sandbox::Sandbox::router);
     let metrics = Arc::clone(&state.metrics);
+    let drain = state.drain.clone();
     let spec = Arc::new(spec);
     let request_id = HeaderName::from_static("x-request-id");
     router
@@ -138,7 +139,7 @@ pub fn app(state: AppState) -> Router {
         )
         .merge(pages::router())
         .merge(consent::page_router())
-        .route("/metrics", axum::routing::get(crate::metrics::serve).with_state(Arc::clone(&metrics)))
+        .route("/metrics", axum::routing::get(ops::metrics))
         .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&metrics), crate::metrics::track))
         .fallback(|headers: axum::http::HeaderMap| async move {
             if pages::wants_html(&headers) {
@@ -175,4 +176,6 @@ pub fn app(state: AppState) -> Router {
             tracing::error!("a request handler panicked");
             Error::client(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::ServerError, "internal error").into_response()
         }))
+        // Outermost, so every answer of a draining replica closes its connection.
+        .layer(axum::middleware::from_fn_with_state(drain, crate::drain::close_connections))
 }

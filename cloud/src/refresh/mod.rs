@@ -3,10 +3,14 @@
 //!
 //! Single flight has two layers: an async mutex per connection inside a process, and a
 //! lease in the connection's row (`refresh_lock_owner`, `refresh_lock_until`) across
-//! processes. The lease outlives the provider timeout, so a live holder always finishes
-//! first; a dead holder blocks the connection for at most the lease. The lease is only
-//! granted on the tokens the taker read (see `acquire_lease`), so nobody can spend a
-//! refresh token that another replica has just rotated.
+//! processes. The lease is short (`refresh_lease_secs`) and a heartbeat renews it every
+//! third of it for as long as the holder works (the provider call and the save), so a
+//! live holder, however slow its provider, keeps it, and a dead one blocks the connection
+//! for at most the lease. The lease is only granted on the tokens the taker read (see
+//! `acquire_lease`), so nobody can spend a refresh token that another replica has just
+//! rotated; and the holder's writes land only while it still owns the lease
+//! (`LeaseHolder`), so a holder that lost it (cut off from the database for longer than
+//! the lease) cannot overwrite what the next holder wrote.
 //!
 //! The grant is only ever replaced by what a provider returned; failures other than
 //! `invalid_grant` leave it untouched and back off with jitter.
@@ -162,7 +166,16 @@ async fn expired_without_refresh_token(state: &AppState, row: &TokenRow, now: i6
 /// which case it waits (bounded) for that result. Returns the row as it then is.
 pub async fn refresh_single_flight(state: &AppState, id: &str) -> Result<TokenRow> {
     let flight = state.flights.lock_for(id);
-    let _guard = flight.lock().await;
+    // Another task of this process is refreshing this connection: wait for it.
+    let mut waited = false;
+    let _guard = match flight.try_lock() {
+        Ok(guard) => guard,
+        Err(_) => {
+            waited = true;
+            state.metrics.lease_waits.inc();
+            flight.lock().await
+        }
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(state.config.refresh_wait_secs);
     let before = read(state, id).await?;
     let window = state.config.refresh_window_secs;
@@ -179,8 +192,14 @@ pub async fn refresh_single_flight(state: &AppState, id: &str) -> Result<TokenRo
         if row.next_attempt_at.is_some_and(|t| t > now) || row.refresh_token_ct.is_none() {
             return Ok(row);
         }
-        if acquire_lease(state, &row, now).await? {
-            return refresh_holding_lease(state, row).await;
+        match acquire_lease(state, &row, now).await? {
+            Lease::Taken => return refresh_holding_lease(state, row).await,
+            Lease::Held if !waited => {
+                // Another replica is refreshing it: wait for its result.
+                waited = true;
+                state.metrics.lease_waits.inc();
+            }
+            Lease::Held | Lease::Refused => {}
         }
         if tokio::time::Instant::now() >= deadline {
             return Ok(row);
@@ -209,14 +228,42 @@ async fn read(state: &AppState, id: &str) -> Result<TokenRow> {
 /// tokens, and no version column is needed. The status and failure count make the
 /// holder's read current too, so the state it moves the connection to (and tells the
 /// audit log and webhooks about) follows from what really was, however replicas race.
-async fn acquire_lease(state: &AppState, row: &TokenRow, now: i64) -> Result<bool> {
-    Ok(try_lease(state.store.pool(), &state.instance_id, row, now, lease_secs(state)).await?)
+///
+/// A lease found still running is not even tried (waiters poll without writing). One found
+/// run out but not released was a holder's that died or lost the database: taking it is a
+/// takeover, counted and logged.
+async fn acquire_lease(state: &AppState, row: &TokenRow, now: i64) -> Result<Lease> {
+    let held_until: Option<i64> = sqlx::query_scalar("select refresh_lock_until from connections where id = $1")
+        .bind(&row.id)
+        .fetch_optional(state.store.pool())
+        .await?
+        .flatten();
+    if held_until.is_some_and(|until| until >= now) {
+        return Ok(Lease::Held);
+    }
+    if !try_lease(state.store.pool(), &state.instance_id, row, now, lease_secs(state)).await? {
+        return Ok(Lease::Refused);
+    }
+    if held_until.is_some() {
+        state.metrics.lease_takeovers.inc();
+        tracing::warn!(connection = %row.id, "took over a refresh lease its holder let run out (a replica died or lost the database)");
+    }
+    Ok(Lease::Taken)
 }
 
-/// How long a lease lasts: past the provider call's timeout, so a live holder always
-/// finishes (or, while it retries a save, renews it) before anyone may take it over.
+/// What asking for the lease gave.
+enum Lease {
+    /// Ours: refresh.
+    Taken,
+    /// Someone else is refreshing.
+    Held,
+    /// Free, but the row is no longer what we read (or someone was faster): read again.
+    Refused,
+}
+
+/// How long a lease lasts before its heartbeat renews it.
 fn lease_secs(state: &AppState) -> i64 {
-    i64::try_from(state.config.provider_timeout_secs).unwrap_or(10) * 2 + 5
+    i64::try_from(state.config.refresh_lease_secs).unwrap_or(5).max(3)
 }
 
 async fn try_lease(
@@ -246,10 +293,40 @@ async fn try_lease(
     Ok(taken.rows_affected() == 1)
 }
 
+/// Refreshes with the lease just taken, renewing it until the result is written (or
+/// found superseded); then the row as it is.
 async fn refresh_holding_lease(state: &AppState, row: TokenRow) -> Result<TokenRow> {
-    let result = call_provider(state, &row).await;
-    let now = now();
     let holder = LeaseHolder { pool: state.store.pool(), owner: &state.instance_id, id: &row.id };
+    // The heartbeat ends with the write that releases the lease; telling comes after.
+    let written = holding(&holder, lease_secs(state), refresh_and_write(state, &holder, &row)).await?;
+    tell(state, &row, written).await;
+    read(state, &row.id).await
+}
+
+/// What a refresh wrote, for `tell`.
+struct Written {
+    outcome: &'static str,
+    reason: Option<String>,
+    change: Option<Change>,
+    /// False: the lease was no longer ours, nothing was written.
+    saved: bool,
+    /// What the provider sent, when it sent tokens.
+    received: Option<crate::oauth::client::TokenSet>,
+}
+
+/// Runs `work` while a heartbeat renews `holder`'s lease every third of `lease_secs`.
+async fn holding<F: std::future::Future>(holder: &LeaseHolder<'_>, lease_secs: i64, work: F) -> F::Output {
+    tokio::select! {
+        biased;
+        done = work => done,
+        never = heartbeat(holder, lease_secs) => match never {},
+    }
+}
+
+/// The provider call and the write after it, while holding the lease.
+async fn refresh_and_write(state: &AppState, holder: &LeaseHolder<'_>, row: &TokenRow) -> Result<Written> {
+    let result = call_provider(state, row).await;
+    let now = now();
     let mut received = None;
     let (outcome, reason, change, saved) = match result {
         Ok(tokens) => {
@@ -267,7 +344,7 @@ async fn refresh_holding_lease(state: &AppState, row: TokenRow) -> Result<TokenR
             };
             received = Some(tokens);
             let change = (row.status == "failing").then_some(Change::Recovered { failure_count: row.failure_count });
-            ("success", None, change, save_until_stored(state, &holder, &row, &refreshed).await?)
+            ("success", None, change, save_until_stored(state, holder, row, &refreshed).await?)
         }
         Err(RefreshFailure::Grant(reason)) => {
             let saved = holder.mark_needs_reauth(GRANT_REFUSED, now).await?;
@@ -294,21 +371,27 @@ async fn refresh_holding_lease(state: &AppState, row: TokenRow) -> Result<TokenR
             ("transient_failure", Some(reason), Some(change), saved)
         }
     };
+    Ok(Written { outcome, reason, change, saved, received })
+}
+
+/// Audits, counts and announces what a refresh wrote; revokes what it received when the
+/// write found the lease gone.
+async fn tell(state: &AppState, row: &TokenRow, written: Written) {
+    let Written { outcome, reason, change, saved, received } = written;
     if saved {
-        record(state, &row, outcome, reason.as_deref()).await;
+        record(state, row, outcome, reason.as_deref()).await;
         if let Some(change) = change {
-            transitions::announce(state, &row, &change).await;
+            transitions::announce(state, row, &change).await;
         }
     } else {
         // A reconnect replaced the grant (or our lease ran out and another replica took
         // it): what this refresh learnt is about a grant the row no longer holds.
         tracing::warn!(connection = %row.id, outcome, "the connection changed during a refresh; its result was dropped");
-        record(state, &row, "superseded", reason.as_deref()).await;
+        record(state, row, "superseded", reason.as_deref()).await;
         if let Some(tokens) = received {
-            revoke_dropped(state, &row, tokens).await;
+            revoke_dropped(state, row, tokens).await;
         }
     }
-    read(state, &row.id).await
 }
 
 /// Revokes what a dropped refresh received, which no row holds but which would stay live
@@ -331,8 +414,9 @@ async fn revoke_dropped(state: &AppState, row: &TokenRow, tokens: crate::oauth::
 /// Saves what the provider returned, retrying while the database fails. The provider has
 /// already spent the old refresh token, so until this lands the new one exists only in
 /// this process's memory: dropped, the next refresh would present a dead token, and a
-/// provider that detects reuse revokes the whole grant. While it retries, a heartbeat
-/// keeps the lease, so no other replica refreshes with the old token meanwhile.
+/// provider that detects reuse revokes the whole grant. It runs under the holder's
+/// heartbeat (`holding`), so while it retries no other replica refreshes with the old
+/// token.
 async fn save_until_stored(
     state: &AppState,
     holder: &LeaseHolder<'_>,
@@ -340,11 +424,7 @@ async fn save_until_stored(
     refreshed: &Refreshed,
 ) -> Result<bool> {
     let budget = Duration::from_secs(state.config.refresh_save_retry_secs);
-    let saved = tokio::select! {
-        biased;
-        saved = retry_save(holder, refreshed, budget) => saved,
-        never = heartbeat(holder, lease_secs(state)) => match never {},
-    };
+    let saved = retry_save(holder, refreshed, budget).await;
     saved.map_err(|e| {
         let rotated = refreshed.refresh_token_ct != row.refresh_token_ct;
         tracing::error!(
@@ -387,17 +467,21 @@ async fn retry_save(
     }
 }
 
-/// Renews the lease every third of its length, for as long as it is polled. Once the
-/// lease is no longer ours it stops writing (the save will then find it lost too).
+/// Renews the lease every third of its length, for as long as it is polled: two beats
+/// may fail (a database blip) before anyone else may take it. Once the lease is no longer
+/// ours it stops writing (the holder's writes will then find it lost too).
 async fn heartbeat(holder: &LeaseHolder<'_>, lease_secs: i64) -> std::convert::Infallible {
-    let period = Duration::from_secs(u64::try_from(lease_secs / 3).unwrap_or(1).max(1));
+    let period = Duration::from_millis(u64::try_from(lease_secs * 1000 / 3).unwrap_or(1000).max(1000));
     let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         beat.tick().await;
         match holder.extend(now() + lease_secs).await {
             Ok(true) => {}
-            Ok(false) => return std::future::pending().await,
+            Ok(false) => {
+                tracing::warn!(connection = %holder.id, "lost a refresh lease while working (cut off from the database longer than the lease); its result will be dropped");
+                return std::future::pending().await;
+            }
             Err(e) => tracing::warn!(connection = %holder.id, error = %e, "could not renew a refresh lease"),
         }
     }
@@ -548,7 +632,9 @@ async fn call_provider(
     let refresh_token =
         state.keys.open_str(sealed::refresh_token(&row.id), refresh_ct).map_err(|e| ours(e.to_string()))?;
     let turn = state.provider_pacing.turn(&row.provider).await;
+    let started = std::time::Instant::now();
     let answer = state.provider_client.refresh(def, &creds, &refresh_token).await;
+    state.metrics.observe_refresh(&row.provider, started.elapsed().as_secs_f64());
     drop(turn);
     answer.map_err(|e| match e {
         TokenError::InvalidGrant(_) => RefreshFailure::Grant(e.to_string()),
@@ -586,7 +672,7 @@ pub fn backoff(failures: i64) -> Duration {
 }
 
 async fn record(state: &AppState, row: &TokenRow, outcome: &str, reason: Option<&str>) {
-    crate::metrics::Metrics::count(&state.metrics.refreshes, outcome);
+    state.metrics.count_refresh(&row.provider, outcome);
     let event = audit::Event {
         org_id: Some(&row.org_id),
         action: "connection.refresh",
@@ -596,35 +682,49 @@ async fn record(state: &AppState, row: &TokenRow, outcome: &str, reason: Option<
         ..Default::default()
     };
     if let Err(e) = audit::record(&state.store, event).await {
+        state.metrics.audit_dropped.inc();
         tracing::warn!(error = %e, "could not audit a refresh");
     }
 }
 
 /// Renews connections a few minutes before they expire, so the endpoint rarely waits
-/// on a provider. Every replica runs one; leases keep them from duplicating work.
+/// on a provider. Every replica runs one; leases keep them from duplicating work. Once a
+/// round, it also counts connections by status for the metrics.
 ///
 /// While more are due than one batch holds (ten thousand grants issued together expire
 /// together), it takes the next batch at once instead of waiting an interval. Each batch
 /// is shuffled, so replicas reading the same due rows mostly start on different ones and
 /// seldom meet at a lease. How many run at once is bounded twice: `refresher_concurrency`
 /// here, and `refresh_provider_concurrency` per provider in `pacing`.
+///
+/// When `stop` turns true (the replica drains) it starts no new refresh, waits for the
+/// ones under way (which so release their leases) and returns; the caller bounds that.
+/// A database outage is logged and retried next round, never fatal.
 pub async fn background_refresher(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let semaphore = Arc::new(tokio::sync::Semaphore::new(state.config.refresher_concurrency.max(1)));
+    let concurrency = state.config.refresher_concurrency.max(1);
+    let slots = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut more_due = false;
-    loop {
+    'rounds: loop {
         let pause = if more_due {
             MORE_DUE_PAUSE
         } else {
-            Duration::from_secs(state.config.refresher_interval_secs.max(1))
-                .mul_f64(rand::thread_rng().gen_range(0.8..1.2))
+            Duration::from_secs(state.config.refresher_interval_secs.max(1)).mul_f64(rand::thread_rng().gen_range(0.8..1.2))
         };
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
-            _ = stop.changed() => break,
+            _ = stop.wait_for(|stopped| *stopped) => break 'rounds,
         }
-        let Ok(mut due) = due_for_refresh(&state).await else {
-            more_due = false;
-            continue;
+        if !more_due {
+            count_connections(&state).await;
+        }
+        let mut due = match due_for_refresh(&state).await {
+            Ok(due) => due,
+            Err(e) => {
+                state.metrics.db_error(&e);
+                tracing::warn!(error = %e, "the background refresher cannot read due connections; retrying next round");
+                more_due = false;
+                continue;
+            }
         };
         more_due = due.len() == REFRESHER_BATCH;
         {
@@ -633,31 +733,26 @@ pub async fn background_refresher(state: AppState, mut stop: tokio::sync::watch:
         }
         for id in due {
             let permit = tokio::select! {
-                permit = Arc::clone(&semaphore).acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => return,
-                },
-                _ = stop.changed() => break,
+                biased;
+                _ = stop.wait_for(|stopped| *stopped) => break 'rounds,
+                permit = Arc::clone(&slots).acquire_owned() => permit,
             };
-            let state = state.clone();
+            let Ok(permit) = permit else { break 'rounds };
+            let (state, stop) = (state.clone(), stop.clone());
             // Detached, never aborted: a refresh cut off between the provider's answer and
             // the save would lose a rotated refresh token.
             tokio::spawn(async move {
-                if let Err(e) = refresh_ahead(&state, &id).await {
-                    tracing::warn!(connection = %id, error = %e, "background refresh failed");
+                if !*stop.borrow() {
+                    if let Err(e) = refresh_ahead(&state, &id).await {
+                        tracing::warn!(connection = %id, error = %e, "background refresh failed");
+                    }
                 }
                 drop(permit);
             });
         }
-        if *stop.borrow() {
-            break;
-        }
     }
-    // Let the refreshes under way finish (they release their leases), within the time a
-    // provider call and its save may take.
-    let all = u32::try_from(state.config.refresher_concurrency.max(1)).unwrap_or(u32::MAX);
-    let bound = Duration::from_secs(state.config.provider_timeout_secs.saturating_mul(2).max(1));
-    let _ = tokio::time::timeout(bound, semaphore.acquire_many(all)).await;
+    // Every slot free again: the refreshes under way have finished.
+    let _ = slots.acquire_many(u32::try_from(concurrency).unwrap_or(u32::MAX)).await;
 }
 
 /// Rows read per batch by the background refresher.
@@ -681,6 +776,16 @@ async fn due_for_refresh(state: &AppState) -> std::result::Result<Vec<String>, s
     .await
 }
 
+/// Sets `latchkey_connections{status}` from the database.
+async fn count_connections(state: &AppState) {
+    let counts: std::result::Result<Vec<(String, i64)>, sqlx::Error> =
+        sqlx::query_as("select status, count(*) from connections group by status").fetch_all(state.store.pool()).await;
+    match counts {
+        Ok(counts) => state.metrics.set_connections(&counts),
+        Err(e) => state.metrics.db_error(&e),
+    }
+}
+
 /// A refresh from the background: like on demand, with the refresher's own lead time.
 async fn refresh_ahead(state: &AppState, id: &str) -> Result<()> {
     let flight = state.flights.lock_for(id);
@@ -690,7 +795,7 @@ async fn refresh_ahead(state: &AppState, id: &str) -> Result<()> {
     let due = refreshable(&row.status)
         && row.expires_at.is_some_and(|e| e < now + state.config.refresher_lead_secs)
         && row.next_attempt_at.is_none_or(|t| t <= now);
-    if due && acquire_lease(state, &row, now).await? {
+    if due && matches!(acquire_lease(state, &row, now).await?, Lease::Taken) {
         refresh_holding_lease(state, row).await?;
     }
     Ok(())

@@ -1,5 +1,5 @@
 //! The lease, the stale-write guards and the save retry, against a real SQLite.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
 use crate::test_db::TempSqlite;
@@ -84,7 +84,7 @@ async fn a_save_the_database_keeps_refusing_keeps_the_lease_then_is_given_up_wit
     let db = db().await;
     let config = crate::config::Config {
         refresh_save_retry_secs: 4,
-        provider_timeout_secs: 1, // a lease of 7 s, renewed every 2 s
+        refresh_lease_secs: 3, // renewed every second
         ..Default::default()
     };
     let keys = crate::test_db::ring(1, &[(1, &crate::crypto::generate_master_key())]);
@@ -104,7 +104,9 @@ async fn a_save_the_database_keeps_refusing_keeps_the_lease_then_is_given_up_wit
 
     let holder = LeaseHolder { pool, owner: &state.instance_id, id: "c1" };
     let started = std::time::Instant::now();
-    let given_up = save_until_stored(&state, &holder, &before, &refreshed(b"\xa2", b"\xb2", now)).await;
+    let tokens = refreshed(b"\xa2", b"\xb2", now);
+    let save = save_until_stored(&state, &holder, &before, &tokens);
+    let given_up = holding(&holder, lease_secs(&state), save).await;
     assert!(given_up.is_err(), "the save cannot land");
     assert!(started.elapsed() >= Duration::from_secs(2), "it retried before giving up");
 
@@ -216,4 +218,42 @@ fn a_run_of_failures_is_exhausted_by_count_or_by_time() {
     assert!(
         !exhausted(&defaults, 9, 0, 86_399) && exhausted(&defaults, 10, 0, 0) && exhausted(&defaults, 1, 0, 86_400)
     );
+}
+
+/// A holder that works longer than the lease keeps it (its heartbeat renews it), so no
+/// other replica may refresh meanwhile; once the holder is gone (a killed process), its
+/// lease runs out within the lease time and another replica takes it over, counted.
+#[tokio::test]
+async fn a_slow_holder_keeps_its_lease_and_a_dead_holders_lease_runs_out() {
+    let db = db().await;
+    let replica = |db: &TempSqlite| {
+        let config = crate::config::Config { refresh_lease_secs: 3, ..Default::default() };
+        let keys = crate::test_db::ring(1, &[(1, &crate::crypto::generate_master_key())]);
+        let providers = config.provider_registry().unwrap();
+        AppState::new(db.store.clone(), config, keys, providers, None)
+    };
+    let (a, b) = (replica(&db), replica(&db));
+    let current = row(&db).await;
+    assert!(matches!(acquire_lease(&a, &current, crate::store::now()).await.unwrap(), Lease::Taken));
+    let holder = LeaseHolder { pool: db.store.pool(), owner: &a.instance_id, id: "c1" };
+    let slow = async {
+        tokio::time::sleep(Duration::from_millis(4500)).await;
+        acquire_lease(&b, &current, crate::store::now()).await.unwrap()
+    };
+    let meanwhile = holding(&holder, lease_secs(&a), slow).await;
+    assert!(matches!(meanwhile, Lease::Held), "1.5 leases in, the slow holder still has it");
+    assert_eq!(b.metrics.lease_takeovers.get(), 0);
+
+    // The holder is gone without releasing: B takes over within a lease (plus a second
+    // of the clock's granularity).
+    let gone = std::time::Instant::now();
+    loop {
+        match acquire_lease(&b, &current, crate::store::now()).await.unwrap() {
+            Lease::Taken => break,
+            Lease::Held => assert!(gone.elapsed() < Duration::from_secs(5), "the dead holder's lease did not run out"),
+            Lease::Refused => panic!("the row did not change"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(b.metrics.lease_takeovers.get(), 1);
 }

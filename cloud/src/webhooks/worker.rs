@@ -41,7 +41,9 @@ pub fn client(policy: TargetPolicy) -> reqwest::Result<reqwest::Client> {
         .build()
 }
 
-/// Runs until `stop` changes.
+/// Runs until `stop` turns true (the replica drains): then it claims nothing more, waits
+/// for the attempts under way (each bounded by [`TIMEOUT`]; the caller bounds the wait)
+/// and returns. A database outage is logged and retried at the next poll, never fatal.
 pub async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     let policy = TargetPolicy::of(&state.config);
     let client = match client(policy) {
@@ -53,11 +55,16 @@ pub async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) 
     };
     let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
     let poll = Duration::from_millis(state.config.webhook_poll_interval_ms.max(1));
-    loop {
+    'polls: loop {
         match outbox::due(&state, 100).await {
             Ok(due) => {
                 for id in due {
-                    let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
+                    let slot = tokio::select! {
+                        biased;
+                        _ = stop.wait_for(|stopped| *stopped) => break 'polls,
+                        slot = Arc::clone(&slots).acquire_owned() => slot,
+                    };
+                    let Ok(slot) = slot else { break 'polls };
                     match outbox::claim(&state, &id, LEASE_MS).await {
                         Ok(Some(claimed)) => {
                             let (state, client) = (state.clone(), client.clone());
@@ -81,9 +88,11 @@ pub async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) 
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = state.webhook_wake.notified() => {}
-            _ = stop.changed() => return,
+            _ = stop.wait_for(|stopped| *stopped) => break 'polls,
         }
     }
+    // Every slot free again: the attempts under way have finished and been recorded.
+    let _ = slots.acquire_many(u32::try_from(CONCURRENCY).unwrap_or(u32::MAX)).await;
 }
 
 /// One attempt of a claimed delivery, start to end.

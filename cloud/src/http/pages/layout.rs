@@ -226,9 +226,13 @@ impl IntoResponse for PageError {
         let (title, reason) = match self.0 {
             Error::Client { status: StatusCode::UNAUTHORIZED, .. } => return signed_out("/"),
             Error::Client { status, description, .. } => (title_for(status), description),
-            Error::Db(sqlx::Error::PoolTimedOut) => {
-                tracing::warn!("database pool exhausted");
-                ("Busy", "The service is busy. Try again in a moment.".to_owned())
+            ref e if e.db_unavailable().is_some() => {
+                let mut page =
+                    error_page(status, "Busy", "The service cannot reach its database. Try again in a moment.");
+                if let Some(cause) = e.db_unavailable() {
+                    crate::error::mark_db_unavailable(&mut page, cause);
+                }
+                return page;
             }
             other => {
                 tracing::error!(error = %other, "page failed");
