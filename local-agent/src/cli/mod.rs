@@ -10,6 +10,7 @@ mod disconnect;
 mod events;
 mod init;
 mod login;
+mod outage;
 mod logout;
 mod prompt;
 mod run;

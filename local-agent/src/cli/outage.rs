@@ -1,0 +1,110 @@
+//! `latchkey run`'s account of the cloud being away: one line when an outage starts (since
+//! when, why, and until when each connector can go on with its cached token), one when it
+//! ends, and the same in the run-state file for `latchkey status`. Whichever request met
+//! the outage first (a token fetch, the `cloud_poll`), it is reported once.
+
+use crate::cloud::CloudClient;
+use crate::config::ConnectorConfig;
+use crate::run_state::{self, RunState};
+use crate::token_client::TokenClient;
+use std::path::PathBuf;
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+/// Looks at the cloud client's outage and the token cache every tick.
+pub(super) struct OutageWatch {
+    cloud: Arc<CloudClient>,
+    tokens: Arc<TokenClient>,
+    data_dir: PathBuf,
+    state: RunState,
+    /// Whether the run-state file could be written last time (a failure is said once).
+    writable: bool,
+}
+
+impl OutageWatch {
+    pub(super) fn new(cloud: Arc<CloudClient>, tokens: Arc<TokenClient>, data_dir: PathBuf) -> Self {
+        let state = RunState { pid: std::process::id(), ..RunState::default() };
+        let mut watch = OutageWatch { cloud, tokens, data_dir, state, writable: true };
+        watch.save();
+        watch
+    }
+
+    /// Compares what is now with what was; returns the lines to log (none most ticks).
+    pub(super) fn tick(&mut self, connectors: &[ConnectorConfig]) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut next = self.state.clone();
+        match self.cloud.outage() {
+            Some(outage) => {
+                next.cloud_away_since = Some(run_state::stamp(outage.since));
+                next.cloud_away_reason = Some(outage.reason.clone());
+                next.cached_until = connectors
+                    .iter()
+                    .filter_map(|c| self.tokens.valid_until(c).map(|t| (c.name.clone(), run_state::stamp(t))))
+                    .collect();
+                if self.state.cloud_away_since.is_none() {
+                    lines.push(format!(
+                        "cloud unreachable since {} ({}), retrying; {}",
+                        run_state::clock(outage.since),
+                        outage.reason,
+                        self.carrying_on(connectors)
+                    ));
+                }
+            }
+            None => {
+                if let Some(since) = self.state.cloud_away_since.take() {
+                    let now = OffsetDateTime::now_utc();
+                    let lasted = time::OffsetDateTime::parse(&since, &time::format_description::well_known::Rfc3339)
+                        .map(|s| u64::try_from((now - s).whole_seconds()).unwrap_or(0))
+                        .unwrap_or(0);
+                    lines.push(format!(
+                        "cloud reachable again (unreachable from {} for {}); fetching fresh tokens",
+                        run_state::clock_of(&since),
+                        run_state::span(lasted)
+                    ));
+                    next.cloud_back_at = Some(run_state::stamp(now));
+                    next.last_outage_secs = Some(lasted);
+                }
+                next.cloud_away_since = None;
+                next.cloud_away_reason = None;
+                next.cached_until.clear();
+            }
+        }
+        if next != self.state {
+            self.state = next;
+            self.save();
+        }
+        lines
+    }
+
+    /// `sandbox: syncing with the cached token until 08:32:10 UTC; github: no valid token,
+    /// its syncs wait for the cloud`.
+    fn carrying_on(&self, connectors: &[ConnectorConfig]) -> String {
+        if connectors.is_empty() {
+            return String::from("no connectors to sync");
+        }
+        let parts: Vec<String> = connectors
+            .iter()
+            .map(|c| match self.tokens.valid_until(c) {
+                Some(until) => format!("{}: syncing with the cached token until {}", c.name, run_state::clock(until)),
+                None => format!("{}: no valid token cached, its syncs wait for the cloud", c.name),
+            })
+            .collect();
+        parts.join("; ")
+    }
+
+    fn save(&mut self) {
+        match run_state::write(&self.data_dir, &self.state) {
+            Ok(()) => self.writable = true,
+            Err(e) if self.writable => {
+                self.writable = false;
+                super::run::log(&format!("cannot record the run's state for `latchkey status`: {e}"));
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// On a clean stop: `latchkey status` no longer reports a running `run`.
+    pub(super) fn stop(&self) {
+        run_state::remove(&self.data_dir);
+    }
+}
