@@ -87,7 +87,7 @@ pub fn clock_of(text: &str) -> String {
 pub fn span(secs: u64) -> String {
     match secs {
         0..=59 => format!("{secs} s"),
-        60..=3599 if secs % 60 == 0 => format!("{} min", secs / 60),
+        60..=3599 if secs.is_multiple_of(60) => format!("{} min", secs / 60),
         60..=3599 => format!("{} min {} s", secs / 60, secs % 60),
         _ => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
     }
@@ -122,6 +122,9 @@ mod tests {
         assert_eq!(stamp(t), "2026-12-03T08:31:02Z");
         assert_eq!(clock_of("2026-12-03T09:00:00+01:00"), "08:00:00 UTC");
         assert_eq!(clock_of("whenever"), "whenever");
-        assert_eq!((span(25), span(120), span(185), span(7800)), ("25 s".into(), "2 min".into(), "3 min 5 s".into(), "2 h 10 min".into()));
+        assert_eq!(
+            (span(25), span(120), span(185), span(7800)),
+            ("25 s".into(), "2 min".into(), "3 min 5 s".into(), "2 h 10 min".into())
+        );
     }
 }

@@ -141,7 +141,8 @@ impl TokenClient {
             return Ok(hit.token.clone());
         }
         let fallback = cached.as_ref().filter(|hit| now < hit.valid_until).map(|hit| hit.token.clone());
-        let policy = if fallback.is_some() { RetryPolicy::CLOUD_WITH_FALLBACK } else { self.patience.policy(c, &self.cloud) };
+        let policy =
+            if fallback.is_some() { RetryPolicy::CLOUD_WITH_FALLBACK } else { self.patience.policy(c, &self.cloud) };
         match self.fetch(c, &policy).await {
             Ok(fresh) => {
                 let token = fresh.token.clone();
@@ -435,7 +436,11 @@ mod tests {
         down.store(503, Ordering::SeqCst);
         let started = Instant::now();
         assert_eq!(text(tokens.token(&c).await), "tok-1", "the cached token, not an error");
-        assert!(started.elapsed() < Duration::from_secs(4), "no long wait with a token at hand: {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "no long wait with a token at hand: {:?}",
+            started.elapsed()
+        );
         assert_eq!(hits.load(Ordering::SeqCst), 4, "two tries, then the cache");
         let outage = tokens.cloud().outage().unwrap_or_else(|| panic!("the outage is noted"));
         assert!(outage.reason.contains("503"), "{}", outage.reason);

@@ -81,14 +81,16 @@ pub(super) async fn run_forever(paths: &Paths) -> Result<ExitCode> {
     let mut hangup = Hangup::new();
     let mut config_tick = tokio::time::interval(CONFIG_CHECK);
     config_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut cloud_tick = cloud_interval(config.cloud_poll);
+    let (following, wanted) = tokio::sync::watch::channel(Follow::of(&config));
+    let (woken, mut wake) = tokio::sync::mpsc::unbounded_channel();
+    let follow_task = tokio::spawn(follow(follower, wanted, woken));
     loop {
         tokio::select! {
             () = stop.wait() => break,
             _ = config_tick.tick() => {
                 if file.changed() {
                     reload(paths, &mut config, &mut crew, &shared, "the file changed");
-                    cloud_tick = cloud_interval(config.cloud_poll);
+                    following.send_replace(Follow::of(&config));
                 }
                 for line in watch.tick(&config.connectors) {
                     log(&line);
@@ -97,20 +99,12 @@ pub(super) async fn run_forever(paths: &Paths) -> Result<ExitCode> {
             () = hangup.recv() => {
                 file.changed();
                 reload(paths, &mut config, &mut crew, &shared, "SIGHUP");
-                cloud_tick = cloud_interval(config.cloud_poll);
+                following.send_replace(Follow::of(&config));
             }
-            _ = cloud_tick.tick(), if config.cloud_poll.is_some() => {
-                // A poll waits at most one request timeout; a stop does not wait for it.
-                let woken = tokio::select! {
-                    woken = follower.poll(&config.connectors) => woken,
-                    () = stop.wait() => break,
-                };
-                for name in woken {
-                    crew.wake(&name);
-                }
-            }
+            Some(name) = wake.recv() => crew.wake(&name),
         }
     }
+    follow_task.abort();
     crew.stop_all().await;
     watch.stop();
     shared.store.close().await;
@@ -122,6 +116,53 @@ fn cloud_interval(every: Option<Duration>) -> tokio::time::Interval {
     let mut tick = tokio::time::interval(every.unwrap_or(Duration::from_secs(3600)));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     tick
+}
+
+/// What the follower needs from the config: how often to poll, and the connectors to wake.
+#[derive(Clone)]
+struct Follow {
+    every: Option<Duration>,
+    connectors: Vec<ConnectorConfig>,
+}
+
+impl Follow {
+    fn of(config: &Config) -> Self {
+        Follow { every: config.cloud_poll, connectors: config.connectors.clone() }
+    }
+}
+
+/// Polls the cloud every `cloud_poll` in a task of its own, so that a slow or unreachable
+/// cloud never holds up a config reload, the outage report or a stop; sends the names of
+/// the connectors to wake.
+async fn follow(
+    mut follower: Follower,
+    mut wanted: tokio::sync::watch::Receiver<Follow>,
+    wake: tokio::sync::mpsc::UnboundedSender<String>,
+) {
+    let mut every = wanted.borrow_and_update().every;
+    let mut tick = cloud_interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick(), if every.is_some() => {}
+            changed = wanted.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let now = wanted.borrow_and_update().every;
+                if now != every {
+                    every = now;
+                    tick = cloud_interval(every);
+                }
+                continue;
+            }
+        }
+        let connectors = wanted.borrow().connectors.clone();
+        for name in follower.poll(&connectors).await {
+            if wake.send(name).is_err() {
+                return;
+            }
+        }
+    }
 }
 
 /// Reads the config again and applies its connectors; an invalid file changes nothing.

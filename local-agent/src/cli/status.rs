@@ -92,7 +92,9 @@ fn print_daemon(daemon: Option<&RunState>) {
 fn print_cached_token(d: &RunState, c: &ConnectorConfig) {
     match d.cached_until.get(&c.name) {
         Some(until) => println!("  token:      syncing with the cached token until {}", run_state::clock_of(until)),
-        None => println!("  token:      no valid token cached: syncs wait for the cloud (retried at each scheduled run)"),
+        None => {
+            println!("  token:      no valid token cached: syncs wait for the cloud (retried at each scheduled run)")
+        }
     }
 }
 
