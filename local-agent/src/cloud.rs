@@ -375,7 +375,9 @@ impl CloudClient {
             Err(e @ (Error::UnknownOrg { .. } | Error::UnknownConnector { .. } | Error::NotAMember { .. })) => {
                 return Ok(e)
             }
-            Err(e @ (Error::PatRejected { .. } | Error::CloudUnreachable { .. })) => return Err(e),
+            Err(e @ (Error::PatRejected { .. } | Error::CloudUnreachable { .. } | Error::CloudUnavailable { .. })) => {
+                return Err(e)
+            }
             // Anything else (an older cloud, a token without the scope): say what the 404 says.
             Err(_) => return Ok(not_connected),
         }
