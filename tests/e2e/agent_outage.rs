@@ -96,6 +96,8 @@ struct World {
     port: u16,
     public: String,
     env: Vec<(String, String)>,
+    /// The agent's `[[connector]]` (and `cloud_poll`) lines.
+    connectors: String,
     agent: Agent,
     run: Live,
     /// The index of the first sync's line.
@@ -134,7 +136,19 @@ impl World {
         agent.login(&api, &org.member).await;
         let run = Live::spawn(&agent, &["run"]);
         let synced = run.wait_for(0, "sandbox: 30 new events", Duration::from_secs(30)).await;
-        World { _provider: provider, _provider_db: provider_db, sandbox, cloud, port, public, env, agent, run, synced }
+        World {
+            _provider: provider,
+            _provider_db: provider_db,
+            sandbox,
+            cloud,
+            port,
+            public,
+            env,
+            connectors,
+            agent,
+            run,
+            synced,
+        }
     }
 
     /// Stops `run` with SIGTERM; asserts a clean exit and that `status` no longer speaks
@@ -168,6 +182,16 @@ async fn run_rides_through_a_cloud_restart() {
     let line = run.line(away);
     assert!(line.contains("retrying; sandbox: syncing with the cached token until "), "{line}");
 
+    // Another machine's daemon, started while the cloud is away, has no token to go on
+    // with: it says so, fails each sync after retrying for half its schedule, and neither
+    // exits nor spins.
+    let mut cold = Agent::new(&public, &w.connectors);
+    let pat = std::fs::read_to_string(agent.data_dir().join("pat")).unwrap();
+    cold.env.push(("LATCHKEY_PAT".into(), pat.trim().to_owned()));
+    let mut cold_run = Live::spawn(&cold, &["run"]);
+    let line = cold_run.line(cold_run.wait_for(0, "cloud unreachable since", Duration::from_secs(15)).await);
+    assert!(line.contains("sandbox: no valid token cached, its syncs wait for the cloud"), "{line}");
+
     // New items at the provider reach the local store while the cloud is away.
     set_items(&w.sandbox, 45).await;
     run.wait_for(away, "sandbox: 15 new events", Duration::from_secs(25)).await;
@@ -186,6 +210,11 @@ async fn run_rides_through_a_cloud_restart() {
     ] {
         assert!(status.stdout.contains(wanted), "{wanted:?} in:\n{}", status.stdout);
     }
+
+    let failed = cold_run.wait_for(0, "sandbox: error: could not reach the cloud at ", Duration::from_secs(20)).await;
+    assert!(cold_run.line(failed).contains("; next try at "), "{}", cold_run.output());
+    let status = cold.run(&["status"]).await;
+    assert!(status.stdout.contains("token:      no valid token cached: syncs wait for the cloud"), "{}", status.stdout);
 
     // One-shot commands retry briefly, then fail clearly: no stack trace, no secret.
     for args in [&["token", "sandbox"][..], &["sync", "sandbox"][..]] {
@@ -210,8 +239,17 @@ async fn run_rides_through_a_cloud_restart() {
     assert_eq!(out.matches("cloud unreachable since").count(), 1, "one line per outage:\n{out}");
     assert!(!out.contains("cannot follow the cloud"), "the poll stays quiet in an outage:\n{out}");
     assert!(!out.contains("sandbox: error"), "no sync failed while the cached token lasted:\n{out}");
+    let errors = cold_run.output().matches("sandbox: error").count();
+    assert!((1..=3).contains(&errors), "a try per scheduled run, no spin: {errors}\n{}", cold_run.output());
+    assert!(cold_run.running(), "{}", cold_run.output());
     set_items(&w.sandbox, 60).await;
     run.wait_for(back, "sandbox: 15 new events", Duration::from_secs(25)).await;
+    // The daemon that had no token syncs at its next run.
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while cold.tally("sandbox").await.0 < 60 {
+        assert!(Instant::now() < deadline, "the cold daemon did not catch up:\n{}", cold_run.output());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     // Every token fetched before the outage has expired at the provider by now: a sync
     // that succeeds from here on ran with a fresh one.
     tokio::time::sleep(Duration::from_secs(TOKEN_TTL_SECS + 2).saturating_sub(killed.elapsed())).await;
