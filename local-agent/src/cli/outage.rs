@@ -9,6 +9,7 @@ use crate::run_state::{self, RunState};
 use crate::token_client::TokenClient;
 use std::path::PathBuf;
 use std::sync::Arc;
+use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 /// Looks at the cloud client's outage and the token cache every tick.
@@ -53,7 +54,7 @@ impl OutageWatch {
             None => {
                 if let Some(since) = self.state.cloud_away_since.take() {
                     let now = OffsetDateTime::now_utc();
-                    let lasted = time::OffsetDateTime::parse(&since, &time::format_description::well_known::Rfc3339)
+                    let lasted = OffsetDateTime::parse(&since, &Rfc3339)
                         .map(|s| u64::try_from((now - s).whole_seconds()).unwrap_or(0))
                         .unwrap_or(0);
                     lines.push(format!(
