@@ -109,3 +109,90 @@ impl OutageWatch {
         run_state::remove(&self.data_dir);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::response::IntoResponse;
+    use latchkey_shared::Pat;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A cloud whose `GET /v1/connections` answers `[]`, or 503 while `down` is set.
+    async fn cloud(down: Arc<AtomicBool>) -> Arc<CloudClient> {
+        let app = axum::Router::new().route(
+            "/v1/connections",
+            axum::routing::get(move || {
+                let down = down.load(Ordering::SeqCst);
+                async move {
+                    if down {
+                        let body = serde_json::json!({"error": "temporarily_unavailable", "error_description": "x"});
+                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+                    } else {
+                        axum::Json(serde_json::json!([])).into_response()
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let base = url::Url::parse(&format!("http://{addr}")).unwrap();
+        Arc::new(CloudClient::new(base, Some(Pat::generate())).unwrap())
+    }
+
+    fn connector() -> ConnectorConfig {
+        ConnectorConfig {
+            name: "sbx".into(),
+            kind: crate::config::Kind::Sandbox,
+            org: "acme".into(),
+            connector_key: "sandbox".into(),
+            connection: None,
+            schedule: crate::schedule::DEFAULT,
+            base_url: None,
+            http_json: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_outage_is_told_once_and_its_end_too() {
+        let down = Arc::new(AtomicBool::new(false));
+        let cloud = cloud(down.clone()).await;
+        let tokens = Arc::new(TokenClient::new(cloud.clone()));
+        let dir = tempfile::tempdir().unwrap();
+        let mut watch = OutageWatch::new(cloud.clone(), tokens, dir.path().to_owned());
+        let connectors = [connector()];
+        assert_eq!(watch.tick(&connectors), Vec::<String>::new());
+        let state = run_state::read(dir.path()).unwrap();
+        assert_eq!((state.pid, state.cloud_away_since), (std::process::id(), None));
+
+        // Many failed polls, one line.
+        down.store(true, Ordering::SeqCst);
+        for _ in 0..3 {
+            assert!(cloud.connections_polled().await.is_err_and(|e| e.is_cloud_outage()));
+        }
+        let lines = watch.tick(&connectors);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        for wanted in [
+            "cloud unreachable since ",
+            "(it answered 503 Service Unavailable), retrying",
+            "sbx: no valid token cached, its syncs wait for the cloud",
+        ] {
+            assert!(lines[0].contains(wanted), "{wanted:?} in {}", lines[0]);
+        }
+        assert!(cloud.connections_polled().await.is_err());
+        assert_eq!(watch.tick(&connectors), Vec::<String>::new(), "once per outage");
+        let state = run_state::read(dir.path()).unwrap();
+        assert!(state.cloud_away_since.is_some() && state.cached_until.is_empty(), "{state:?}");
+
+        // Back: one line, and the file says so.
+        down.store(false, Ordering::SeqCst);
+        assert!(cloud.connections_polled().await.is_ok());
+        let lines = watch.tick(&connectors);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].starts_with("cloud reachable again (unreachable from "), "{}", lines[0]);
+        let state = run_state::read(dir.path()).unwrap();
+        assert!(state.cloud_away_since.is_none() && state.cloud_back_at.is_some(), "{state:?}");
+        watch.stop();
+        assert_eq!(run_state::read(dir.path()), None);
+    }
+}
