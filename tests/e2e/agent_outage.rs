@@ -280,8 +280,18 @@ async fn run_rides_through_a_database_outage() {
     let stopped = Instant::now();
     let away = run.wait_for(w.synced, "cloud unreachable since", Duration::from_secs(30)).await;
     let line = run.line(away);
-    assert!(line.contains("retrying; sandbox: syncing with the cached token until "), "{line}");
+    assert!(
+        line.contains("(it answered 503 Service Unavailable), retrying; sandbox: syncing with the cached token until "),
+        "{line}"
+    );
     set_items(&w.sandbox, 45).await;
+    let status = w.agent.run(&["status"]).await;
+    assert_eq!(status.code, Some(1), "{}\n{}", status.stdout, status.stderr);
+    for wanted in
+        ["`latchkey run` (pid ", "cloud unreachable since ", "token:      syncing with the cached token until "]
+    {
+        assert!(status.stdout.contains(wanted), "{wanted:?} in:\n{}", status.stdout);
+    }
     run.wait_for(away, "sandbox: 15 new events", Duration::from_secs(40)).await;
     assert!(run.running(), "the daemon is still running:\n{}", run.output());
 

@@ -109,7 +109,8 @@ async fn pairing(agent: &Agent, reachable: bool) -> Pairing {
         println!("paired:     unknown — a token is at hand ({source}), but the cloud cannot be asked");
         return Pairing::Unchecked;
     }
-    match agent.cloud.connections().await {
+    // One try: a status is a snapshot, and should not hang on a cloud that is away.
+    match agent.cloud.connections_polled().await {
         Ok(_) => {
             println!("paired:     yes (token from {source})");
             Pairing::Paired
