@@ -14,7 +14,9 @@ use latchkey_shared::wire::{ConnectionTokenRequest, ConnectionTokenResponse};
 use latchkey_shared::Pat;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
+use time::OffsetDateTime;
 use url::Url;
 
 /// Every request to the cloud gives up after this long.
@@ -112,6 +114,15 @@ struct DeviceToken {
     access_token: SecretString,
 }
 
+/// The cloud has been away (unreachable, or answering 5xx) since `since`, as this client
+/// saw it: the start of the first request that failed, retries included.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outage {
+    pub since: OffsetDateTime,
+    /// What the latest failed request met (no URL, no secret).
+    pub reason: String,
+}
+
 /// The HTTP client for the configured cloud.
 #[derive(Debug)]
 pub struct CloudClient {
@@ -121,6 +132,10 @@ pub struct CloudClient {
     policy: RetryPolicy,
     /// The config file, named in messages that say which line to add.
     config_file: Option<String>,
+    /// The current outage, if the last request found the cloud away. Every request through
+    /// [`CloudClient::send_with`] updates it, so `latchkey run` reports an outage (and the
+    /// recovery) once, whichever of its requests met it first.
+    outage: Mutex<Option<Outage>>,
 }
 
 impl CloudClient {
@@ -136,7 +151,7 @@ impl CloudClient {
                 url: base.as_str().trim_end_matches('/').to_owned(),
                 reason: describe(&e),
             })?;
-        Ok(Self { base, http, pat, policy: RetryPolicy::CLOUD, config_file: None })
+        Ok(Self { base, http, pat, policy: RetryPolicy::CLOUD, config_file: None, outage: Mutex::new(None) })
     }
 
     /// Names the config file in messages that tell which line to add to it.
@@ -149,6 +164,11 @@ impl CloudClient {
     pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
         self.policy = policy;
         self
+    }
+
+    /// How requests to the cloud are retried unless a caller says otherwise.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
     }
 
     /// The configured cloud URL.
@@ -216,9 +236,41 @@ impl CloudClient {
 
     /// Sends a prepared request with retries.
     async fn send(&self, request: &reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        self.send_with(&self.policy, request).await
+    }
+
+    /// Sends a prepared request with retries per `policy`, and notes whether the cloud
+    /// answered (any status below 500) or is away.
+    async fn send_with(&self, policy: &RetryPolicy, request: &reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let started = OffsetDateTime::now_utc();
         // Our bodies are in memory, so a request always clones; `None` cannot happen.
         let fresh = || request.try_clone().unwrap_or_else(|| self.http.request(Method::GET, "about:invalid"));
-        retry::send(&self.policy, fresh).await.map_err(|e| self.unreachable(&e))
+        let result = retry::send(policy, fresh).await;
+        match &result {
+            Ok(resp) if resp.status().is_server_error() => {
+                self.note_away(started, format!("it answered {}", resp.status()));
+            }
+            Ok(_) => self.note_back(),
+            Err(e) => self.note_away(started, describe(e)),
+        }
+        result.map_err(|e| self.unreachable(&e))
+    }
+
+    fn note_away(&self, started: OffsetDateTime, reason: String) {
+        let mut outage = self.outage.lock().unwrap_or_else(PoisonError::into_inner);
+        match outage.as_mut() {
+            Some(o) => o.reason = reason,
+            None => *outage = Some(Outage { since: started, reason }),
+        }
+    }
+
+    fn note_back(&self) {
+        *self.outage.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// The current outage, if the latest request found the cloud away.
+    pub fn outage(&self) -> Option<Outage> {
+        self.outage.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> Error {
@@ -252,8 +304,17 @@ impl CloudClient {
     /// `GET /v1/connections`: the member's connections in every org. Cheap, and a 401
     /// here is the sure sign that this machine's token was revoked.
     pub async fn connections(&self) -> Result<Vec<Connection>> {
+        self.connections_with(&self.policy).await
+    }
+
+    /// [`CloudClient::connections`] with one try, for a poll that comes again soon.
+    pub async fn connections_polled(&self) -> Result<Vec<Connection>> {
+        self.connections_with(&RetryPolicy::CLOUD_POLL).await
+    }
+
+    async fn connections_with(&self, policy: &RetryPolicy) -> Result<Vec<Connection>> {
         let request = self.with_pat(Method::GET, self.url(&["v1", "connections"]))?;
-        let resp = self.send(&request).await?;
+        let resp = self.send_with(policy, &request).await?;
         match resp.status() {
             StatusCode::OK => resp.json().await.map_err(|e| self.unreachable(&e)),
             StatusCode::UNAUTHORIZED => Err(Error::PatRejected { cloud: self.base_display() }),
@@ -314,7 +375,9 @@ impl CloudClient {
             Err(e @ (Error::UnknownOrg { .. } | Error::UnknownConnector { .. } | Error::NotAMember { .. })) => {
                 return Ok(e)
             }
-            Err(e @ (Error::PatRejected { .. } | Error::CloudUnreachable { .. })) => return Err(e),
+            Err(e @ (Error::PatRejected { .. } | Error::CloudUnreachable { .. } | Error::CloudUnavailable { .. })) => {
+                return Err(e)
+            }
             // Anything else (an older cloud, a token without the scope): say what the 404 says.
             Err(_) => return Ok(not_connected),
         }
@@ -390,6 +453,16 @@ impl CloudClient {
     /// `POST /oauth/connection-token`: a provider access token for `c`, retried on
     /// timeouts and 5xx (`Retry-After` honoured).
     pub async fn connection_token(&self, c: &ConnectorConfig) -> Result<ConnectionTokenResponse> {
+        self.connection_token_with(c, &self.policy).await
+    }
+
+    /// [`CloudClient::connection_token`], retried per `policy`. The request is idempotent
+    /// (the cloud returns the same token or a fresher one), so retrying it is safe.
+    pub async fn connection_token_with(
+        &self,
+        c: &ConnectorConfig,
+        policy: &RetryPolicy,
+    ) -> Result<ConnectionTokenResponse> {
         let url = self.url(&["oauth", "connection-token"]);
         let body = ConnectionTokenRequest {
             org: c.org.clone(),
@@ -397,7 +470,7 @@ impl CloudClient {
             connection: c.connection.clone(),
         };
         let request = self.with_pat(Method::POST, url)?.json(&body);
-        let resp = self.send(&request).await?;
+        let resp = self.send_with(policy, &request).await?;
         if resp.status() == StatusCode::OK {
             return resp.json().await.map_err(|e| self.unreachable(&e));
         }
@@ -428,6 +501,7 @@ impl CloudClient {
                 connect_url: body.connect_url.unwrap_or_else(|| self.connect_url(c).to_string()),
             },
             (429, _) => Error::RateLimited { retry_after_secs: retry_after.map_or(60, |d| d.as_secs().max(1)) },
+            (500..=599, _) => self.unavailable(status, &body),
             _ => cloud_error(what, status, &body, &text),
         }
     }
@@ -436,7 +510,20 @@ impl CloudClient {
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         let body: CloudErrorBody = serde_json::from_str(&text).unwrap_or_default();
+        if status.is_server_error() {
+            return self.unavailable(status, &body);
+        }
         cloud_error(what, status, &body, &text)
+    }
+
+    /// A 5xx after retries. Only the contract's description is shown: a balancer's HTML
+    /// error page says nothing useful.
+    fn unavailable(&self, status: StatusCode, body: &CloudErrorBody) -> Error {
+        Error::CloudUnavailable {
+            url: self.base_display(),
+            status: status.as_u16(),
+            description: body.error_description.clone(),
+        }
     }
 
     /// `POST /oauth/revoke` (RFC 7009) with this machine's PAT.

@@ -92,6 +92,15 @@ pub enum Error {
     #[error("could not reach the cloud at {url}: {reason}; check `cloud_url` in your config and that the cloud is up")]
     CloudUnreachable { url: String, reason: String },
 
+    /// The cloud answered, but with a server error (5xx) even after retries: it is
+    /// restarting, draining, or its database is away.
+    #[error(
+        "the cloud at {url} is not serving right now (it answered {status}{}); it was retried; \
+         try again in a minute, or ask its operators if it lasts",
+        if .description.is_empty() { String::new() } else { format!(": {}", .description) }
+    )]
+    CloudUnavailable { url: String, status: u16, description: String },
+
     /// Any other answer from the cloud that we cannot act on.
     #[error("the cloud answered {status} to {what}: {code}: {description}")]
     Cloud { what: String, status: u16, code: String, description: String },
@@ -160,6 +169,12 @@ impl Error {
             Error::Config(_) | Error::Usage(_) => 2,
             _ => 1,
         }
+    }
+
+    /// Whether the cloud is away (unreachable, or answering 5xx) rather than refusing
+    /// something: a still-valid cached token may then be used, and the next try may work.
+    pub fn is_cloud_outage(&self) -> bool {
+        matches!(self, Error::CloudUnreachable { .. } | Error::CloudUnavailable { .. })
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

@@ -22,6 +22,7 @@ pub mod pat_store;
 pub mod private_file;
 pub mod progress;
 pub mod retry;
+pub mod run_state;
 pub mod schedule;
 pub mod shutdown;
 pub mod starter;

@@ -7,7 +7,7 @@
 use rand::Rng;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::StatusCode;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// How many tries and how long to wait between them.
 #[derive(Clone, Copy, Debug)]
@@ -22,20 +22,62 @@ pub struct RetryPolicy {
     pub max_retry_after: Duration,
     /// Whether 429 is retried too (provider APIs) or returned (the cloud).
     pub retry_429: bool,
+    /// No retry starts once this long has passed since the first try (a try in flight is
+    /// not cut short: the client's timeout bounds it).
+    pub budget: Option<Duration>,
 }
 
 impl RetryPolicy {
-    /// The cloud: 4 tries, on timeouts and 5xx only.
+    /// The cloud, for a command someone waits on: 4 tries within 15 s, on timeouts,
+    /// failed connections and 5xx only. Long enough to ride over a replica's restart or a
+    /// balancer's failover, short enough that `latchkey sync` does not seem to hang.
     pub const CLOUD: RetryPolicy = RetryPolicy {
         max_tries: 4,
         base: Duration::from_millis(500),
         cap: Duration::from_secs(8),
-        max_retry_after: Duration::from_secs(60),
+        max_retry_after: Duration::from_secs(10),
         retry_429: false,
+        budget: Some(Duration::from_secs(15)),
     };
 
-    /// Provider APIs: 4 tries, on timeouts, 5xx and 429.
-    pub const PROVIDER: RetryPolicy = RetryPolicy { retry_429: true, ..RetryPolicy::CLOUD };
+    /// The cloud, when a still-valid cached token can be used instead: one quick retry (a
+    /// keep-alive connection the cloud closed as it drained), then the cache.
+    pub const CLOUD_WITH_FALLBACK: RetryPolicy = RetryPolicy {
+        max_tries: 2,
+        base: Duration::from_millis(250),
+        cap: Duration::from_secs(1),
+        max_retry_after: Duration::from_secs(2),
+        retry_429: false,
+        budget: Some(Duration::from_secs(3)),
+    };
+
+    /// The cloud, polled again soon anyway (`cloud_poll`): one try.
+    pub const CLOUD_POLL: RetryPolicy = RetryPolicy { max_tries: 1, ..RetryPolicy::CLOUD };
+
+    /// Provider APIs: 4 tries, on timeouts, 5xx and 429, with a `Retry-After` of up to a
+    /// minute honoured (a provider's rate limit is worth waiting out).
+    pub const PROVIDER: RetryPolicy = RetryPolicy {
+        max_tries: 4,
+        base: Duration::from_millis(500),
+        cap: Duration::from_secs(8),
+        max_retry_after: Duration::from_secs(60),
+        retry_429: true,
+        budget: None,
+    };
+
+    /// The cloud, for `latchkey run` when no valid token is cached: as many tries as fit
+    /// in `budget` (backoff up to 30 s, `Retry-After` honoured within the budget). The
+    /// daemon gives up at the budget and tries again at the connector's next run.
+    pub fn within(budget: Duration) -> RetryPolicy {
+        RetryPolicy {
+            max_tries: u32::MAX,
+            base: Duration::from_millis(500),
+            cap: Duration::from_secs(30),
+            max_retry_after: budget,
+            retry_429: false,
+            budget: Some(budget),
+        }
+    }
 
     /// Backoff before retry number `retry` (1 for the first retry): `base * 2^(retry-1)`,
     /// capped, with "equal jitter" (a random half of it on top of the other half).
@@ -58,23 +100,27 @@ pub async fn send(
     policy: &RetryPolicy,
     build: impl Fn() -> reqwest::RequestBuilder,
 ) -> Result<reqwest::Response, reqwest::Error> {
-    let mut tries = 0;
+    let started = Instant::now();
+    let mut tries: u32 = 0;
     loop {
-        tries += 1;
-        let last = tries >= policy.max_tries;
-        let wait = match build().send().await {
-            Ok(resp) if !last && policy.retryable(resp.status()) => {
-                match retry_after(resp.headers(), SystemTime::now()) {
-                    Some(wait) if wait > policy.max_retry_after => return Ok(resp),
-                    Some(wait) => wait,
-                    None => policy.backoff(tries),
-                }
-            }
-            Ok(resp) => return Ok(resp),
-            Err(e) if !last && transient(&e) => policy.backoff(tries),
-            Err(e) => return Err(e),
+        tries = tries.saturating_add(1);
+        let result = build().send().await;
+        let wait = match &result {
+            Ok(resp) if policy.retryable(resp.status()) => match retry_after(resp.headers(), SystemTime::now()) {
+                Some(wait) if wait > policy.max_retry_after => None,
+                Some(wait) => Some(wait),
+                None => Some(policy.backoff(tries)),
+            },
+            Err(e) if transient(e) => Some(policy.backoff(tries)),
+            _ => None,
         };
-        tokio::time::sleep(wait).await;
+        let again = |wait: Duration| {
+            tries < policy.max_tries && policy.budget.is_none_or(|budget| started.elapsed() + wait <= budget)
+        };
+        match wait {
+            Some(wait) if again(wait) => tokio::time::sleep(wait).await,
+            _ => return result,
+        }
     }
 }
 
@@ -171,6 +217,7 @@ mod tests {
         cap: Duration::from_millis(20),
         max_retry_after: Duration::from_secs(2),
         retry_429: false,
+        budget: None,
     };
 
     #[tokio::test]
@@ -244,5 +291,102 @@ mod tests {
         };
         let err = send(&FAST, || client.get(format!("http://127.0.0.1:{port}/"))).await.err();
         assert!(err.is_some_and(|e| e.is_connect()));
+    }
+
+    #[tokio::test]
+    async fn retries_stop_at_the_budget() {
+        let (url, hits) = scripted(vec![(503, None); 1000]).await;
+        let client = reqwest::Client::new();
+        let policy = RetryPolicy {
+            max_tries: u32::MAX,
+            base: Duration::from_millis(20),
+            cap: Duration::from_millis(80),
+            budget: Some(Duration::from_millis(500)),
+            ..FAST
+        };
+        let started = std::time::Instant::now();
+        let resp = send(&policy, || client.get(&url)).await.unwrap_or_else(|e| panic!("{e}"));
+        let took = started.elapsed();
+        assert_eq!(resp.status(), 503, "the last answer");
+        assert!(took <= Duration::from_millis(700), "stopped at the budget, took {took:?}");
+        let n = hits.load(Ordering::SeqCst);
+        assert!((4..=30).contains(&n), "backed off, neither one try nor a spin: {n} tries");
+
+        // A `Retry-After` beyond what is left of the budget is not waited for.
+        let (url, hits) = scripted(vec![(503, Some("1")); 3]).await;
+        let policy = RetryPolicy { budget: Some(Duration::from_millis(300)), ..policy };
+        let started = std::time::Instant::now();
+        let resp = send(&policy, || client.get(&url)).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((resp.status().as_u16(), hits.load(Ordering::SeqCst)), (503, 1));
+        assert!(started.elapsed() < Duration::from_millis(300));
+    }
+
+    /// A raw HTTP/1.1 server: answers each request on a connection with `ok`, adding
+    /// `Connection: close` and closing when `close` is set, or keeping the connection open
+    /// and closing it `idle_close` after the answer (as a draining cloud closes idle
+    /// keep-alive connections). Counts the connections it accepts.
+    async fn raw_server(close: bool, idle_close: Duration) -> (String, Arc<AtomicU32>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicU32::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    loop {
+                        let n = match tokio::time::timeout(idle_close, sock.read(&mut chunk)).await {
+                            Ok(Ok(n)) if n > 0 => n,
+                            _ => return, // EOF, error, or idle too long: close.
+                        };
+                        buf.extend_from_slice(&chunk[..n]);
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buf.drain(..end + 4);
+                            let head = if close { "Connection: close\r\n" } else { "" };
+                            let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n{head}\r\nok");
+                            if sock.write_all(answer.as_bytes()).await.is_err() || close {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (format!("http://{addr}/"), accepted)
+    }
+
+    /// reqwest (hyper) does not send a request on a connection the server said it closes
+    /// (`Connection: close`, as a draining cloud answers) or has closed since: each of these
+    /// requests succeeds at the first try, on a new connection.
+    #[tokio::test]
+    async fn connections_the_cloud_closes_are_not_reused() {
+        let once = RetryPolicy { max_tries: 1, ..FAST };
+        let client = reqwest::Client::new();
+        let (url, accepted) = raw_server(true, Duration::from_secs(5)).await;
+        for i in 0..5 {
+            let resp = send(&once, || client.get(&url)).await.unwrap_or_else(|e| panic!("request {i}: {e}"));
+            assert_eq!(resp.text().await.unwrap(), "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 5, "one connection per answer with `Connection: close`");
+
+        let (url, accepted) = raw_server(false, Duration::from_millis(100)).await;
+        for i in 0..3 {
+            let resp = send(&once, || client.get(&url)).await.unwrap_or_else(|e| panic!("request {i}: {e}"));
+            assert_eq!(resp.text().await.unwrap(), "ok");
+            // The server closes the idle connection meanwhile.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 3, "a closed keep-alive connection is not reused");
+
+        // Without the pause, the kept-alive connection is reused: the counting is right.
+        let (url, accepted) = raw_server(false, Duration::from_secs(5)).await;
+        for _ in 0..3 {
+            let resp = send(&once, || client.get(&url)).await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(resp.text().await.unwrap(), "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
     }
 }

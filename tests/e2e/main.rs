@@ -5,6 +5,7 @@
 mod accounts;
 mod agent;
 mod agent_follow;
+mod agent_outage;
 mod apps;
 mod audit_loss;
 mod bad_input;

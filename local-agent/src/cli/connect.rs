@@ -164,7 +164,8 @@ async fn wait_for_change(cloud: &CloudClient, c: &ConnectorConfig, before: &[Con
                     return Ok(conn);
                 }
             }
-            Err(Error::CloudUnreachable { .. }) => {}
+            // The cloud restarting while the member consents: ask again at the next poll.
+            Err(e) if e.is_cloud_outage() => {}
             Err(e) => return Err(e),
         }
         if Instant::now() >= deadline {

@@ -11,6 +11,7 @@ mod events;
 mod init;
 mod login;
 mod logout;
+mod outage;
 mod prompt;
 mod run;
 mod service;

@@ -12,7 +12,13 @@
 //!   Polling rather than a server-sent event stream: a short stateless request survives a
 //!   cloud restart or drain, any replica answers it, and proxies that buffer or cut long
 //!   responses do not matter (see docs/agent.md).
+//! - **Outages.** When the cloud is away (restarting, a replica lost, its database down),
+//!   each connector goes on syncing with its cached token while the provider accepts it,
+//!   and without one retries within half its schedule, then at its next run; the daemon
+//!   never exits for it. The outage is logged once when it starts and once when it ends, and
+//!   recorded for `latchkey status`.
 
+use super::outage::OutageWatch;
 use super::{Agent, Paths};
 use crate::attention;
 use crate::cloud::{CloudClient, Connection};
@@ -22,7 +28,7 @@ use crate::progress::Progress;
 use crate::shutdown::{Shutdown, Trigger};
 use crate::store::Store;
 use crate::sync::{self, SyncContext, SyncOptions};
-use crate::token_client::TokenClient;
+use crate::token_client::{Patience, TokenClient};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,15 +39,17 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use url::Url;
 
-/// How often the config file is looked at.
+/// How often the config file (and the cloud's outage state) is looked at.
 const CONFIG_CHECK: Duration = Duration::from_secs(1);
+/// After a failed sync, the next one waits at least this long, whatever the schedule says.
+const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(5);
 
 pub(super) async fn run_forever(paths: &Paths) -> Result<ExitCode> {
     let agent = Agent::load(paths)?;
     agent.require_pat()?;
     let shared = Shared {
         store: Arc::new(paths.store().await?),
-        tokens: Arc::new(TokenClient::new(agent.cloud.clone())),
+        tokens: Arc::new(TokenClient::with_patience(agent.cloud.clone(), Patience::Schedule)),
         cloud_url: Arc::new(agent.config.cloud_url.clone()),
     };
     let stop = Shutdown::on_signals("Stopping: finishing the pages in hand…");
@@ -61,37 +69,44 @@ pub(super) async fn run_forever(paths: &Paths) -> Result<ExitCode> {
     let mut follower = Follower::new(agent.cloud.clone());
     // Before any sync starts, so that a connection made from now on is seen as new.
     if config.cloud_poll.is_some() {
-        follower.poll(&[]).await;
+        tokio::select! {
+            _ = follower.poll(&[]) => {}
+            () = stop.wait() => {}
+        }
     }
+    let mut watch = OutageWatch::new(agent.cloud.clone(), shared.tokens.clone(), paths.data_dir.clone());
     let mut crew = Crew::default();
     crew.apply(&shared, &config.connectors);
     let mut file = ConfigFile::new(config.path.clone());
     let mut hangup = Hangup::new();
     let mut config_tick = tokio::time::interval(CONFIG_CHECK);
     config_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut cloud_tick = cloud_interval(config.cloud_poll);
+    let (following, wanted) = tokio::sync::watch::channel(Follow::of(&config));
+    let (woken, mut wake) = tokio::sync::mpsc::unbounded_channel();
+    let follow_task = tokio::spawn(follow(follower, wanted, woken));
     loop {
         tokio::select! {
             () = stop.wait() => break,
             _ = config_tick.tick() => {
                 if file.changed() {
                     reload(paths, &mut config, &mut crew, &shared, "the file changed");
-                    cloud_tick = cloud_interval(config.cloud_poll);
+                    following.send_replace(Follow::of(&config));
+                }
+                for line in watch.tick(&config.connectors) {
+                    log(&line);
                 }
             }
             () = hangup.recv() => {
                 file.changed();
                 reload(paths, &mut config, &mut crew, &shared, "SIGHUP");
-                cloud_tick = cloud_interval(config.cloud_poll);
+                following.send_replace(Follow::of(&config));
             }
-            _ = cloud_tick.tick(), if config.cloud_poll.is_some() => {
-                for name in follower.poll(&config.connectors).await {
-                    crew.wake(&name);
-                }
-            }
+            Some(name) = wake.recv() => crew.wake(&name),
         }
     }
+    follow_task.abort();
     crew.stop_all().await;
+    watch.stop();
     shared.store.close().await;
     log("stopped");
     Ok(ExitCode::SUCCESS)
@@ -101,6 +116,53 @@ fn cloud_interval(every: Option<Duration>) -> tokio::time::Interval {
     let mut tick = tokio::time::interval(every.unwrap_or(Duration::from_secs(3600)));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     tick
+}
+
+/// What the follower needs from the config: how often to poll, and the connectors to wake.
+#[derive(Clone)]
+struct Follow {
+    every: Option<Duration>,
+    connectors: Vec<ConnectorConfig>,
+}
+
+impl Follow {
+    fn of(config: &Config) -> Self {
+        Follow { every: config.cloud_poll, connectors: config.connectors.clone() }
+    }
+}
+
+/// Polls the cloud every `cloud_poll` in a task of its own, so that a slow or unreachable
+/// cloud never holds up a config reload, the outage report or a stop; sends the names of
+/// the connectors to wake.
+async fn follow(
+    mut follower: Follower,
+    mut wanted: tokio::sync::watch::Receiver<Follow>,
+    wake: tokio::sync::mpsc::UnboundedSender<String>,
+) {
+    let mut every = wanted.borrow_and_update().every;
+    let mut tick = cloud_interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick(), if every.is_some() => {}
+            changed = wanted.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let now = wanted.borrow_and_update().every;
+                if now != every {
+                    every = now;
+                    tick = cloud_interval(every);
+                }
+                continue;
+            }
+        }
+        let connectors = wanted.borrow().connectors.clone();
+        for name in follower.poll(&connectors).await {
+            if wake.send(name).is_err() {
+                return;
+            }
+        }
+    }
 }
 
 /// Reads the config again and applies its connectors; an invalid file changes nothing.
@@ -240,14 +302,27 @@ fn spawn(shared: &Shared, c: ConnectorConfig, previous: Option<JoinHandle<()>>) 
 async fn sync_on_schedule(ctx: &SyncContext<'_>, c: &ConnectorConfig, wake: &Notify) {
     loop {
         let started = Instant::now();
+        let mut wait = c.schedule.interval();
         match sync::sync_once(ctx, c, SyncOptions::default(), &mut Progress::Quiet).await {
-            Ok(report) => log(&report.summary()),
-            Err(e) => log(&format!("{}: error: {e}", c.name)),
+            Ok(report) => {
+                log(&report.summary());
+                wait = wait.saturating_sub(started.elapsed());
+            }
+            Err(e) => {
+                wait = wait.saturating_sub(started.elapsed()).max(PAUSE_AFTER_FAILURE);
+                let next = time::OffsetDateTime::now_utc() + wait;
+                // An outage is the cloud's, not the connector's: say when it is tried again.
+                let when = if e.is_cloud_outage() {
+                    format!("; next try at {}", crate::run_state::clock(next))
+                } else {
+                    String::new()
+                };
+                log(&format!("{}: error: {e}{when}", c.name));
+            }
         }
         if ctx.stop.requested() {
             break;
         }
-        let wait = c.schedule.interval().saturating_sub(started.elapsed());
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = wake.notified() => {}
@@ -271,10 +346,12 @@ impl Follower {
     }
 
     /// One look; returns the names of the connectors to sync now: those using a connection
-    /// that became usable since the last look.
+    /// that became usable since the last look. One try: the next poll comes soon, and an
+    /// outage is reported once by the [`OutageWatch`], not here at every poll.
     async fn poll(&mut self, connectors: &[ConnectorConfig]) -> Vec<String> {
-        let list = match self.cloud.connections().await {
+        let list = match self.cloud.connections_polled().await {
             Ok(list) => list,
+            Err(e) if e.is_cloud_outage() => return Vec::new(),
             Err(e) => {
                 let text = e.to_string();
                 if self.failing.as_deref() != Some(text.as_str()) {
@@ -389,7 +466,7 @@ fn secs(d: Duration) -> String {
     format!("{}s", d.as_secs())
 }
 
-fn log(line: &str) {
+pub(super) fn log(line: &str) {
     let now = crate::store::fixed_utc(time::OffsetDateTime::now_utc());
     println!("{now} {line}");
 }

@@ -5,12 +5,16 @@
 //! (a revoked device is "not paired", never "paired: yes" next to an error), an unknown org
 //! or connector is named as such with what the member can see, and a connection that needs
 //! the member says what and the exact command or URL.
+//!
+//! When a `latchkey run` is running, it also says what that daemon has seen of the cloud:
+//! since when it has been away, and until when each connector syncs with its cached token.
 
 use super::{Agent, Paths};
 use crate::cloud::{CloudClient, Connection};
 use crate::config::ConnectorConfig;
 use crate::error::{Error, Result};
 use crate::pat_store::PatSource;
+use crate::run_state::{self, RunState};
 use crate::store::{Store, SyncRun};
 use std::process::ExitCode;
 
@@ -30,14 +34,20 @@ pub(super) async fn status(paths: &Paths) -> Result<ExitCode> {
     println!("config:     {}", agent.config.path.display());
     println!("data:       {}", paths.data_dir.display());
     let reachable = print_cloud(&agent.cloud, &agent.cloud.healthz().await);
+    let daemon = run_state::read(&paths.data_dir);
+    print_daemon(daemon.as_ref());
     let pairing = pairing(&agent, reachable).await;
-    let mut healthy = reachable && pairing == Pairing::Paired;
+    let away = daemon.as_ref().is_some_and(|d| d.cloud_away_since.is_some());
+    let mut healthy = reachable && pairing == Pairing::Paired && !away;
     let store = paths.store().await?;
     if agent.config.connectors.is_empty() {
         println!("connectors: none — add a [[connector]] to {}", agent.config.path.display());
     }
     for c in &agent.config.connectors {
         healthy &= connector_section(&agent, &store, c, pairing == Pairing::Paired).await?;
+        if let Some(d) = daemon.as_ref().filter(|d| d.cloud_away_since.is_some()) {
+            print_cached_token(d, c);
+        }
     }
     store.close().await;
     Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::from(1) })
@@ -56,6 +66,38 @@ fn print_cloud(cloud: &CloudClient, health: &Result<()>) -> bool {
     health.is_ok()
 }
 
+/// What a running `latchkey run` has seen of the cloud, under the cloud's line.
+fn print_daemon(daemon: Option<&RunState>) {
+    let Some(d) = daemon else {
+        return;
+    };
+    match (&d.cloud_away_since, &d.cloud_back_at) {
+        (Some(since), _) => println!(
+            "            `latchkey run` (pid {}): cloud unreachable since {}{}, retrying",
+            d.pid,
+            run_state::clock_of(since),
+            d.cloud_away_reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+        ),
+        (None, Some(back)) => println!(
+            "            `latchkey run` (pid {}): cloud reachable again since {}{}",
+            d.pid,
+            run_state::clock_of(back),
+            d.last_outage_secs.map(|s| format!(", after {} unreachable", run_state::span(s))).unwrap_or_default()
+        ),
+        (None, None) => println!("            `latchkey run` (pid {}): running, the cloud answering", d.pid),
+    }
+}
+
+/// During an outage: whether `latchkey run` can go on syncing connector `c`.
+fn print_cached_token(d: &RunState, c: &ConnectorConfig) {
+    match d.cached_until.get(&c.name) {
+        Some(until) => println!("  token:      syncing with the cached token until {}", run_state::clock_of(until)),
+        None => {
+            println!("  token:      no valid token cached: syncs wait for the cloud (retried at each scheduled run)")
+        }
+    }
+}
+
 /// Checks the token with a cheap authenticated call (`GET /v1/connections`) and prints the
 /// pairing's line.
 async fn pairing(agent: &Agent, reachable: bool) -> Pairing {
@@ -67,7 +109,8 @@ async fn pairing(agent: &Agent, reachable: bool) -> Pairing {
         println!("paired:     unknown — a token is at hand ({source}), but the cloud cannot be asked");
         return Pairing::Unchecked;
     }
-    match agent.cloud.connections().await {
+    // One try: a status is a snapshot, and should not hang on a cloud that is away.
+    match agent.cloud.connections_polled().await {
         Ok(_) => {
             println!("paired:     yes (token from {source})");
             Pairing::Paired

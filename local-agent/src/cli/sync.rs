@@ -78,6 +78,7 @@ async fn guidance(agent: &Agent, c: &ConnectorConfig, e: &Error) -> Option<Strin
             | Error::UnknownConnection { .. }
             | Error::AmbiguousConnection { .. }
             | Error::CloudUnreachable { .. }
+            | Error::CloudUnavailable { .. }
             | Error::RateLimited { .. }
             | Error::Config(_)
             | Error::Usage(_)
