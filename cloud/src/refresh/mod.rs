@@ -708,7 +708,8 @@ pub async fn background_refresher(state: AppState, mut stop: tokio::sync::watch:
         let pause = if more_due {
             MORE_DUE_PAUSE
         } else {
-            Duration::from_secs(state.config.refresher_interval_secs.max(1)).mul_f64(rand::thread_rng().gen_range(0.8..1.2))
+            Duration::from_secs(state.config.refresher_interval_secs.max(1))
+                .mul_f64(rand::thread_rng().gen_range(0.8..1.2))
         };
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
