@@ -41,6 +41,8 @@ pub struct Inner {
     pub password_gate: Gate,
     /// Wakes this replica's webhook worker when an event is published here.
     pub webhook_wake: tokio::sync::Notify,
+    /// The token endpoint's per-PAT limit, in this replica's memory; `None` when off.
+    pub token_limit: Option<crate::ratelimit::PerReplica>,
 }
 
 impl AppState {
@@ -56,6 +58,7 @@ impl AppState {
         let provider_client = ProviderClient::new(std::time::Duration::from_secs(config.provider_timeout_secs));
         let (audit, _writer) = AuditWriter::start(store.clone(), config.audit_queue);
         let password_gate = Gate::new(config.password_hash_concurrency, config.password_hash_queue);
+        let token_limit = crate::ratelimit::PerReplica::per_minute(config.token_rate_limit);
         Self(Arc::new(Inner {
             store,
             config,
@@ -70,6 +73,7 @@ impl AppState {
             public_url,
             password_gate,
             webhook_wake: tokio::sync::Notify::new(),
+            token_limit,
         }))
     }
 }

@@ -65,8 +65,13 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl);
         };
-        let mut options =
-            AnyPoolOptions::new().acquire_timeout(Duration::from_secs(5)).max_connections(max_connections);
+        // No ping before each acquire (sqlx's default): on PostgreSQL it was a second
+        // round trip per request, on SQLite a trip through the worker thread. A connection
+        // that died is found by the query that uses it.
+        let mut options = AnyPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(5))
+            .max_connections(max_connections)
+            .test_before_acquire(false);
         if backend == Backend::Sqlite {
             if let Some(parent) = sqlite_file(url).and_then(|p| p.parent().map(Path::to_path_buf)) {
                 if !parent.as_os_str().is_empty() {
