@@ -219,7 +219,10 @@ async fn insert_batch(conn: &mut sqlx::AnyConnection, batch: &[OwnedEvent]) -> R
 fn insert_sql(sqlite: bool, rows: usize) -> &'static str {
     static SQL: std::sync::OnceLock<[Vec<String>; 2]> = std::sync::OnceLock::new();
     let all = SQL.get_or_init(|| {
-        [(0..=CHUNK).map(|n| build_insert_sql(false, n)).collect(), (0..=CHUNK).map(|n| build_insert_sql(true, n)).collect()]
+        [
+            (0..=CHUNK).map(|n| build_insert_sql(false, n)).collect(),
+            (0..=CHUNK).map(|n| build_insert_sql(true, n)).collect(),
+        ]
     });
     all[usize::from(sqlite)].get(rows).map_or("", String::as_str)
 }

@@ -170,12 +170,7 @@ async fn run(backend: Backend, secs: u64, pats: usize) {
 }
 
 fn row(what: &str, reference: &Load, cloud: &Load) {
-    println!(
-        "{what:<34} {:>26} {:>26} {:>6.2}",
-        reference.figures(),
-        cloud.figures(),
-        cloud.rps / reference.rps
-    );
+    println!("{what:<34} {:>26} {:>26} {:>6.2}", reference.figures(), cloud.figures(), cloud.rps / reference.rps);
     for (who, load) in [("minimal-work server", reference), ("latchkey-cloud", cloud)] {
         if load.failed > 0 {
             println!("  !! {who}: {} answers were not 2xx", load.failed);
@@ -474,10 +469,8 @@ mod reference {
     }
 
     async fn token(State(server): State<Arc<Server>>, headers: HeaderMap, body: Bytes) -> Response {
-        let Some(pat) = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+        let Some(pat) =
+            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
         else {
             return refuse(StatusCode::UNAUTHORIZED, "invalid_token");
         };
