@@ -82,6 +82,7 @@ async fn sweep(limiter: Weak<DefaultKeyedRateLimiter<String>>) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
