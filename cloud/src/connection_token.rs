@@ -12,7 +12,6 @@ use crate::audit::OwnedEvent;
 use crate::connections::label::{self, Named};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::ratelimit;
 use crate::refresh::{self, Fresh, TokenRow};
 use crate::state::AppState;
 use crate::store::{now, rfc3339};
@@ -236,7 +235,7 @@ async fn check_and_issue(
     }
     // 8 before 9: a request that would wait on a failing provider says so first.
     if !in_backoff(&token_row) {
-        rate_limit(state, &principal).await?;
+        rate_limit(state, &principal)?;
     }
     match refresh::fresh_token(state, token_row).await? {
         Fresh::Token { access_token, token_type, expires_at } => {
@@ -305,17 +304,11 @@ fn in_backoff(row: &TokenRow) -> bool {
     row.next_attempt_at.is_some_and(|t| t > now) && row.expires_at.is_some_and(|e| e <= now)
 }
 
-/// Row 9: requests per minute per PAT.
-async fn rate_limit(state: &AppState, principal: &Principal) -> Result<()> {
-    let (limit, Some(pat_id)) = (state.config.token_rate_limit, principal.pat_id()) else { return Ok(()) };
-    if limit == 0 {
-        return Ok(());
-    }
-    let (hits, retry) = ratelimit::hit(&state.store, &format!("token:{pat_id}"), 60).await?;
-    if hits > i64::from(limit) {
-        return Err(Error::rate_limited(retry));
-    }
-    Ok(())
+/// Row 9: requests per minute per PAT, counted in this replica's memory (see
+/// `ratelimit::PerReplica` for why per replica is enough here).
+fn rate_limit(state: &AppState, principal: &Principal) -> Result<()> {
+    let (Some(limit), Some(pat_id)) = (&state.token_limit, principal.pat_id()) else { return Ok(()) };
+    limit.check(pat_id).map_err(Error::rate_limited)
 }
 
 fn reauth(connect_url: String) -> Error {

@@ -1,6 +1,14 @@
-//! Fixed-window counters kept in the database, so every replica sees the same count.
+//! Rate limits. The security limits (login attempts, registrations, device codes) are
+//! fixed-window counters kept in the database, so every replica sees the same count.
 //! Each row knows when its window ends; rows whose window has ended are swept now and
 //! then by whichever request comes along, so keys seen once do not stay forever.
+//!
+//! The token endpoint's per-PAT limit is not a security boundary and sits on the hot
+//! path: it is kept in memory, per replica (`per_replica`).
+
+mod per_replica;
+
+pub use per_replica::PerReplica;
 
 use crate::error::Result;
 use crate::store::{now, Store};

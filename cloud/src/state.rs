@@ -45,6 +45,8 @@ pub struct Inner {
     pub webhook_wake: tokio::sync::Notify,
     /// Serving, draining or stopping (`server::serve` moves it on).
     pub drain: crate::drain::Drain,
+    /// The token endpoint's per-PAT limit, in this replica's memory; `None` when off.
+    pub token_limit: Option<crate::ratelimit::PerReplica>,
 }
 
 impl AppState {
@@ -62,6 +64,7 @@ impl AppState {
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let (audit, _writer) = AuditWriter::start(store.clone(), config.audit_queue, Arc::clone(&metrics));
         let password_gate = Gate::new(config.password_hash_concurrency, config.password_hash_queue);
+        let token_limit = crate::ratelimit::PerReplica::per_minute(config.token_rate_limit);
         Self(Arc::new(Inner {
             store,
             config,
@@ -78,6 +81,7 @@ impl AppState {
             password_gate,
             webhook_wake: tokio::sync::Notify::new(),
             drain: crate::drain::Drain::default(),
+            token_limit,
         }))
     }
 }

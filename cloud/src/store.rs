@@ -106,6 +106,9 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl);
         };
+        // No ping before every acquire (sqlx's default): on PostgreSQL it was a second
+        // round trip per request, on SQLite a trip through the worker thread. Only a
+        // connection idle for a while is pinged; one that died under a query is dropped.
         let mut options = AnyPoolOptions::new()
             .acquire_timeout(settings.acquire_timeout)
             .max_connections(settings.max_connections)

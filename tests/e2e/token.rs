@@ -281,4 +281,14 @@ async fn rate_limit_per_pat(backend: Backend) {
     assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
     // Per PAT: another PAT of the same member is not limited.
     fetch(&api, Some(&other), ask()).await.ok(200);
+    // Counted in memory: the token endpoint writes no rate-limit row per request.
+    assert_eq!(db.count("select count(*) from rate_limits where key like 'token:%'").await, 0);
+    // Per replica (documented): another replica on the same database counts on its own.
+    let replica = Cloud::start_with(&db, |c| {
+        c.sandbox = true;
+        c.token_rate_limit = 3;
+    })
+    .await;
+    fetch(&replica.api(), Some(&pat), ask()).await.ok(200);
+    fetch(&api, Some(&pat), ask()).await.assert_error(429, "rate_limited");
 }
