@@ -35,6 +35,7 @@ mod pat_binding;
 mod pats;
 mod provider_faults;
 mod quickstart;
+mod refresh_pacing;
 mod refresh_save;
 mod replicas;
 mod sandbox_exposure;
