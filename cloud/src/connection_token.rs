@@ -40,6 +40,8 @@ pub async fn answer(
     let outcome = match &result {
         Ok(_) => "issued",
         Err(Error::Client { code, .. }) => code.as_str(),
+        // An unreachable database is an outage the operator watches for, not a bug.
+        Err(e) if e.db_unavailable().is_some() => ErrorCode::ServiceUnavailable.as_str(),
         Err(_) => "server_error",
     };
     Metrics::count(&state.metrics.token_answers, outcome);

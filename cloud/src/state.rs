@@ -31,7 +31,7 @@ pub struct Inner {
     /// In-process single flight of refreshes, one lock per connection.
     pub flights: KeyedLocks,
     /// Refresh calls in flight per provider, capped; paused on a provider's 429.
-    pub provider_pacing: crate::refresh::pacing::ProviderPacing,
+    pub provider_pacing: crate::providers::pacing::ProviderPacing,
     /// Names this process in refresh leases.
     pub instance_id: String,
     /// Batching writer of hot-path audit events.
@@ -59,7 +59,7 @@ impl AppState {
         sandbox: Option<Sandbox>,
     ) -> Self {
         let public_url = config.public_url();
-        let provider_pacing = crate::refresh::pacing::ProviderPacing::new(config.refresh_provider_concurrency);
+        let provider_pacing = crate::providers::pacing::ProviderPacing::new(config.refresh_provider_concurrency);
         let provider_client = ProviderClient::new(std::time::Duration::from_secs(config.provider_timeout_secs));
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let (audit, _writer) = AuditWriter::start(store.clone(), config.audit_queue, Arc::clone(&metrics));

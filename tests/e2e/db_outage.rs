@@ -73,6 +73,10 @@ async fn a_postgres_outage_answers_fast_503s_and_the_replica_serves_again_withou
     assert_eq!(api.get("/healthz", None).await.status, 200, "the process lives on");
     let metrics = api.get("/metrics", None).await.text;
     assert!(sample(&metrics, "latchkey_db_unavailable_total") >= 1.0, "{metrics}");
+    // Operators alert on token 5xx by outcome: an outage is counted as one, not as a bug.
+    let outage = r#"latchkey_connection_token_answers_total{outcome="service_unavailable"}"#;
+    assert!(sample(&metrics, outage) >= 8.0, "{metrics}");
+    assert!(!metrics.contains(r#"outcome="server_error""#), "{metrics}");
 
     pg.start_again();
     let back = until_served(&api, &pat, Duration::from_secs(5), || cloud.log_text()).await;

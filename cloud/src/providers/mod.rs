@@ -52,6 +52,7 @@
 pub mod builtin;
 mod definition;
 mod overrides;
+pub mod pacing;
 mod registry;
 #[cfg(test)]
 mod test_support;

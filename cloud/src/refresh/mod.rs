@@ -695,7 +695,7 @@ async fn record(state: &AppState, row: &TokenRow, outcome: &str, reason: Option<
 /// together), it takes the next batch at once instead of waiting an interval. Each batch
 /// is shuffled, so replicas reading the same due rows mostly start on different ones and
 /// seldom meet at a lease. How many run at once is bounded twice: `refresher_concurrency`
-/// here, and `refresh_provider_concurrency` per provider in `pacing`.
+/// here, and `refresh_provider_concurrency` per provider in `providers::pacing`.
 ///
 /// When `stop` turns true (the replica drains) it starts no new refresh, waits for the
 /// ones under way (which so release their leases) and returns; the caller bounds that.
@@ -802,7 +802,6 @@ async fn refresh_ahead(state: &AppState, id: &str) -> Result<()> {
     Ok(())
 }
 
-pub mod pacing;
 mod transitions;
 
 #[cfg(test)]
