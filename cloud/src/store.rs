@@ -64,6 +64,27 @@ impl Default for PoolSettings {
 
 /// A connection idle longer than this is pinged before it is handed out: it may have died
 /// with a database restart meanwhile. Busy connections skip the round trip.
+/// How long start-up waits for a database that is not answering yet: a replica started
+/// beside its database (compose, a Kubernetes rollout) or on a machine busy enough that
+/// opening a connection outlasts the request-time `acquire_timeout`.
+const STARTUP_WAIT: Duration = Duration::from_secs(30);
+
+/// Opens the pool's first connection, retrying while the database is unreachable or slow
+/// (up to [`STARTUP_WAIT`]); a wrong URL, password or database name fails at once.
+async fn first_connection(pool: &AnyPool, backend: Backend) -> Result<(), sqlx::Error> {
+    let started = std::time::Instant::now();
+    loop {
+        match pool.acquire().await {
+            Ok(_) => return Ok(()),
+            Err(e @ (sqlx::Error::PoolTimedOut | sqlx::Error::Io(_))) if started.elapsed() < STARTUP_WAIT => {
+                tracing::warn!(error = %e, "the {} database is not answering yet; retrying", backend.name());
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 /// The longest `/readyz` waits for the database.
@@ -145,8 +166,9 @@ impl Store {
                 })
             });
         }
-        let pool =
-            options.connect(url).await.map_err(|source| StoreError::Connect { backend: backend.name(), source })?;
+        let connect_error = |source| StoreError::Connect { backend: backend.name(), source };
+        let pool = options.connect_lazy(url).map_err(connect_error)?;
+        first_connection(&pool, backend).await.map_err(connect_error)?;
         Ok(Self { pool, backend })
     }
 

@@ -129,3 +129,20 @@ async fn a_locked_sqlite_database_answers_503_then_serves_again() {
     assert!(log.contains("the database is unavailable") && log.contains("locked"), "a warning says why:\n{log}");
     assert!(!log.contains("panicked") && !log.contains("request failed"), "no panic, no 500:\n{log}");
 }
+
+/// A replica started before its database (compose and Kubernetes start them together)
+/// waits for it instead of exiting, and becomes ready once it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_started_before_its_database_waits_for_it() {
+    let Some(pg) = OwnPg::start() else { return };
+    let db = TestDb::at(Backend::Postgres, pg.url());
+    pg.stop();
+    // A process that gave up would exit, and `try_spawn` would say so with its log.
+    let (cloud, ()) = tokio::join!(CloudProcess::try_spawn(&db, &[]), async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        pg.start_again();
+    });
+    let cloud = cloud.unwrap_or_else(|log| panic!("not ready after the database returned:\n{log}"));
+    cloud.api().get("/readyz", None).await.ok(200);
+    assert!(cloud.log_text().contains("not answering yet"), "the wait is logged:\n{}", cloud.log_text());
+}
