@@ -79,7 +79,11 @@ fn kubernetes_manifests_render_and_match_the_kubernetes_schemas() {
     if !have("kubernetes-validate", &["--version"], "`python3 -m pip install kubernetes-validate`") {
         return;
     }
-    let kinds: BTreeSet<String> = documents(&rendered)
+    let docs = documents(&rendered);
+    for doc in &docs {
+        assert_eq!(doc["metadata"]["labels"]["app.kubernetes.io/part-of"], "latchkey", "unlabelled: {doc:?}");
+    }
+    let kinds: BTreeSet<String> = docs
         .iter()
         .map(|d| format!("{}/{}", d["kind"].as_str().unwrap_or("?"), d["metadata"]["name"].as_str().unwrap_or("?")))
         .collect();
