@@ -367,7 +367,7 @@ fn stop_timeouts_leave_room_for_the_drain() {
     let grace = int(&pod["terminationGracePeriodSeconds"], "terminationGracePeriodSeconds");
     assert!(
         grace >= drain + shutdown + 5,
-        "k8s: terminationGracePeriodSeconds {grace} <= drain {drain} + shutdown {shutdown} + 5"
+        "k8s: terminationGracePeriodSeconds {grace} < drain {drain} + shutdown {shutdown} + 5 s of margin"
     );
     let container = &pod["containers"][0];
     assert!(container["lifecycle"]["preStop"].is_null(), "a preStop hook would eat into the grace period");
