@@ -21,6 +21,7 @@ mod console_journey;
 mod console_orgs;
 mod contract_fuzz;
 mod db_outage;
+mod deploy_files;
 mod devices;
 mod drain;
 mod forgery;
