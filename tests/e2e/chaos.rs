@@ -12,6 +12,9 @@
 //!    replica serves again within 5 s of the restart; then no refresh token was reused at
 //!    the provider and every grant is alive.
 //!
+//! Beside the token load, a probe of POSTs that nginx never repeats shows that no request
+//! sent to a stopping replica is reset (the token fetch alone may be retried elsewhere).
+//!
 //! Each phase prints its figures: requests, failures by status, p50/p99/max latency.
 
 use crate::single_flight::sandbox_provider_config;
@@ -23,6 +26,8 @@ use std::time::{Duration, Instant};
 
 const REPLICAS: usize = 3;
 const CLIENTS: usize = 24;
+/// Clients of the probe (see below).
+const PROBES: usize = 4;
 const MEMBERS: usize = 4;
 /// As the shipped configs drain (the test default is 0 s).
 const DRAIN_SECS: &str = "2";
@@ -49,9 +54,12 @@ struct Sample {
     took: Duration,
 }
 
-/// The token load: `CLIENTS` tasks, each asking `POST /oauth/connection-token` through
-/// nginx with one member's PAT, in a loop.
+/// A load through nginx: the token load (`CLIENTS` tasks, each asking
+/// `POST /oauth/connection-token` with one member's PAT, in a loop), or the probe.
 struct Load {
+    name: &'static str,
+    /// The status of a request that did not fail.
+    ok: u16,
     phase: Mutex<Phase>,
     stop: AtomicBool,
     in_flight: AtomicUsize,
@@ -74,7 +82,7 @@ impl Load {
         took.sort();
         let at = |q: usize| took.get((took.len() * q / 100).min(took.len().saturating_sub(1))).copied();
         let mut failures = BTreeMap::new();
-        for (status, _) in samples.iter().filter(|(s, _)| *s != 200) {
+        for (status, _) in samples.iter().filter(|(s, _)| *s != self.ok) {
             *failures.entry(*status).or_insert(0) += 1;
         }
         let failed: usize = failures.values().sum();
@@ -83,7 +91,8 @@ impl Load {
             .map(|(s, n)| format!("{}: {n}", if *s == 0 { "no answer".into() } else { s.to_string() }))
             .collect();
         eprintln!(
-            "chaos {phase:?}: {} requests, {failed} failed {{{}}}, latency p50 {:?} p99 {:?} max {:?}{note}",
+            "{} {phase:?}: {} requests, {failed} failed {{{}}}, latency p50 {:?} p99 {:?} max {:?}{note}",
+            self.name,
             samples.len(),
             by_status.join(", "),
             at(50).unwrap_or_default(),
@@ -95,13 +104,17 @@ impl Load {
     }
 }
 
-async fn client_loop(load: Arc<Load>, client: reqwest::Client, url: String, pat: String) {
+async fn client_loop(load: Arc<Load>, client: reqwest::Client, url: String, pat: Option<String>) {
     let body = json!({"org": "acme", "connector_key": "sandbox"});
     while !load.stop.load(Ordering::SeqCst) {
         let phase = *load.phase.lock().unwrap();
         load.in_flight.fetch_add(1, Ordering::SeqCst);
         let started = Instant::now();
-        let status = match client.post(&url).bearer_auth(&pat).json(&body).send().await {
+        let mut request = client.post(&url).json(&body);
+        if let Some(pat) = &pat {
+            request = request.bearer_auth(pat);
+        }
+        let status = match request.send().await {
             Ok(r) => {
                 let status = r.status().as_u16();
                 // The answer counts once its body is in.
@@ -190,6 +203,8 @@ async fn rolling_restart_sigkill_and_a_database_outage_under_token_load() {
     }
 
     let load = Arc::new(Load {
+        name: "chaos",
+        ok: 200,
         phase: Mutex::new(Phase::Setup),
         stop: AtomicBool::new(false),
         in_flight: AtomicUsize::new(0),
@@ -200,15 +215,34 @@ async fn rolling_restart_sigkill_and_a_database_outage_under_token_load() {
     let clients: Vec<_> = (0..CLIENTS)
         .map(|i| {
             let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-            tokio::spawn(client_loop(load.clone(), client, url.clone(), pats[i % MEMBERS].clone()))
+            tokio::spawn(client_loop(load.clone(), client, url.clone(), Some(pats[i % MEMBERS].clone())))
+        })
+        .collect();
+    // The probe: POSTs that nginx never repeats once sent (`location /`), each answered 401
+    // without a credential and changing nothing. One that reached a stopping replica and
+    // was reset instead of answered shows as a 502.
+    let probe = Arc::new(Load {
+        name: "probe (unretried POST)",
+        ok: 401,
+        phase: Mutex::new(Phase::Setup),
+        stop: AtomicBool::new(false),
+        in_flight: AtomicUsize::new(0),
+        samples: Mutex::new(Vec::new()),
+    });
+    let probe_clients: Vec<_> = (0..PROBES)
+        .map(|_| {
+            let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+            tokio::spawn(client_loop(probe.clone(), client, format!("{public}/v1/orgs"), None))
         })
         .collect();
     let started = Instant::now();
 
     // 1. Steady state.
     load.set(Phase::Steady);
+    probe.set(Phase::Steady);
     tokio::time::sleep(Duration::from_secs(4)).await;
     load.set(Phase::RollingRestart);
+    probe.set(Phase::RollingRestart);
     let steady = load.report(Phase::Steady, "");
     assert!(steady.is_empty(), "failures in steady state: {steady:?}\n{}", nginx.error_log());
 
@@ -224,8 +258,16 @@ async fn rolling_restart_sigkill_and_a_database_outage_under_token_load() {
         exits.push(format!("replica {i}: exit 0 after {exited:?}, ready again after {:?}", signalled.elapsed()));
     }
     load.set(Phase::Sigkill);
+    probe.stop.store(true, Ordering::SeqCst);
     let rolling = load.report(Phase::RollingRestart, &format!(" ({})", exits.join("; ")));
     assert!(rolling.is_empty(), "failures during the rolling restart: {rolling:?}\n{}", nginx.error_log());
+    for client in probe_clients {
+        client.await.unwrap();
+    }
+    for phase in [Phase::Steady, Phase::RollingRestart] {
+        let failed = probe.report(phase, "");
+        assert!(failed.is_empty(), "unretried POSTs failed in {phase:?}: {failed:?}\n{}", nginx.error_log());
+    }
 
     // 3. SIGKILL of one replica mid-load, then it is started again.
     tokio::time::sleep(Duration::from_secs(1)).await;
