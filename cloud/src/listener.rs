@@ -19,7 +19,6 @@ use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -49,13 +48,17 @@ pub async fn serve(listener: TcpListener, app: axum::Router, stop: impl Future<O
     }
     // Connections the kernel completed but nobody accepted yet are reset when the listener
     // closes, often with a request already sent: take them in.
-    {
-        let mut cx = Context::from_waker(Waker::noop());
-        while let Poll::Ready(Ok((stream, addr))) = listener.poll_accept(&mut cx) {
-            start(stream, addr);
+    // The socket itself is asked (non-blocking), not tokio's cached readiness, which may
+    // not have seen the latest arrivals yet.
+    if let Ok(listener) = listener.into_std() {
+        while let Ok((stream, addr)) = listener.accept() {
+            // Accepted sockets do not inherit non-blocking mode; tokio needs it.
+            match stream.set_nonblocking(true).and_then(|()| TcpStream::from_std(stream)) {
+                Ok(stream) => start(stream, addr),
+                Err(e) => tracing::warn!(error = %e, "a connection taken in at the stop could not be served"),
+            }
         }
     }
-    drop(listener);
     stopping_tx.send_replace(true);
     drop(open_rx);
     open_tx.closed().await;

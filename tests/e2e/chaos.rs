@@ -26,8 +26,9 @@ use std::time::{Duration, Instant};
 
 const REPLICAS: usize = 3;
 const CLIENTS: usize = 24;
-/// Clients of the probe (see below).
-const PROBES: usize = 4;
+/// Clients of the probe (see below), without a pause: as many new connections to a stopping
+/// replica as the token load opens, so a reset at its stop would show.
+const PROBES: usize = 6;
 const MEMBERS: usize = 4;
 /// As the shipped configs drain (the test default is 0 s).
 const DRAIN_SECS: &str = "2";
@@ -104,7 +105,7 @@ impl Load {
     }
 }
 
-async fn client_loop(load: Arc<Load>, client: reqwest::Client, url: String, pat: Option<String>) {
+async fn client_loop(load: Arc<Load>, client: reqwest::Client, url: String, pat: Option<String>, think: Duration) {
     let body = json!({"org": "acme", "connector_key": "sandbox"});
     while !load.stop.load(Ordering::SeqCst) {
         let phase = *load.phase.lock().unwrap();
@@ -129,7 +130,7 @@ async fn client_loop(load: Arc<Load>, client: reqwest::Client, url: String, pat:
         let took = started.elapsed();
         load.in_flight.fetch_sub(1, Ordering::SeqCst);
         load.samples.lock().unwrap().push(Sample { phase, status, took });
-        tokio::time::sleep(THINK).await;
+        tokio::time::sleep(think).await;
     }
 }
 
@@ -215,7 +216,7 @@ async fn rolling_restart_sigkill_and_a_database_outage_under_token_load() {
     let clients: Vec<_> = (0..CLIENTS)
         .map(|i| {
             let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-            tokio::spawn(client_loop(load.clone(), client, url.clone(), Some(pats[i % MEMBERS].clone())))
+            tokio::spawn(client_loop(load.clone(), client, url.clone(), Some(pats[i % MEMBERS].clone()), THINK))
         })
         .collect();
     // The probe: POSTs that nginx never repeats once sent (`location /`), each answered 401
@@ -232,7 +233,7 @@ async fn rolling_restart_sigkill_and_a_database_outage_under_token_load() {
     let probe_clients: Vec<_> = (0..PROBES)
         .map(|_| {
             let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-            tokio::spawn(client_loop(probe.clone(), client, format!("{public}/v1/orgs"), None))
+            tokio::spawn(client_loop(probe.clone(), client, format!("{public}/v1/orgs"), None, Duration::ZERO))
         })
         .collect();
     let started = Instant::now();
@@ -362,6 +363,14 @@ async fn rolling_restart_sigkill_and_a_database_outage_under_token_load() {
     eprintln!(
         "chaos: {refreshes} refreshes at the provider over {:?}, none reused, {MEMBERS} grants alive and active",
         started.elapsed()
+    );
+    let nginx_log = nginx.error_log();
+    let count = |needle: &str| nginx_log.lines().filter(|l| l.contains(needle)).count();
+    eprintln!(
+        "chaos: nginx saw {} connections refused (retried elsewhere), {} reset and {} closed after a request was sent",
+        count("(111: Connection refused)"),
+        count("(104: Connection reset by peer)"),
+        count("prematurely closed"),
     );
     for replica in &replicas {
         let log = replica.log_text();
