@@ -115,3 +115,35 @@ fn log_end(served: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
         tracing::trace!(error = %e, "connection ended with an error");
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A balancer's fresh connection, opened before the stop, whose request goes out just
+    /// after it: answered, not reset (`axum::serve` closed it unread).
+    #[tokio::test]
+    async fn a_request_sent_on_a_connection_opened_before_the_stop_is_answered() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().route("/", axum::routing::post(|| async { "served" }));
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, app, async move {
+            let _ = stop_rx.await;
+        }));
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stop_tx.send(()).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stream.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").await.unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.expect("an answer, not a reset");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("served"), "{answer}");
+        tokio::time::timeout(Duration::from_secs(2), server).await.unwrap().unwrap().unwrap();
+        assert!(TcpStream::connect(addr).await.is_err(), "no longer accepting");
+    }
+}
