@@ -13,7 +13,7 @@ use std::path::Path;
 /// Top-level modules by layer, lowest first. A module may use any module of a lower
 /// layer, and none of its own layer or above.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("primitives", &["crypto", "store", "metrics", "single_flight", "gate", "drain"]),
+    ("primitives", &["crypto", "store", "metrics", "single_flight", "gate", "drain", "listener"]),
     ("errors and sealed columns", &["error", "sealed"]),
     ("providers, audit log, rate limits", &["providers", "audit", "ratelimit"]),
     ("OAuth client, sandbox, configuration", &["oauth", "sandbox", "config"]),

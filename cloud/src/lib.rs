@@ -34,6 +34,7 @@ pub mod gate;
 pub mod http;
 pub mod invitations;
 pub mod keys;
+pub mod listener;
 pub mod metrics;
 pub mod oauth;
 pub mod orgs;

@@ -5,8 +5,7 @@ use crate::drain::Phase;
 use crate::state::AppState;
 use crate::store::{Backend, Store};
 use anyhow::Context;
-use std::future::{Future, IntoFuture};
-use std::net::SocketAddr;
+use std::future::Future;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -131,11 +130,7 @@ pub async fn serve(
             drain.advance(Phase::Stopping);
         }
     };
-    let mut server = tokio::spawn(
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(stop_accepting)
-            .into_future(),
-    );
+    let mut server = tokio::spawn(crate::listener::serve(listener, app, stop_accepting));
     let ended_early = tokio::select! {
         served = &mut server => Some(served),
         () = drain.reached(Phase::Stopping) => None,

@@ -11,6 +11,7 @@ mod audit_loss;
 mod bad_input;
 mod browser;
 mod cascades;
+mod chaos;
 mod connection_accounts;
 mod connection_states;
 mod consent;
