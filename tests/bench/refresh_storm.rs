@@ -36,6 +36,8 @@
 //! `BENCH_AGENT_PAUSE_MS` (100, per agent between requests), `BENCH_SEED_WORKERS` (6),
 //! `BENCH_SEED_BUDGET_SECS` (how long seeding may take; default from the grant count),
 //! `BENCH_THROTTLE` (the sandbox's `token_concurrency_limit` during the renewal),
+//! `BENCH_PROVIDER_DELAY_MS` (0; the sandbox's `token_delay_ms` during the renewal and the
+//! reference: a provider with a real network and database behind it),
 //! `BENCH_REFRESHER_INTERVAL_SECS` (unset: the cloud's default), `BENCH_TIMEOUT_SECS` (600).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -55,6 +57,7 @@ struct Settings {
     seed_workers: usize,
     seed_budget: u64,
     throttle: Option<u64>,
+    provider_delay: u64,
     refresher_interval: Option<u64>,
     timeout: Duration,
 }
@@ -87,6 +90,7 @@ async fn bench() {
         // Measured on 2 cores: ~60 consents/s; twice that time, and a minute.
         seed_budget: env_or("BENCH_SEED_BUDGET_SECS", 60 + (grants as u64) / 30),
         throttle: env_opt("BENCH_THROTTLE"),
+        provider_delay: env_or("BENCH_PROVIDER_DELAY_MS", 0),
         refresher_interval: env_opt("BENCH_REFRESHER_INTERVAL_SECS"),
         timeout: Duration::from_secs(env_or("BENCH_TIMEOUT_SECS", 600)),
     };
@@ -232,12 +236,17 @@ async fn bench() {
         SandboxOrg::faults(&sandbox, json!({"token_concurrency_limit": limit})).await;
         println!("the provider answers 429 (Retry-After: 1) beyond {limit} token requests at once");
     }
+    if s.provider_delay > 0 {
+        SandboxOrg::faults(&sandbox, json!({"token_delay_ms": s.provider_delay})).await;
+        println!("the provider takes {} ms to answer each token request", s.provider_delay);
+    }
     let wait = due_at - unix_now();
     println!("waiting {wait} s until the grants come due ({lead} s before they expire)");
     while unix_now() < due_at {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let due = Instant::now();
+    let cpu_before = cpu_split(&replicas, &provider);
     let renewed_after = target + 600;
     let mut first = None;
     loop {
@@ -259,6 +268,7 @@ async fn bench() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let all = due.elapsed();
+    let cpu_after = cpu_split(&replicas, &provider);
     let (asked, failed, statuses) = agents.stop().await;
     let stats = SandboxOrg::stats(&sandbox).await;
     let statuses_db: Vec<(String, i64)> =
@@ -298,6 +308,12 @@ async fn bench() {
     );
     println!("connections by status: {statuses_db:?}");
     println!("agents: {asked} token requests, {failed} failed {statuses:?}");
+    let cpu: Vec<String> = cpu_after
+        .iter()
+        .zip(&cpu_before)
+        .map(|((who, after), (_, before))| format!("{who} {:.1}", after - before))
+        .collect();
+    println!("CPU seconds used from due to all renewed: {}", cpu.join(", "));
 
     // The reference: the same number of raw refreshes at the allowed concurrency.
     let concurrency = s.throttle.map_or(REPLICAS * cap, |l| (REPLICAS * cap).min(usize::try_from(l).unwrap()));
@@ -567,6 +583,33 @@ rotates_refresh_tokens = true
     )
     .unwrap();
     path.to_str().unwrap().to_owned()
+}
+
+/// CPU seconds (user + system) used so far by the replicas, the provider, PostgreSQL's
+/// processes and this bench.
+fn cpu_split(replicas: &[CloudProcess], provider: &CloudProcess) -> Vec<(&'static str, f64)> {
+    let replicas = replicas.iter().map(|r| cpu_secs(r.pid())).sum();
+    let postgres = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "postgres"))
+        .map(cpu_secs)
+        .sum();
+    vec![
+        ("replicas", replicas),
+        ("sandbox", cpu_secs(provider.pid())),
+        ("postgres", postgres),
+        ("bench (agents, polling)", cpu_secs(std::process::id())),
+    ]
+}
+
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum();
+    // USER_HZ is 100 on Linux.
+    ticks as f64 / 100.0
 }
 
 fn cpu_model() -> String {
