@@ -98,9 +98,15 @@ async fn bench() {
     let cap = defaults.refresh_provider_concurrency;
     let lead = defaults.refresher_lead_secs;
     println!(
-        "machine: {} cores, {}; {}",
+        "machine: {} cores, {}; load average {}; {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         cpu_model(),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
         String::from_utf8_lossy(&std::process::Command::new("date").arg("-u").output().unwrap().stdout).trim()
     );
     println!(
@@ -246,7 +252,8 @@ async fn bench() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let due = Instant::now();
-    let cpu_before = cpu_split(&replicas, &provider);
+    let db_name = db.url.rsplit('/').next().unwrap().split('?').next().unwrap().to_owned();
+    let cpu_before = cpu_split(&replicas, &provider, &db_name);
     let renewed_after = target + 600;
     let mut first = None;
     loop {
@@ -268,7 +275,8 @@ async fn bench() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let all = due.elapsed();
-    let cpu_after = cpu_split(&replicas, &provider);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let cpu_after = cpu_split(&replicas, &provider, &db_name);
     let (asked, failed, statuses) = agents.stop().await;
     let stats = SandboxOrg::stats(&sandbox).await;
     let statuses_db: Vec<(String, i64)> =
@@ -314,6 +322,10 @@ async fn bench() {
         .map(|((who, after), (_, before))| format!("{who} {:.1}", after - before))
         .collect();
     println!("CPU seconds used from due to all renewed: {}", cpu.join(", "));
+    println!(
+        "load average at the end of the renewal: {}",
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    );
 
     // The reference: the same number of raw refreshes at the allowed concurrency.
     let concurrency = s.throttle.map_or(REPLICAS * cap, |l| (REPLICAS * cap).min(usize::try_from(l).unwrap()));
@@ -585,20 +597,24 @@ rotates_refresh_tokens = true
     path.to_str().unwrap().to_owned()
 }
 
-/// CPU seconds (user + system) used so far by the replicas, the provider, PostgreSQL's
-/// processes and this bench.
-fn cpu_split(replicas: &[CloudProcess], provider: &CloudProcess) -> Vec<(&'static str, f64)> {
+/// CPU seconds (user + system) used so far by the replicas, the provider, the PostgreSQL
+/// backends serving the bench's database (others may share the server) and this bench.
+fn cpu_split(replicas: &[CloudProcess], provider: &CloudProcess, db_name: &str) -> Vec<(&'static str, f64)> {
     let replicas = replicas.iter().map(|r| cpu_secs(r.pid())).sum();
+    // A backend's title is "postgres: <user> <database> <client> <state>".
     let postgres = std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "postgres"))
+        .filter(|pid| {
+            let title = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            title.starts_with("postgres:") && title.split_whitespace().nth(2) == Some(db_name)
+        })
         .map(cpu_secs)
         .sum();
     vec![
         ("replicas", replicas),
         ("sandbox", cpu_secs(provider.pid())),
-        ("postgres", postgres),
+        ("postgres (the bench's database)", postgres),
         ("bench (agents, polling)", cpu_secs(std::process::id())),
     ]
 }
