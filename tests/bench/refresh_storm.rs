@@ -601,13 +601,13 @@ rotates_refresh_tokens = true
 /// backends serving the bench's database (others may share the server) and this bench.
 fn cpu_split(replicas: &[CloudProcess], provider: &CloudProcess, db_name: &str) -> Vec<(&'static str, f64)> {
     let replicas = replicas.iter().map(|r| cpu_secs(r.pid())).sum();
-    // A backend's title is "postgres: <user> <database> <client> <state>".
+    // A backend's title is "postgres: [<cluster>: ]<user> <database> <client> <state>".
     let postgres = std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
             let title = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            title.starts_with("postgres:") && title.split_whitespace().nth(2) == Some(db_name)
+            title.starts_with("postgres:") && title.split_whitespace().any(|w| w == db_name)
         })
         .map(cpu_secs)
         .sum();

@@ -779,9 +779,12 @@ const REFRESHER_BATCH: usize = 200;
 const DUE: &str = "status in ('active', 'failing') and refresh_token_ct is not null \
      and expires_at is not null and expires_at < $1 and (next_attempt_at is null or next_attempt_at <= $2)";
 
-/// Leases up to `$5` due connections whose lease is free to `$3` until `$4`, in one
-/// statement, and returns them as leased. The lease is granted on exactly the tokens
-/// returned (the same statement reads and writes them), as `acquire_lease` requires.
+/// Leases up to `$5` due connections in status `$6` whose lease is free to `$3` until
+/// `$4`, in one statement, and returns them as leased. The lease is granted on exactly
+/// the tokens returned (the same statement reads and writes them), as `acquire_lease`
+/// requires. One status at a time, so that the `(status, expires_at)` index yields the
+/// earliest first and the scan stops after `$5` rows: with `status in (…)` every claim
+/// would sort all due rows, and a storm of ten thousand makes ten thousand claims.
 fn claim_sql(backend: crate::store::Backend) -> String {
     // On PostgreSQL, replicas claiming at once skip each other's rows instead of waiting
     // for them and then finding them leased.
@@ -791,25 +794,34 @@ fn claim_sql(backend: crate::store::Backend) -> String {
     };
     format!(
         "update connections set refresh_lock_owner = $3, refresh_lock_until = $4 \
-         where id in (select id from connections where {DUE} and refresh_lock_until is null \
+         where id in (select id from connections where status = $6 and {DUE} and refresh_lock_until is null \
          order by expires_at limit $5{skip}) \
-         and {DUE} and refresh_lock_until is null \
+         and status = $6 and {DUE} and refresh_lock_until is null \
          returning id, org_id, provider, status, access_token_ct, refresh_token_ct, token_type, expires_at, \
          failure_count, next_attempt_at"
     )
 }
 
 async fn claim_due(state: &AppState, n: usize) -> std::result::Result<Vec<TokenRow>, sqlx::Error> {
-    let now = now();
     let sql = claim_sql(state.store.backend());
-    sqlx::query_as(&sql)
-        .bind(now + state.config.refresher_lead_secs)
-        .bind(now)
-        .bind(&state.instance_id)
-        .bind(now + lease_secs(state))
-        .bind(i64::try_from(n).unwrap_or(1))
-        .fetch_all(state.store.pool())
-        .await
+    let mut claimed: Vec<TokenRow> = Vec::new();
+    for status in ["active", "failing"] {
+        if claimed.len() >= n {
+            break;
+        }
+        let now = now();
+        let rows: Vec<TokenRow> = sqlx::query_as(&sql)
+            .bind(now + state.config.refresher_lead_secs)
+            .bind(now)
+            .bind(&state.instance_id)
+            .bind(now + lease_secs(state))
+            .bind(i64::try_from(n - claimed.len()).unwrap_or(1))
+            .bind(status)
+            .fetch_all(state.store.pool())
+            .await?;
+        claimed.extend(rows);
+    }
+    Ok(claimed)
 }
 
 /// Due connections whose lease its holder let run out (a replica that died or lost the
