@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// Form or query parameters. Parameters without a value are treated as omitted
 /// (RFC 6749 §3.1); repeated ones are recorded so endpoints can refuse them.
@@ -110,7 +110,7 @@ impl IntoResponse for OAuthError {
 }
 
 /// A JSON answer with `Cache-Control: no-store` and `Pragma: no-cache`.
-pub(super) fn no_store_json(status: StatusCode, body: Value) -> Response {
+pub(super) fn no_store_json(status: StatusCode, body: impl serde::Serialize) -> Response {
     let mut response = (status, axum::Json(body)).into_response();
     no_store(response.headers_mut());
     response
