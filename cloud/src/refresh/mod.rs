@@ -643,6 +643,9 @@ async fn call_provider(
     let answer = state.provider_client.refresh(def, &creds, &refresh_token).await;
     state.metrics.observe_refresh(&row.provider, started.elapsed().as_secs_f64());
     drop(turn);
+    if answer.is_ok() {
+        state.provider_pacing.success(&row.provider);
+    }
     answer.map_err(|e| match e {
         TokenError::InvalidGrant(_) => RefreshFailure::Grant(e.to_string()),
         TokenError::Unavailable { retry_after, .. } => {
