@@ -296,18 +296,11 @@ async fn try_lease(
 /// Refreshes with the lease just taken, renewing it until the result is written (or
 /// found superseded); then the row as it is.
 async fn refresh_holding_lease(state: &AppState, row: TokenRow) -> Result<TokenRow> {
-    refresh_and_tell(state, &row).await?;
-    read(state, &row.id).await
-}
-
-/// The refresh itself, with the lease just taken: the provider call and the write under
-/// the heartbeat, then the audit event and the announcement.
-async fn refresh_and_tell(state: &AppState, row: &TokenRow) -> Result<()> {
     let holder = LeaseHolder { pool: state.store.pool(), owner: &state.instance_id, id: &row.id };
     // The heartbeat ends with the write that releases the lease; telling comes after.
-    let written = holding(&holder, lease_secs(state), refresh_and_write(state, &holder, row)).await?;
-    tell(state, row, written).await;
-    Ok(())
+    let written = holding(&holder, lease_secs(state), refresh_and_write(state, &holder, &row)).await?;
+    tell(state, &row, written).await;
+    read(state, &row.id).await
 }
 
 /// What a refresh wrote, for `tell`.
@@ -701,165 +694,90 @@ async fn record(state: &AppState, row: &TokenRow, outcome: &str, reason: Option<
 /// on a provider. Every replica runs one; leases keep them from duplicating work. Once a
 /// round, it also counts connections by status for the metrics.
 ///
-/// A round claims due connections as slots free up: one statement takes the lease on as
-/// many as there are free slots (`refresher_concurrency`) and returns them, and each is
-/// refreshed at once under its heartbeat. So while ten thousand grants issued together
-/// come due together, replicas never read the same rows to find them leased by another
-/// (on PostgreSQL the claim skips rows another replica is claiming: `skip locked`), and a
-/// refresh costs one statement to find and lease instead of a read, a check and a lease.
-/// It claims only rows whose lease is free; afterwards, leases that a dead holder let run
-/// out are taken over one by one (`refresh_ahead`), counted. How many run at once is
-/// bounded twice: `refresher_concurrency` here, and `refresh_provider_concurrency` per
-/// provider in `providers::pacing`.
+/// While more are due than one batch holds (ten thousand grants issued together expire
+/// together), it takes the next batch at once instead of waiting an interval. Each batch
+/// is shuffled, so replicas reading the same due rows mostly start on different ones and
+/// seldom meet at a lease. How many run at once is bounded twice: `refresher_concurrency`
+/// here, and `refresh_provider_concurrency` per provider in `providers::pacing`.
 ///
-/// When `stop` turns true (the replica drains) it claims nothing more, waits for the
-/// refreshes under way (which so release their leases) and returns; the caller bounds
-/// that. A database outage is logged and retried next round, never fatal.
+/// When `stop` turns true (the replica drains) it starts no new refresh, waits for the
+/// ones under way (which so release their leases) and returns; the caller bounds that.
+/// A database outage is logged and retried next round, never fatal.
 pub async fn background_refresher(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     let concurrency = state.config.refresher_concurrency.max(1);
     let slots = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut more_due = false;
     'rounds: loop {
-        let pause = Duration::from_secs(state.config.refresher_interval_secs.max(1))
-            .mul_f64(rand::thread_rng().gen_range(0.8..1.2));
+        let pause = if more_due {
+            MORE_DUE_PAUSE
+        } else {
+            Duration::from_secs(state.config.refresher_interval_secs.max(1))
+                .mul_f64(rand::thread_rng().gen_range(0.8..1.2))
+        };
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
             _ = stop.wait_for(|stopped| *stopped) => break 'rounds,
         }
-        count_connections(&state).await;
-        loop {
-            let first = tokio::select! {
+        if !more_due {
+            count_connections(&state).await;
+        }
+        let mut due = match due_for_refresh(&state).await {
+            Ok(due) => due,
+            Err(e) => {
+                state.metrics.db_error(&e);
+                tracing::warn!(error = %e, "the background refresher cannot read due connections; retrying next round");
+                more_due = false;
+                continue;
+            }
+        };
+        more_due = due.len() == REFRESHER_BATCH;
+        {
+            use rand::seq::SliceRandom;
+            due.shuffle(&mut rand::thread_rng());
+        }
+        for id in due {
+            let permit = tokio::select! {
                 biased;
                 _ = stop.wait_for(|stopped| *stopped) => break 'rounds,
                 permit = Arc::clone(&slots).acquire_owned() => permit,
             };
-            let Ok(first) = first else { break 'rounds };
-            let mut permits = vec![first];
-            while let Ok(more) = Arc::clone(&slots).try_acquire_owned() {
-                permits.push(more);
-            }
-            let claimed = match claim_due(&state, permits.len()).await {
-                Ok(rows) => rows,
-                Err(e) => {
-                    state.metrics.db_error(&e);
-                    tracing::warn!(error = %e, "the background refresher cannot claim due connections; retrying next round");
-                    continue 'rounds;
-                }
-            };
-            let all_slots_filled = claimed.len() == permits.len();
-            for (row, permit) in claimed.into_iter().zip(permits) {
-                let state = state.clone();
-                // Detached, never aborted: a refresh cut off between the provider's answer
-                // and the save would lose a rotated refresh token. Claimed means leased, so
-                // it runs even if the replica starts draining meanwhile.
-                tokio::spawn(async move {
-                    if let Err(e) = refresh_and_tell(&state, &row).await {
-                        tracing::warn!(connection = %row.id, error = %e, "background refresh failed");
+            let Ok(permit) = permit else { break 'rounds };
+            let (state, stop) = (state.clone(), stop.clone());
+            // Detached, never aborted: a refresh cut off between the provider's answer and
+            // the save would lose a rotated refresh token.
+            tokio::spawn(async move {
+                if !*stop.borrow() {
+                    if let Err(e) = refresh_ahead(&state, &id).await {
+                        tracing::warn!(connection = %id, error = %e, "background refresh failed");
                     }
-                    drop(permit);
-                });
-            }
-            if !all_slots_filled {
-                break;
-            }
-        }
-        if let Err(e) = take_over_stale(&state, &slots, &mut stop).await {
-            state.metrics.db_error(&e);
-            tracing::warn!(error = %e, "the background refresher cannot read due connections; retrying next round");
-        }
-        if *stop.borrow() {
-            break 'rounds;
+                }
+                drop(permit);
+            });
         }
     }
     // Every slot free again: the refreshes under way have finished.
     let _ = slots.acquire_many(u32::try_from(concurrency).unwrap_or(u32::MAX)).await;
 }
 
-/// Rows read per round when looking for leases run out.
+/// Rows read per batch by the background refresher.
 const REFRESHER_BATCH: usize = 200;
+/// Between full batches: enough that a batch whose rows cannot be refreshed yet never
+/// makes the loop spin.
+const MORE_DUE_PAUSE: Duration = Duration::from_millis(20);
 
-/// What makes a connection due for the background refresher: it expires within the lead
-/// time (`$1`) and is not in backoff (`$2`: now).
-const DUE: &str = "status in ('active', 'failing') and refresh_token_ct is not null \
-     and expires_at is not null and expires_at < $1 and (next_attempt_at is null or next_attempt_at <= $2)";
-
-/// Leases up to `$5` due connections in status `$6` whose lease is free to `$3` until
-/// `$4`, in one statement, and returns them as leased. The lease is granted on exactly
-/// the tokens returned (the same statement reads and writes them), as `acquire_lease`
-/// requires. One status at a time, so that the `(status, expires_at)` index yields the
-/// earliest first and the scan stops after `$5` rows: with `status in (…)` every claim
-/// would sort all due rows, and a storm of ten thousand makes ten thousand claims.
-fn claim_sql(backend: crate::store::Backend) -> String {
-    // On PostgreSQL, replicas claiming at once skip each other's rows instead of waiting
-    // for them and then finding them leased.
-    let skip = match backend {
-        crate::store::Backend::Postgres => " for update skip locked",
-        crate::store::Backend::Sqlite => "",
-    };
-    format!(
-        "update connections set refresh_lock_owner = $3, refresh_lock_until = $4 \
-         where id in (select id from connections where status = $6 and {DUE} and refresh_lock_until is null \
-         order by expires_at limit $5{skip}) \
-         and status = $6 and {DUE} and refresh_lock_until is null \
-         returning id, org_id, provider, status, access_token_ct, refresh_token_ct, token_type, expires_at, \
-         failure_count, next_attempt_at"
-    )
-}
-
-async fn claim_due(state: &AppState, n: usize) -> std::result::Result<Vec<TokenRow>, sqlx::Error> {
-    let sql = claim_sql(state.store.backend());
-    let mut claimed: Vec<TokenRow> = Vec::new();
-    for status in ["active", "failing"] {
-        if claimed.len() >= n {
-            break;
-        }
-        let now = now();
-        let rows: Vec<TokenRow> = sqlx::query_as(&sql)
-            .bind(now + state.config.refresher_lead_secs)
-            .bind(now)
-            .bind(&state.instance_id)
-            .bind(now + lease_secs(state))
-            .bind(i64::try_from(n - claimed.len()).unwrap_or(1))
-            .bind(status)
-            .fetch_all(state.store.pool())
-            .await?;
-        claimed.extend(rows);
-    }
-    Ok(claimed)
-}
-
-/// Due connections whose lease its holder let run out (a replica that died or lost the
-/// database): taken over through `refresh_ahead`, which counts and logs each takeover.
-async fn take_over_stale(
-    state: &AppState,
-    slots: &Arc<tokio::sync::Semaphore>,
-    stop: &mut tokio::sync::watch::Receiver<bool>,
-) -> std::result::Result<(), sqlx::Error> {
+/// Connections that expire within the lead time, are not in backoff and have no live lease.
+async fn due_for_refresh(state: &AppState) -> std::result::Result<Vec<String>, sqlx::Error> {
     let now = now();
-    let stale: Vec<String> = sqlx::query_scalar(&format!(
-        "select id from connections where {DUE} and refresh_lock_until is not null and refresh_lock_until < $2 \
-         order by expires_at limit $3"
-    ))
+    sqlx::query_scalar(
+        "select id from connections where status in ('active', 'failing') and refresh_token_ct is not null \
+         and expires_at is not null and expires_at < $1 and (next_attempt_at is null or next_attempt_at <= $2) \
+         and (refresh_lock_until is null or refresh_lock_until < $2) order by expires_at limit $3",
+    )
     .bind(now + state.config.refresher_lead_secs)
     .bind(now)
     .bind(i64::try_from(REFRESHER_BATCH).unwrap_or(200))
     .fetch_all(state.store.pool())
-    .await?;
-    for id in stale {
-        let permit = tokio::select! {
-            biased;
-            _ = stop.wait_for(|stopped| *stopped) => return Ok(()),
-            permit = Arc::clone(slots).acquire_owned() => permit,
-        };
-        let Ok(permit) = permit else { return Ok(()) };
-        let state = state.clone();
-        tokio::spawn(async move {
-            if let Err(e) = refresh_ahead(&state, &id).await {
-                tracing::warn!(connection = %id, error = %e, "background refresh failed");
-            }
-            drop(permit);
-        });
-    }
-    Ok(())
+    .await
 }
 
 /// Sets `latchkey_connections{status}` from the database.
@@ -881,9 +799,8 @@ async fn refresh_ahead(state: &AppState, id: &str) -> Result<()> {
     let due = refreshable(&row.status)
         && row.expires_at.is_some_and(|e| e < now + state.config.refresher_lead_secs)
         && row.next_attempt_at.is_none_or(|t| t <= now);
-    // Nobody waits for the row afterwards: no read after the write.
     if due && matches!(acquire_lease(state, &row, now).await?, Lease::Taken) {
-        refresh_and_tell(state, &row).await?;
+        refresh_holding_lease(state, row).await?;
     }
     Ok(())
 }
