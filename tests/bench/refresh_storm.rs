@@ -128,7 +128,7 @@ async fn bench() {
 
     // Three replicas on one PostgreSQL behind one public URL (the first replica's).
     let db = TestDb::new(Backend::Postgres).await;
-    let config = provider_config(db.dir.path(), &provider.base);
+    let config = latchkey_e2e::sandbox_provider_config(db.dir.path(), &provider.base).to_str().unwrap().to_owned();
     let first_port = latchkey_e2e::free_port();
     let public = format!("http://127.0.0.1:{first_port}");
     let mut env = vec![("LATCHKEY_CONFIG".to_owned(), config), ("LATCHKEY_PUBLIC_URL".to_owned(), public.clone())];
@@ -569,33 +569,6 @@ fn b64url(bytes: &[u8]) -> String {
 }
 
 use sha2::Digest as _;
-
-/// A config file naming the sandbox served by the provider process (`sandbox`).
-fn provider_config(dir: &std::path::Path, sandbox: &str) -> String {
-    let path = dir.join("replicas.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[providers.sandbox]
-display_name = "Sandbox"
-authorization_url = "{sandbox}/sandbox/authorize"
-token_url = "{sandbox}/sandbox/token"
-revocation_url = "{sandbox}/sandbox/revoke"
-userinfo_url = "{sandbox}/sandbox/userinfo"
-account_id_field = "sub"
-account_name_field = "name"
-issuer = "{sandbox}/sandbox"
-scopes = ["profile", "items:read"]
-pkce = "required"
-token_auth_method = "client_secret_basic"
-rotates_refresh_tokens = true
-"#
-        ),
-    )
-    .unwrap();
-    path.to_str().unwrap().to_owned()
-}
 
 /// CPU seconds (user + system) used so far by the replicas, the provider, the PostgreSQL
 /// backends serving the bench's database (others may share the server) and this bench.

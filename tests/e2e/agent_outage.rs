@@ -8,7 +8,6 @@
 //! runs in its own process, so that it outlives the cloud's restart.
 
 use super::agent::{set_items, Agent};
-use super::single_flight::sandbox_provider_config;
 use latchkey_e2e::{free_port, json, Api, Backend, Browser, CloudProcess, OwnPg, SandboxOrg, TestDb};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -109,7 +108,7 @@ impl World {
         let provider_db = TestDb::new(Backend::Sqlite).await;
         let provider = CloudProcess::spawn(&provider_db, &[("LATCHKEY_SANDBOX", "1")]).await;
         let sandbox = provider.api();
-        let config = sandbox_provider_config(db.dir.path(), &provider.base).to_str().unwrap().to_owned();
+        let config = latchkey_e2e::sandbox_provider_config(db.dir.path(), &provider.base).to_str().unwrap().to_owned();
         let port = free_port();
         let public = format!("http://127.0.0.1:{port}");
         let env = vec![

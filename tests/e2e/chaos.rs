@@ -17,7 +17,6 @@
 //!
 //! Each phase prints its figures: requests, failures by status, p50/p99/max latency.
 
-use crate::single_flight::sandbox_provider_config;
 use latchkey_e2e::{json, Api, Backend, Browser, CloudProcess, Nginx, OwnPg, SandboxOrg, TestDb};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -156,7 +155,7 @@ async fn rolling_restart_sigkill_and_a_database_outage_under_token_load() {
     let provider = CloudProcess::spawn(&provider_db, &[("LATCHKEY_SANDBOX", "1")]).await;
     let sandbox = provider.api();
     let db = TestDb::at(Backend::Postgres, pg.url());
-    let config = sandbox_provider_config(db.dir.path(), &provider.base);
+    let config = latchkey_e2e::sandbox_provider_config(db.dir.path(), &provider.base);
     let env: Vec<(String, String)> = [
         ("LATCHKEY_CONFIG", config.to_str().unwrap()),
         ("LATCHKEY_PUBLIC_URL", public.as_str()),

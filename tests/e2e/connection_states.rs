@@ -354,7 +354,7 @@ async fn two_replicas_tell_each_change_once() {
     let provider = latchkey_e2e::CloudProcess::spawn(&provider_db, &[("LATCHKEY_SANDBOX", "1")]).await;
     let sandbox = provider.api();
     let db = TestDb::new(Backend::Postgres).await;
-    let config_file = crate::single_flight::sandbox_provider_config(db.dir.path(), &provider.base);
+    let config_file = latchkey_e2e::sandbox_provider_config(db.dir.path(), &provider.base);
     let providers: std::collections::BTreeMap<String, toml::Value> = {
         let table: toml::Table = std::fs::read_to_string(&config_file).unwrap().parse().unwrap();
         table["providers"].as_table().unwrap().clone().into_iter().collect()

@@ -3,7 +3,7 @@
 //! while it holds a lease blocks that connection only until the lease runs out (seconds),
 //! after which another replica takes over and refreshes it once.
 
-use crate::single_flight::{expire_all, refreshes, sandbox_provider_config};
+use crate::single_flight::{expire_all, refreshes};
 use latchkey_e2e::{json, skip_postgres, Api, Backend, Browser, CloudProcess, SandboxOrg, TestDb};
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ async fn a_slow_refresh_keeps_its_lease_and_a_killed_holders_lease_runs_out_in_s
     let provider = CloudProcess::spawn(&provider_db, &[("LATCHKEY_SANDBOX", "1")]).await;
     let sandbox = provider.api();
     let db = TestDb::new(Backend::Postgres).await;
-    let config = sandbox_provider_config(db.dir.path(), &provider.base);
+    let config = latchkey_e2e::sandbox_provider_config(db.dir.path(), &provider.base);
     let config = config.to_str().unwrap().to_owned();
     let first_port = latchkey_e2e::free_port();
     let public = format!("http://127.0.0.1:{first_port}");

@@ -74,33 +74,6 @@ async fn one_refresh_for_200_concurrent_requests_on_sqlite() {
     assert!(!revoked);
 }
 
-/// A config file for replicas that use a sandbox served by another process.
-pub(crate) fn sandbox_provider_config(dir: &std::path::Path, sandbox: &str) -> std::path::PathBuf {
-    let path = dir.join("replicas.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[providers.sandbox]
-display_name = "Sandbox"
-authorization_url = "{sandbox}/sandbox/authorize"
-token_url = "{sandbox}/sandbox/token"
-revocation_url = "{sandbox}/sandbox/revoke"
-userinfo_url = "{sandbox}/sandbox/userinfo"
-account_id_field = "sub"
-account_name_field = "name"
-issuer = "{sandbox}/sandbox"
-scopes = ["profile", "items:read"]
-pkce = "required"
-token_auth_method = "client_secret_basic"
-rotates_refresh_tokens = true
-"#
-        ),
-    )
-    .unwrap();
-    path
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_refresh_across_three_replicas_on_postgres_and_a_dead_lease_expires() {
     if skip_postgres() {
@@ -113,7 +86,7 @@ async fn one_refresh_across_three_replicas_on_postgres_and_a_dead_lease_expires(
 
     // Three replicas on one PostgreSQL behind one public URL (the first replica's).
     let db = TestDb::new(Backend::Postgres).await;
-    let config = sandbox_provider_config(db.dir.path(), &provider.base);
+    let config = latchkey_e2e::sandbox_provider_config(db.dir.path(), &provider.base);
     let config = config.to_str().unwrap().to_owned();
     let first_port = latchkey_e2e::free_port();
     let public = format!("http://127.0.0.1:{first_port}");
@@ -213,7 +186,7 @@ async fn background_refreshers_on_two_replicas_renew_once_before_expiry() {
     let provider = CloudProcess::spawn(&provider_db, &[("LATCHKEY_SANDBOX", "1")]).await;
     let sandbox = provider.api();
     let db = TestDb::new(Backend::Postgres).await;
-    let config_file = sandbox_provider_config(db.dir.path(), &provider.base);
+    let config_file = latchkey_e2e::sandbox_provider_config(db.dir.path(), &provider.base);
     let providers: std::collections::BTreeMap<String, toml::Value> = {
         let text = std::fs::read_to_string(&config_file).unwrap();
         let table: toml::Table = text.parse().unwrap();

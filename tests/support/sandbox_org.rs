@@ -103,3 +103,30 @@ pub async fn consent(api: &Api, user: &User, org: &str, key: &str) -> (Browser, 
     let (_, page) = browser.connect(&api.base, org, key).await;
     (browser, page)
 }
+
+/// A config file for replicas that use a sandbox served by another process.
+pub fn sandbox_provider_config(dir: &std::path::Path, sandbox: &str) -> std::path::PathBuf {
+    let path = dir.join("replicas.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[providers.sandbox]
+display_name = "Sandbox"
+authorization_url = "{sandbox}/sandbox/authorize"
+token_url = "{sandbox}/sandbox/token"
+revocation_url = "{sandbox}/sandbox/revoke"
+userinfo_url = "{sandbox}/sandbox/userinfo"
+account_id_field = "sub"
+account_name_field = "name"
+issuer = "{sandbox}/sandbox"
+scopes = ["profile", "items:read"]
+pkce = "required"
+token_auth_method = "client_secret_basic"
+rotates_refresh_tokens = true
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
