@@ -100,7 +100,7 @@ async fn bench() {
     println!(
         "machine: {} cores, {}; load average {}; {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        cpu_model(),
+        latchkey_e2e::cpu_model(),
         std::fs::read_to_string("/proc/loadavg")
             .unwrap_or_default()
             .split_whitespace()
@@ -599,12 +599,4 @@ fn cpu_secs(pid: u32) -> f64 {
     let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum();
     // USER_HZ is 100 on Linux.
     ticks as f64 / 100.0
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
-        .unwrap_or_default()
 }

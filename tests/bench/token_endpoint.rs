@@ -71,7 +71,7 @@ async fn bench() {
     println!(
         "machine: {} × {}, {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        cpu_model(),
+        latchkey_e2e::cpu_model(),
         String::from_utf8_lossy(&Command::new("date").arg("-u").output().unwrap().stdout).trim()
     );
     let only = std::env::var("BENCH_BACKEND").unwrap_or_default();
@@ -313,14 +313,6 @@ fn rss(pid: u32) -> (u64, u64) {
             .unwrap_or(0)
     };
     (kib("VmRSS:"), kib("VmHWM:"))
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
-        .unwrap_or_default()
 }
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {

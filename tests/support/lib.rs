@@ -31,3 +31,12 @@ pub const TEST_MASTER_KEY: &str = "dGVzdC1tYXN0ZXIta2V5LTMyLWJ5dGVzLWxvbmchISE="
 /// The sandbox admin secret every test cloud is started with; [`Api`] sends it to the
 /// sandbox's admin hooks (`/sandbox/admin/…`) and nowhere else.
 pub const SANDBOX_ADMIN_SECRET: &str = "test-sandbox-admin-secret";
+
+/// The machine's CPU as `/proc/cpuinfo` names it, for the benchmarks' figures.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
+        .unwrap_or_default()
+}
